@@ -1,0 +1,183 @@
+#include "slipstream/buffer.h"
+
+#include <algorithm>
+#include <new>
+
+namespace slip {
+namespace detail {
+
+// The pool's shared state. Every block allocated for the pool holds one reference, and the
+// BufferPool object holds one, so the state outlives whichever goes last.
+struct PoolState {
+  std::atomic<std::uint64_t> refs{1};
+  std::thread::id owner = std::this_thread::get_id();
+  bool closed = false;  // the BufferPool is gone; touched on the owner thread only
+  std::size_t block_size = 0;
+  std::size_t max_cached = 0;
+  std::vector<BlockHeader*> free;
+  BufferPoolStats stats;
+};
+
+namespace {
+constexpr std::align_val_t kBlockAlign{64};
+
+void unref_pool(PoolState* p) {
+  if (p->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete p;
+}
+
+void free_block(BlockHeader* b) {
+  b->~BlockHeader();
+  ::operator delete(static_cast<void*>(b), kBlockAlign);
+}
+}  // namespace
+
+BlockHeader* allocate_block(std::size_t capacity, PoolState* pool) {
+  void* mem = ::operator new(sizeof(BlockHeader) + capacity, kBlockAlign);
+  auto* b = new (mem) BlockHeader{{1}, static_cast<std::uint32_t>(capacity), pool};
+  if (pool) pool->refs.fetch_add(1, std::memory_order_relaxed);
+  return b;
+}
+
+void release_block(BlockHeader* b) {
+  PoolState* pool = b->pool;
+  if (pool == nullptr) {
+    free_block(b);
+    return;
+  }
+  if (std::this_thread::get_id() == pool->owner && !pool->closed && pool->free.size() < pool->max_cached) {
+    b->refs.store(1, std::memory_order_relaxed);
+    pool->free.push_back(b);
+    pool->stats.returned++;
+    return;
+  }
+  if (std::this_thread::get_id() == pool->owner) pool->stats.freed++;
+  free_block(b);
+  unref_pool(pool);
+}
+
+}  // namespace detail
+
+Buffer Buffer::allocate(std::size_t capacity) {
+  return Buffer(detail::BlockRef(detail::allocate_block(capacity, nullptr)));
+}
+
+void Buffer::append(ByteView bytes) {
+  if (bytes.empty()) return;
+  std::memcpy(tail(), bytes.data(), bytes.size());
+  size_ += bytes.size();
+}
+
+Slice Buffer::slice(std::size_t pos, std::size_t len) const { return Slice(block_, data() + pos, len); }
+
+Slice Buffer::slice() const { return slice(0, size_); }
+
+Slice Slice::copy_of(ByteView bytes) {
+  if (bytes.empty()) return Slice();
+  Buffer b = Buffer::allocate(bytes.size());
+  b.append(bytes);
+  return b.slice();
+}
+
+void Chain::append(Slice s) {
+  if (s.empty()) return;
+  bytes_ += s.size();
+  slices_.push_back(std::move(s));
+}
+
+void Chain::append(const Chain& other) {
+  for (const Slice& s : other.slices_) append(s);
+}
+
+void Chain::append(Chain&& other) {
+  for (Slice& s : other.slices_) append(std::move(s));
+  other.clear();
+}
+
+void Chain::prepend(Slice s) {
+  if (s.empty()) return;
+  bytes_ += s.size();
+  slices_.insert(slices_.begin(), std::move(s));
+}
+
+std::size_t Chain::to_iovecs(struct iovec* out, std::size_t max) const {
+  std::size_t n = std::min(max, slices_.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i].iov_base = const_cast<std::uint8_t*>(slices_[i].data());
+    out[i].iov_len = slices_[i].size();
+  }
+  return n;
+}
+
+void Chain::consume(std::size_t n) {
+  bytes_ -= n;
+  std::size_t whole = 0;
+  while (whole < slices_.size() && n >= slices_[whole].size()) {
+    n -= slices_[whole].size();
+    ++whole;
+  }
+  slices_.erase(slices_.begin(), slices_.begin() + static_cast<std::ptrdiff_t>(whole));
+  if (n > 0) slices_.front().remove_prefix(n);
+}
+
+std::size_t Chain::copy_to(std::uint8_t* out, std::size_t n) const {
+  std::size_t done = 0;
+  for (const Slice& s : slices_) {
+    if (done == n) break;
+    std::size_t k = std::min(n - done, s.size());
+    std::memcpy(out + done, s.data(), k);
+    done += k;
+  }
+  return done;
+}
+
+Slice Chain::flatten() const {
+  if (slices_.empty()) return Slice();
+  if (slices_.size() == 1) return slices_.front();
+  Buffer b = Buffer::allocate(bytes_);
+  b.commit(copy_to(b.data(), bytes_));
+  return b.slice();
+}
+
+std::string Chain::to_string() const {
+  std::string s(bytes_, '\0');
+  copy_to(reinterpret_cast<std::uint8_t*>(s.data()), bytes_);
+  return s;
+}
+
+BufferPool::BufferPool(std::size_t block_size, std::size_t max_cached) : state_(new detail::PoolState) {
+  state_->block_size = block_size;
+  state_->max_cached = max_cached;
+  state_->free.reserve(max_cached);
+}
+
+BufferPool::~BufferPool() {
+  state_->closed = true;
+  std::vector<detail::BlockHeader*> cached;
+  cached.swap(state_->free);
+  for (detail::BlockHeader* b : cached) {
+    b->refs.store(0, std::memory_order_relaxed);
+    detail::release_block(b);  // closed: frees the block and drops its pool reference
+  }
+  detail::unref_pool(state_);
+}
+
+Buffer BufferPool::get() {
+  if (!state_->free.empty()) {
+    detail::BlockHeader* b = state_->free.back();
+    state_->free.pop_back();
+    state_->stats.hits++;
+    return Buffer(detail::BlockRef(b));
+  }
+  state_->stats.misses++;
+  return Buffer(detail::BlockRef(detail::allocate_block(state_->block_size, state_)));
+}
+
+std::size_t BufferPool::block_size() const { return state_->block_size; }
+
+BufferPoolStats BufferPool::stats() const {
+  BufferPoolStats s = state_->stats;
+  s.cached = state_->free.size();
+  return s;
+}
+
+}  // namespace slip
