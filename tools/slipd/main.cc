@@ -1,0 +1,90 @@
+// slipd: the Slipstream broker daemon.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "core/logging.h"
+#include "server.h"
+
+namespace {
+
+// Blocks the shutdown signals in every thread (the loops inherit the mask), so that only
+// sigwait() in main() sees them.
+sigset_t block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  slip::slipd::ServerOptions opts;
+  std::string idle = "spin";
+  unsigned spin_us = 50;
+  std::string log_level = "info";
+  std::string ready_file;
+  unsigned drain_ms = 5000;
+
+  CLI::App app{"slipd - the Slipstream broker.\n\nStarts with embedded defaults: the native protocol on 127.0.0.1:7420,\n"
+               "one event loop per core. Stop it with Ctrl-C or SIGTERM: it tells clients to go away,\n"
+               "lets in-flight work finish, then exits.",
+               "slipd"};
+  app.set_version_flag("-V,--version", std::string("slipd ") + SLIP_VERSION + " (native protocol v1)");
+  app.add_option("-l,--listen", opts.listen, "Native protocol address, HOST:PORT (port 0 picks a free one)")
+      ->capture_default_str();
+  app.add_option("-t,--threads", opts.threads, "Event loops (threads); 0 means one per core")->capture_default_str();
+  app.add_option("--idle", idle, "What a loop does when idle: block, spin (poll --spin-us, then block) or busy")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"block", "spin", "busy"}));
+  app.add_option("--spin-us", spin_us, "Microseconds to poll before blocking, with --idle spin")->capture_default_str();
+  app.add_option("--max-frame-size", opts.handshake.max_frame_size, "Largest frame body accepted, bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, (1u << 28) - 1));
+  app.add_option("--name", opts.handshake.server_name, "Server name sent to clients")->capture_default_str();
+  app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--ready-file", ready_file,
+                 "Once listening, write 'PROTOCOL ADDRESS' lines here (for scripts that use port 0)");
+  CLI11_PARSE(app, argc, argv);
+
+  if (auto s = slip::init_logging(log_level); !s.is_ok()) {
+    std::fprintf(stderr, "slipd: %s\n", s.to_string().c_str());
+    return 2;
+  }
+  opts.loop.idle = slip::io::parse_idle_strategy(idle).value();
+  opts.loop.spin = std::chrono::microseconds(spin_us);
+  opts.drain_timeout = std::chrono::milliseconds(drain_ms);
+  opts.session.limits.max_frame_size = opts.handshake.max_frame_size;
+
+  sigset_t signals = block_shutdown_signals();
+  slip::slipd::Server server(opts);
+  if (auto s = server.start(); !s.is_ok()) {
+    SLIP_LOG_ERROR("cannot start: {}", s.to_string());
+    return 1;
+  }
+  SLIP_LOG_INFO("slipd {} started: {} loops, idle={}{}", SLIP_VERSION, opts.threads ? opts.threads : std::thread::hardware_concurrency(),
+                idle, idle == "spin" ? " " + std::to_string(spin_us) + "us" : "");
+  for (const auto& [proto, addr] : server.listening()) SLIP_LOG_INFO("listening for {} protocol on {}", proto, addr);
+  if (!ready_file.empty()) {
+    std::ofstream f(ready_file + ".tmp");
+    for (const auto& [proto, addr] : server.listening()) f << proto << ' ' << addr << '\n';
+    f.close();
+    std::rename((ready_file + ".tmp").c_str(), ready_file.c_str());
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  SLIP_LOG_INFO("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.shutdown();
+  SLIP_LOG_INFO("stopped");
+  return 0;
+}

@@ -1,0 +1,82 @@
+#include "server.h"
+
+#include <thread>
+
+#include "core/logging.h"
+
+namespace slip::slipd {
+
+Server::Server(ServerOptions options)
+    : options_(std::move(options)), loops_(options_.threads, options_.loop), shards_(loops_.size()) {}
+
+Server::~Server() { shutdown(); }
+
+Status Server::start() {
+  SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
+  loops_.start();
+  started_ = true;
+  auto listener = transport::tcp_listen(loops_, hp, options_.tcp, [this](transport::ConnectionPtr c) { accept(c); });
+  if (!listener.is_ok()) {
+    loops_.stop();
+    started_ = false;
+    return listener.status();
+  }
+  native_ = std::move(listener).value();
+  return Status();
+}
+
+std::vector<std::pair<std::string, std::string>> Server::listening() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (native_) out.emplace_back("native", native_->local_address());
+  return out;
+}
+
+Server::Shard& Server::shard_of(io::EventLoop& loop) {
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    if (&loops_.loop(i) == &loop) return shards_[i];
+  }
+  return shards_[0];  // unreachable: every connection belongs to one of our loops
+}
+
+void Server::accept(transport::ConnectionPtr conn) {
+  const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
+  auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
+  shard_of(conn->loop()).sessions.emplace(s.get(), s);
+  open_sessions_.fetch_add(1, std::memory_order_relaxed);
+  SLIP_LOG_DEBUG("connection {} from {}", id, conn->peer_address());
+  s->start();
+}
+
+void Server::on_closed(session::Session& s, const Status& reason) {
+  SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
+  if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Server::shutdown() {
+  if (!started_) return;
+  started_ = false;
+  if (native_) native_->stop();
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    loops_.loop(i).post([this, i] {
+      // Copy: go_away may close and erase a session while we iterate.
+      std::vector<std::shared_ptr<session::Session>> all;
+      for (auto& [ptr, s] : shards_[i].sessions) all.push_back(s);
+      for (auto& s : all) {
+        if (s->ready()) {
+          s->go_away(Status(StatusCode::kDisconnected, "server shutting down"));
+        } else {
+          s->abort(disconnected("server shutting down"));
+        }
+      }
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
+  while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (open_sessions() > 0) SLIP_LOG_WARN("{} sessions still open after the drain timeout", open_sessions());
+  loops_.stop();
+  native_.reset();
+}
+
+}  // namespace slip::slipd

@@ -1,0 +1,63 @@
+// The slipd server: loops, listeners and the sessions they accept.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/loop_group.h"
+#include "session/session.h"
+#include "transport/tcp/tcp.h"
+
+namespace slip::slipd {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:7420";
+  std::size_t threads = 0;  // 0: one loop per core
+  io::LoopOptions loop;
+  transport::TcpOptions tcp;
+  session::SessionOptions session;
+  wire::ServerHandshakeConfig handshake;
+  std::chrono::milliseconds drain_timeout{5000};
+};
+
+class Server final : public session::SessionHandler {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server() override;
+
+  // Starts the loops and the listeners.
+  Status start();
+  // Stops accepting, sends GOAWAY to every session, waits up to drain_timeout for them to
+  // close, then stops the loops.
+  void shutdown();
+
+  // Bound addresses, e.g. {"native", "127.0.0.1:7420"}.
+  std::vector<std::pair<std::string, std::string>> listening() const;
+  std::uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
+
+  // session::SessionHandler
+  void on_closed(session::Session& s, const Status& reason) override;
+
+ private:
+  struct Shard {
+    std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
+  };
+
+  void accept(transport::ConnectionPtr conn);
+  Shard& shard_of(io::EventLoop& loop);
+
+  ServerOptions options_;
+  io::LoopGroup loops_;
+  std::vector<Shard> shards_;  // one per loop, touched only on that loop's thread
+  std::unique_ptr<transport::Listener> native_;
+  std::atomic<std::uint64_t> next_connection_id_{1};
+  std::atomic<std::uint64_t> open_sessions_{0};
+  bool started_ = false;
+};
+
+}  // namespace slip::slipd
