@@ -1,0 +1,43 @@
+# The two commands of the README:
+#   make run    installs what is missing, builds the release build, starts slipd with its defaults
+#   make test   installs what is missing, builds release and ASan+UBSan (clang), runs every test,
+#               the fuzzers for FUZZ_SECONDS each, and the ThreadSanitizer tests
+# Everything else here is a convenience for developers.
+
+FUZZ_SECONDS ?= 60
+ARGS ?=
+
+.PHONY: all deps build run test test-release test-asan test-tsan fuzz bench bench-micro clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release
+
+run: build
+	./build/release/tools/slipd/slipd $(ARGS)
+
+test: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test-all.sh
+
+test-release: deps
+	cmake --preset release && cmake --build --preset release && ctest --preset release
+
+test-asan: deps
+	cmake --preset asan && cmake --build --preset asan && ctest --preset asan
+
+test-tsan: deps
+	cmake --preset tsan && cmake --build --preset tsan && ctest --preset tsan -L tsan
+
+fuzz: deps
+	cmake --preset asan && cmake --build --preset asan && scripts/run-fuzzers.sh build/asan $(FUZZ_SECONDS)
+
+bench-micro: build
+	./build/release/bench/frame_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+clean:
+	rm -rf build

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# What `make test` runs: the release build's tests, the ASan+UBSan build's tests and fuzzers,
+# and the ThreadSanitizer build's concurrency tests (label "tsan"). Ends with one summary line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# Runs ctest for a preset and adds its counts to the totals.
+run_ctest() {
+  local preset=$1
+  shift
+  echo "== ctest --preset $preset $*"
+  ctest --preset "$preset" "$@" 2>&1 | tee "$log"
+  local line total bad
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  if [[ -z "$line" ]]; then
+    echo "test-all: ctest --preset $preset ran no test or did not finish"
+    failed=$((failed + 1))
+    return
+  fi
+  bad=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+  total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
+  passed=$((passed + total - bad))
+  failed=$((failed + bad))
+}
+
+build() {
+  local preset=$1
+  echo "== build $preset"
+  if ! { cmake --preset "$preset" >/dev/null && cmake --build --preset "$preset"; }; then
+    echo "test-all: the $preset build failed"
+    failed=$((failed + 1))
+    return 1
+  fi
+}
+
+if build release; then run_ctest release; fi
+if build asan; then
+  run_ctest asan
+  echo "== fuzzers, ${FUZZ_SECONDS}s each"
+  if scripts/run-fuzzers.sh build/asan "$FUZZ_SECONDS" | tee "$log"; then
+    passed=$((passed + $(grep -c '^fuzz ok' "$log")))
+  else
+    failed=$((failed + 1))
+  fi
+fi
+if build tsan; then run_ctest tsan -L tsan; fi
+
+echo
+echo "make test: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
