@@ -151,7 +151,8 @@ class Reader {
 // HELLO and WELCOME values (tokens, names) are at most this long.
 constexpr std::uint64_t kMaxHandshakeFieldSize = 4096;
 
-constexpr std::uint32_t kAllCodecs = (1u << (kMaxCodec + 1)) - 1;
+// Codec bits a peer may state; NONE (bit 0) is always implied, so it is dropped.
+constexpr std::uint32_t kAllCodecs = ((1u << (kMaxCodec + 1)) - 1) & ~1u;
 
 // Walks the TLVs of HELLO and WELCOME. `on_field(key, value_reader)` handles known keys and
 // returns false for unknown ones, which are skipped.

@@ -11,11 +11,24 @@ WireLimits handshake_limits(WireLimits l) {
   return l;
 }
 
-// The smaller of two sizes where 0 means "not stated".
+// The largest frame we may send to a peer that stated `theirs` (0: not stated, so the protocol
+// default), never more than we could decode ourselves.
+std::uint32_t peer_frame_limit(std::uint32_t theirs, std::uint32_t ours) {
+  return std::min(theirs == 0 ? kDefaultMaxFrameSize : std::min(theirs, kHardMaxFrameSize), ours);
+}
+
 std::uint32_t min_stated(std::uint32_t a, std::uint32_t b) {
   if (a == 0) return b;
   if (b == 0) return a;
   return std::min(a, b);
+}
+
+Status check_frame_size(std::string_view frame, std::uint32_t n) {
+  if (n != 0 && n < kMinMaxFrameSize) {
+    return invalid_argument("handshake: " + std::string(frame) + " states max frame size " + std::to_string(n) +
+                            ", below the minimum " + std::to_string(kMinMaxFrameSize));
+  }
+  return Status();
 }
 
 }  // namespace
@@ -23,7 +36,7 @@ std::uint32_t min_stated(std::uint32_t a, std::uint32_t b) {
 ServerHandshake::ServerHandshake(const ServerHandshakeConfig& config, std::uint64_t connection_id, WireLimits limits)
     : config_(config),
       connection_id_(connection_id),
-      max_frame_size_(std::min(config.max_frame_size, limits.max_frame_size)),
+      max_frame_size_(std::min({config.max_frame_size, limits.max_frame_size, kHardMaxFrameSize})),
       decoder_(handshake_limits(limits), /*expect_preface=*/true),
       out_(1024) {}
 
@@ -58,16 +71,18 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
   if (h.require_encryption && !config_.link_encrypted) {
     return refuse(failed_precondition("handshake: client requires encryption but this listener is plain-text"));
   }
+  if (Status s = check_frame_size("HELLO", h.max_frame_size); !s.is_ok()) return refuse(s);
   if (config_.authenticate) {
     Status auth = config_.authenticate(h);
-    if (!auth.is_ok()) return refuse(auth);
+    // Whatever the hook says, the client learns only that its credentials were not accepted.
+    if (!auth.is_ok()) return refuse(Status(StatusCode::kUnauthenticated, auth.message()));
   }
 
   negotiated_.version = kProtocolVersion;
   negotiated_.codecs = h.codecs & config_.codecs;
-  negotiated_.peer_max_frame_size = min_stated(h.max_frame_size, max_frame_size_);
+  negotiated_.peer_max_frame_size = peer_frame_limit(h.max_frame_size, max_frame_size_);
   negotiated_.heartbeat_ms = min_stated(h.heartbeat_ms, config_.heartbeat_ms);
-  negotiated_.peer_initial_credit = h.initial_credit ? h.initial_credit : config_.initial_credit;
+  negotiated_.peer_initial_credit = h.initial_credit ? h.initial_credit : kDefaultInitialCredit;
   negotiated_.peer_name = std::string(h.client_name);
   negotiated_.server_id = config_.server_id;
   negotiated_.connection_id = connection_id_;
@@ -91,7 +106,7 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
 
 ClientHandshake::ClientHandshake(const ClientHandshakeConfig& config, WireLimits limits)
     : config_(config),
-      max_frame_size_(std::min(config.max_frame_size, limits.max_frame_size)),
+      max_frame_size_(std::min({config.max_frame_size, limits.max_frame_size, kHardMaxFrameSize})),
       decoder_(handshake_limits(limits), /*expect_preface=*/true),
       out_(1024) {
   Hello h;
@@ -137,9 +152,10 @@ Result<bool> ClientHandshake::feed(Slice bytes) {
   }
   negotiated_.version = w.version;
   negotiated_.codecs = w.codecs;
-  negotiated_.peer_max_frame_size = min_stated(w.max_frame_size, max_frame_size_);
+  if (Status s = check_frame_size("WELCOME", w.max_frame_size); !s.is_ok()) return error_ = s;
+  negotiated_.peer_max_frame_size = peer_frame_limit(w.max_frame_size, max_frame_size_);
   negotiated_.heartbeat_ms = w.heartbeat_ms;
-  negotiated_.peer_initial_credit = w.initial_credit ? w.initial_credit : config_.initial_credit;
+  negotiated_.peer_initial_credit = w.initial_credit ? w.initial_credit : kDefaultInitialCredit;
   negotiated_.peer_name = std::string(w.server_name);
   negotiated_.server_id = std::string(w.server_id);
   negotiated_.connection_id = w.connection_id;

@@ -24,6 +24,11 @@ namespace slip::wire {
 // Codecs this build supports (1 << Codec bits).
 inline constexpr std::uint32_t kSupportedCodecs = (1u << static_cast<int>(Codec::kLz4)) |
                                                  (1u << static_cast<int>(Codec::kZstd));
+// What a peer that does not state MAX_FRAME_SIZE or INITIAL_CREDIT accepts.
+inline constexpr std::uint32_t kDefaultMaxFrameSize = 1u << 20;
+inline constexpr std::uint32_t kDefaultInitialCredit = 256 * 1024;
+// A stated MAX_FRAME_SIZE below this is refused: every control frame must fit.
+inline constexpr std::uint32_t kMinMaxFrameSize = 1024;
 // HELLO and WELCOME may not exceed this, whatever the limits say.
 inline constexpr std::uint32_t kMaxHandshakeFrameSize = 16 * 1024;
 
@@ -43,9 +48,9 @@ struct Negotiated {
 
 struct ServerHandshakeConfig {
   std::uint32_t codecs = kSupportedCodecs;
-  std::uint32_t max_frame_size = 1u << 20;   // the largest frame we accept
+  std::uint32_t max_frame_size = kDefaultMaxFrameSize;  // the largest frame we accept
   std::uint32_t heartbeat_ms = 5000;
-  std::uint32_t initial_credit = 256 * 1024;
+  std::uint32_t initial_credit = kDefaultInitialCredit;
   std::string server_name = "slipd";
   std::string server_id;
   bool link_encrypted = false;  // true on a TLS listener
@@ -83,9 +88,9 @@ class ServerHandshake {
 
 struct ClientHandshakeConfig {
   std::uint32_t codecs = kSupportedCodecs;
-  std::uint32_t max_frame_size = 1u << 20;
+  std::uint32_t max_frame_size = kDefaultMaxFrameSize;
   std::uint32_t heartbeat_ms = 5000;
-  std::uint32_t initial_credit = 256 * 1024;
+  std::uint32_t initial_credit = kDefaultInitialCredit;
   bool require_encryption = false;
   std::string client_name;
   std::string auth_token;
