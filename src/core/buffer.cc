@@ -16,6 +16,7 @@ struct PoolState {
   std::size_t max_cached = 0;
   std::vector<BlockHeader*> free;
   BufferPoolStats stats;
+  std::atomic<std::uint64_t> foreign_freed{0};  // blocks released and freed on other threads
 };
 
 namespace {
@@ -50,7 +51,11 @@ void release_block(BlockHeader* b) {
     pool->stats.returned++;
     return;
   }
-  if (std::this_thread::get_id() == pool->owner) pool->stats.freed++;
+  if (std::this_thread::get_id() == pool->owner) {
+    pool->stats.freed++;
+  } else {
+    pool->foreign_freed.fetch_add(1, std::memory_order_relaxed);
+  }
   free_block(b);
   unref_pool(pool);
 }
@@ -176,6 +181,7 @@ std::size_t BufferPool::block_size() const { return state_->block_size; }
 
 BufferPoolStats BufferPool::stats() const {
   BufferPoolStats s = state_->stats;
+  s.freed += state_->foreign_freed.load(std::memory_order_relaxed);
   s.cached = state_->free.size();
   return s;
 }

@@ -100,7 +100,7 @@ void FrameEncoder::emit(FrameType type, std::uint8_t flags, const Fields& fields
   const std::size_t plen = payload ? payload->size() : 0;
   const std::size_t body = sz.n + plen;
   SLIP_ASSERT(body <= kHardMaxFrameSize);
-  const bool inline_payload = plen < inline_payload_max_;
+  const bool inline_payload = payload == nullptr || plen < inline_payload_max_;
   std::uint8_t* start = reserve(2 + varint_size(body) + sz.n + (inline_payload ? plen : 0));
   Writer w{start};
   w.u8(static_cast<std::uint8_t>(type));
