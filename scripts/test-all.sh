@@ -44,7 +44,7 @@ if build asan; then
   run_ctest asan
   echo "== fuzzers, ${FUZZ_SECONDS}s each"
   if scripts/run-fuzzers.sh build/asan "$FUZZ_SECONDS" | tee "$log"; then
-    passed=$((passed + $(grep -c '^fuzz ok' "$log")))
+    passed=$((passed + $(grep -c '_fuzz: OK' "$log")))
   else
     failed=$((failed + 1))
   fi

@@ -234,6 +234,9 @@ class Chain {
   void consume(std::size_t n);
   // Copies the first min(n, size()) bytes to `out`; returns how many it copied.
   std::size_t copy_to(std::uint8_t* out, std::size_t n) const;
+  // Removes the first n bytes and returns them as one Slice: no copy when they lie in the
+  // first slice, else gathered into a new block. Precondition: n <= size().
+  Slice take_front(std::size_t n);
   // One contiguous Slice: no copy when the chain holds one slice.
   Slice flatten() const;
   std::string to_string() const;

@@ -135,6 +135,19 @@ std::size_t Chain::copy_to(std::uint8_t* out, std::size_t n) const {
   return done;
 }
 
+Slice Chain::take_front(std::size_t n) {
+  if (n == 0) return Slice();
+  if (slices_.front().size() >= n) {
+    Slice s = slices_.front().sub(0, n);
+    consume(n);
+    return s;
+  }
+  Buffer b = Buffer::allocate(n);
+  b.commit(copy_to(b.data(), n));
+  consume(n);
+  return b.slice();
+}
+
 Slice Chain::flatten() const {
   if (slices_.empty()) return Slice();
   if (slices_.size() == 1) return slices_.front();

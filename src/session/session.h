@@ -1,17 +1,40 @@
-// Session: one native-protocol connection after the bytes are framed: the handshake, PING/PONG,
-// GOAWAY and ERROR, and everything else handed to a SessionHandler frame by frame.
+// Session: one native-protocol connection, multiplexed into streams.
 //
-// A Session lives on its connection's loop; every call and callback happens on that thread.
-// Frames leave in one batch per loop turn: send() encodes into the session's encoder and the
-// transport gathers the batch into one writev.
+// On top of the handshake, PING/PONG, GOAWAY and ERROR, a Session carries any number of
+// streams, each a sequence of messages in one priority class:
+//   - Messages are cut into chunks of at most chunk_size bytes (DATA frames with MORE), and the
+//     scheduler interleaves chunks of different streams: control streams strictly first, then
+//     interactive, stream and bulk by weight (default 8:4:1 chunks). A 64-byte call therefore
+//     waits behind at most the chunks already handed to the transport, never a whole 100 MB
+//     message.
+//   - Credit-based flow control per stream and per connection (CREDIT frames). The receiver
+//     returns credit as the application takes the bytes; a paused stream returns none, so a
+//     reader that stops reading stalls only that stream's writer, and the memory it costs is
+//     bounded by the window. The sender buffers at most max_stream_buffer bytes per stream and
+//     max_session_buffer per session: send() past that is kOverloaded.
+//   - The transport is fed only while its queue is under send_high_water; the rest waits in the
+//     streams, so priorities still apply to what has not left yet.
+//   - Heartbeats: a PING when nothing arrived for the heartbeat interval; nothing at all for
+//     idle_timeout closes the session with kTimeout.
+//   - GOAWAY drains: no new streams, streams in flight finish, then the connection closes.
+//   - Messages are compressed per message when both sides negotiated a codec (compress/).
+//
+// Stream ids: client-initiated odd, server-initiated even. A Session lives on its connection's
+// loop; every call and callback happens on that thread. Callbacks may call back into the
+// session.
 #pragma once
 
+#include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
+#include "compress/compressor.h"
+#include "compress/decompressor.h"
 #include "transport/transport.h"
 #include "wire/encoder.h"
 #include "wire/frames.h"
@@ -20,27 +43,82 @@
 namespace slip::session {
 
 class Session;
+using wire::Priority;
+
+inline constexpr std::size_t kPriorityClasses = 4;
+
+// Receives one stream's events. Runs on the session's loop.
+class StreamHandler {
+ public:
+  virtual ~StreamHandler() = default;
+  // A whole message, reassembled and decompressed.
+  virtual void on_message(Session& s, std::uint64_t stream, Chain message) = 0;
+  // The peer will send nothing more on this stream.
+  virtual void on_end(Session&, std::uint64_t /*stream*/) {}
+  // The stream was abandoned (by the peer's RESET, a limit, or the session closing). No
+  // callback for this stream follows.
+  virtual void on_reset(Session&, std::uint64_t /*stream*/, const Status&) {}
+  // The stream's send buffer went back under half its bound after a kOverloaded send().
+  virtual void on_writable(Session&, std::uint64_t /*stream*/) {}
+};
 
 // What a session reports; callbacks run on the session's loop.
 class SessionHandler {
  public:
   virtual ~SessionHandler() = default;
-  // The handshake finished; frames may flow.
+  // The handshake finished; streams may open.
   virtual void on_ready(Session&) {}
-  // A frame the session does not handle itself. A failed Status closes the session with an
-  // ERROR frame carrying that status.
+  // The peer opened a stream. Return its handler (which must live until on_reset or the
+  // session closes), or null to refuse it (the peer gets RESET with kUnimplemented).
+  virtual StreamHandler* on_stream_open(Session&, std::uint64_t /*stream*/, Priority) { return nullptr; }
+  // A frame outside the stream layer (pub/sub, RPC control, ...). A failed Status closes the
+  // session with an ERROR frame carrying it.
   virtual Status on_frame(Session&, const wire::Frame&) {
     return unimplemented("this endpoint does not handle these frames");
   }
   // A PONG answering our ping(); rtt_ns measured from when it was sent.
   virtual void on_pong(Session&, std::int64_t /*rtt_ns*/) {}
-  // Last callback: why the session ended (OK when we closed it cleanly).
+  // Last callback: why the session ended (OK when it closed cleanly).
   virtual void on_closed(Session&, const Status&) {}
 };
 
 struct SessionOptions {
   wire::WireLimits limits;
   std::chrono::milliseconds handshake_timeout{10000};
+  // Largest DATA payload per frame (also capped by the peer's max frame size).
+  std::size_t chunk_size = 16 * 1024;
+  // Chunks per scheduling round for interactive, stream and bulk (control is strict).
+  std::array<std::uint32_t, kPriorityClasses> weights = {0, 8, 4, 1};
+  // Stop feeding the transport while it holds this many bytes.
+  std::size_t send_high_water = 128 * 1024;
+  // Send-side bounds: send() past these is kOverloaded. A stream with nothing queued may always
+  // queue one message, whatever its size.
+  std::size_t max_stream_buffer = 4u << 20;
+  std::size_t max_session_buffer = 64u << 20;
+  // Receive-side bound on one reassembled message.
+  std::size_t max_message_size = 128u << 20;
+  // Streams open at once, per session.
+  std::size_t max_streams = 4096;
+  // Nothing received for this long closes the session; 0: 3 heartbeat intervals.
+  std::chrono::milliseconds idle_timeout{0};
+  // How long a GOAWAY drain may take before the connection is closed anyway.
+  std::chrono::milliseconds drain_timeout{5000};
+  // Compression of outgoing messages (codecs are limited to what was negotiated).
+  compress::CompressOptions compression;
+};
+
+struct SessionStats {
+  std::uint64_t frames_in = 0;
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;
+  std::uint64_t flushes = 0;  // batches handed to the transport
+  std::uint64_t pings_answered = 0;
+  std::array<std::uint64_t, kPriorityClasses> chunks_out{};  // DATA frames sent, per class
+  std::array<std::uint64_t, kPriorityClasses> chunks_in{};   // DATA frames received, per class
+  std::uint64_t send_buffered = 0;      // bytes accepted by send() and not yet framed, now
+  std::uint64_t send_buffered_max = 0;  // the highest send_buffered has been
+  std::uint64_t credit_stalls = 0;      // times a stream had data but no credit
+  std::uint64_t streams_opened = 0;
 };
 
 class Session final : public transport::ConnectionHandler, public std::enable_shared_from_this<Session> {
@@ -53,20 +131,48 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
                                          SessionHandler* handler);
   static std::shared_ptr<Session> client(transport::ConnectionPtr conn, const wire::ClientHandshakeConfig& config,
                                          const SessionOptions& options, SessionHandler* handler);
+  ~Session() override;
 
-  // Sends the client's HELLO (client role) and starts reading.
+  // Sends the client's HELLO (client role) and starts reading. From here until on_closed the
+  // session keeps itself alive: the transport may call it whatever its owner does.
   void start();
+  // Replaces the handler (e.g. with null_handler() when the owner goes away first).
+  void set_handler(SessionHandler* handler) { handler_ = handler; }
+  // A handler that refuses streams and ignores everything.
+  static SessionHandler* null_handler();
 
   bool ready() const { return ready_; }
   bool closed() const { return closed_; }
+  bool going_away() const { return going_away_ || peer_going_away_; }
   Role role() const { return role_; }
   // Valid once ready().
   const wire::Negotiated& negotiated() const { return negotiated_; }
   transport::Connection& connection() { return *conn_; }
+  const SessionOptions& options() const { return options_; }
 
-  // Queues a frame; ignored before ready() or after close.
+  // Opens a stream in `priority`; `handler` must live until on_reset or the session closes.
+  // kFailedPrecondition before ready(), kDisconnected once closing or going away,
+  // kOverloaded at max_streams.
+  Result<std::uint64_t> open_stream(Priority priority, StreamHandler* handler);
+  // Queues one message; `end` also ends our side of the stream. kNotFound for an unknown
+  // stream, kFailedPrecondition after our side ended, kOverloaded past a send bound.
+  Status send(std::uint64_t stream, Chain message, bool end = false);
+  // Ends our side of the stream (after what is queued).
+  Status end_stream(std::uint64_t stream);
+  // Abandons a stream in both directions: queued data is dropped, the peer gets RESET.
+  void reset_stream(std::uint64_t stream, const Status& reason);
+  // Stops delivering messages of a stream and returning its credit; resume delivers what
+  // arrived meanwhile.
+  void pause_stream(std::uint64_t stream);
+  void resume_stream(std::uint64_t stream);
+  // Bytes queued on a stream and not yet framed (0 for unknown streams).
+  std::size_t stream_buffered(std::uint64_t stream) const;
+  std::size_t open_streams() const { return streams_.size(); }
+
+  // Queues a frame outside the stream layer (pub/sub, RPC control); ignored before ready() or
+  // after close. It leaves with the next batch, ahead of queued stream data.
   template <typename F>
-  void send(const F& frame) {
+  void send_frame(const F& frame) {
     if (!ready_ || closed_) return;
     encoder_.add(frame);
     flush_soon();
@@ -74,33 +180,80 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
 
   // Sends PING; on_pong reports the round trip.
   void ping();
-  // Announces shutdown (GOAWAY with `reason`), then closes once queued bytes are written.
+  // Announces shutdown (GOAWAY with `reason`): no new streams; closes once streams in flight
+  // finish or drain_timeout passes.
   void go_away(const Status& reason);
   // Sends ERROR on stream 0 with `reason`, then closes.
   void fail(const Status& reason);
   // Closes without a word.
   void abort(const Status& reason);
 
-  struct Stats {
-    std::uint64_t frames_in = 0;
-    std::uint64_t frames_out_batches = 0;
-    std::uint64_t pings_answered = 0;
-  };
-  const Stats& stats() const { return stats_; }
+  const SessionStats& stats() const { return stats_; }
+  // Compression counters (empty before ready()).
+  compress::CompressStats compress_stats() const { return compressor_ ? compressor_->stats() : compress::CompressStats{}; }
 
   // transport::ConnectionHandler
   void on_bytes(Slice bytes) override;
   void on_closed(Status reason) override;
+  void on_send_drained() override;
 
  private:
+  struct OutMessage {
+    Chain bytes;
+    wire::Codec codec = wire::Codec::kNone;
+    bool end = false;
+  };
+  struct Stream {
+    std::uint64_t id = 0;
+    Priority priority = Priority::kStream;
+    StreamHandler* handler = nullptr;
+    // Sending.
+    std::deque<OutMessage> out;
+    std::size_t out_bytes = 0;
+    std::int64_t send_window = 0;
+    bool open_sent = false;  // our first DATA carried OPEN
+    bool local_ended = false;  // end queued
+    bool end_sent = false;
+    bool queued = false;     // in a ready ring
+    bool overloaded = false;  // a send() was refused: tell on_writable when it drains
+    // Receiving.
+    Chain partial;
+    wire::Codec partial_codec = wire::Codec::kNone;
+    bool remote_ended = false;
+    bool paused = false;
+    std::deque<Chain> inbox;  // complete messages held while paused
+    std::uint64_t unacked = 0;  // bytes taken by the application, not yet credited back
+    std::uint64_t held = 0;     // bytes received while paused: credited on resume
+    std::int64_t recv_window = 0;
+  };
+
   Session(Role role, transport::ConnectionPtr conn, const SessionOptions& options, SessionHandler* handler);
 
   void handshake_bytes(Slice bytes);
   void become_ready(const wire::Negotiated& n, wire::FrameDecoder&& decoder);
   void process_frames();
-  Status handle(const wire::Frame& f);
+  Status handle(wire::Frame& f);
+  Status on_data(wire::Frame& f);
+  Status on_credit(const wire::Credit& c);
+  void on_peer_reset(std::uint64_t id, const Status& reason);
+  void deliver(Stream& s, Chain message);
+  // The application took n bytes of stream s: credit them back (in batches).
+  void credit_back(Stream& s, std::uint64_t n);
+  void credit_connection(std::uint64_t n);
+  Stream* find(std::uint64_t id);
+  Stream& add_stream(std::uint64_t id, Priority priority, StreamHandler* handler);
+  void remove_stream(std::uint64_t id, const Status* reset_reason);
+  void maybe_remove(Stream& s);
+  void make_ready(Stream& s);
+  bool local_stream(std::uint64_t id) const { return (id & 1) == (role_ == Role::kClient ? 1u : 0u); }
+  void pump();
+  bool emit_chunk(Stream& s);
   void flush_soon();
   void flush();
+  void arm_heartbeat();
+  void on_heartbeat();
+  void maybe_finish_drain();
+  void close_all_streams(const Status& reason);
 
   Role role_;
   transport::ConnectionPtr conn_;
@@ -111,12 +264,32 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   std::optional<wire::FrameDecoder> decoder_;
   wire::FrameEncoder encoder_;
   wire::Negotiated negotiated_;
+  std::optional<compress::Compressor> compressor_;
+  std::optional<compress::Decompressor> decompressor_;
   boost::asio::steady_timer handshake_timer_;
+  boost::asio::steady_timer heartbeat_timer_;
+  boost::asio::steady_timer drain_timer_;
+
+  std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;
+  std::array<std::deque<std::uint64_t>, kPriorityClasses> sendable_;  // streams with data to send
+  std::array<std::uint32_t, kPriorityClasses> round_{};            // picks left this round
+  std::uint64_t next_stream_id_ = 0;
+  std::uint64_t last_peer_stream_ = 0;  // highest stream id the peer opened
+  std::int64_t conn_send_window_ = 0;
+  std::int64_t conn_recv_window_ = 0;
+  std::uint64_t conn_unacked_ = 0;
+  std::size_t chunk_size_ = 0;
+  std::int64_t last_rx_ns_ = 0;
+
   bool ready_ = false;
   bool closed_ = false;
   bool flush_posted_ = false;
-  bool closing_after_flush_ = false;
-  Stats stats_;
+  bool going_away_ = false;       // we sent GOAWAY
+  bool peer_going_away_ = false;  // we received GOAWAY
+  bool in_pump_ = false;
+  SessionStats stats_;
+  std::shared_ptr<Session> self_;  // set from start() to on_closed()
+  Status close_reason_;            // set by fail() and abort()
 };
 
 }  // namespace slip::session

@@ -31,6 +31,9 @@ class ConnectionHandler {
   // The connection is gone: kDisconnected when the peer closed or the link failed, OK when we
   // closed it. No callback follows.
   virtual void on_closed(Status reason) = 0;
+  // Everything queued with send() has been handed to the kernel: a good moment to queue more.
+  // Called after a write that emptied the queue, never from inside a call on the Connection.
+  virtual void on_send_drained() {}
 };
 
 class Connection {

@@ -139,6 +139,7 @@ void FrameEncoder::add(const Hello& f) {
     if (f.heartbeat_ms) tlv_varint(s, hs_key::kHeartbeatMs, f.heartbeat_ms);
     if (f.initial_credit) tlv_varint(s, hs_key::kInitialCredit, f.initial_credit);
     if (f.features) tlv_varint(s, hs_key::kFeatures, f.features);
+    if (f.connection_credit) tlv_varint(s, hs_key::kConnectionCredit, f.connection_credit);
   }, nullptr);
 }
 
@@ -153,6 +154,7 @@ void FrameEncoder::add(const Welcome& f) {
     if (f.features) tlv_varint(s, hs_key::kFeatures, f.features);
     if (!f.server_id.empty()) tlv_str(s, hs_key::kServerId, f.server_id);
     if (f.connection_id) tlv_varint(s, hs_key::kConnectionId, f.connection_id);
+    if (f.connection_credit) tlv_varint(s, hs_key::kConnectionCredit, f.connection_credit);
   }, nullptr);
 }
 

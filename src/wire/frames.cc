@@ -48,6 +48,13 @@ class Reader {
     return Status();
   }
 
+  // A code that reports a failure (ERROR, RESET, CANCEL): OK there is read as UNKNOWN.
+  Status failure_code(StatusCode& out, std::string_view field) {
+    SLIP_TRY(code(out, field));
+    if (out == StatusCode::kOk) out = StatusCode::kUnknown;
+    return Status();
+  }
+
   Status stream_id(std::uint64_t& out) {
     SLIP_TRY(varint(out, "stream id"));
     if (out == 0) return fail(StatusCode::kInvalidArgument, "stream id", "must not be 0");
@@ -264,6 +271,7 @@ Result<Hello> decode_hello(const Frame& f, const WireLimits& limits) {
       case hs_key::kHeartbeatMs: return tlv_u32("HELLO", key, v, h.heartbeat_ms);
       case hs_key::kInitialCredit: return tlv_u32("HELLO", key, v, h.initial_credit);
       case hs_key::kFeatures: return tlv_varint("HELLO", key, v, ~0ull, h.features);
+      case hs_key::kConnectionCredit: return tlv_u32("HELLO", key, v, h.connection_credit);
       default: return Status();  // unknown: skipped
     }
   }));
@@ -287,6 +295,7 @@ Result<Welcome> decode_welcome(const Frame& f, const WireLimits& limits) {
       case hs_key::kFeatures: return tlv_varint("WELCOME", key, v, ~0ull, w.features);
       case hs_key::kServerId: w.server_id = v; return Status();
       case hs_key::kConnectionId: return tlv_varint("WELCOME", key, v, ~0ull, w.connection_id);
+      case hs_key::kConnectionCredit: return tlv_u32("WELCOME", key, v, w.connection_credit);
       default: return Status();
     }
   }));
@@ -305,6 +314,11 @@ Result<Ping> decode_ping(const Frame& f) {
 }
 
 Result<Data> decode_data(const Frame& f) {
+  Frame copy = f;
+  return decode_data(std::move(copy));
+}
+
+Result<Data> decode_data(Frame&& f) {
   WireLimits none;
   Reader r(f, &none);
   SLIP_TRY(r.flags_within(static_cast<std::uint8_t>(~data_flags::kReserved)));
@@ -314,7 +328,10 @@ Result<Data> decode_data(const Frame& f) {
     return invalid_argument("DATA frame: flags: unknown codec " + std::to_string(static_cast<int>(d.codec())));
   }
   SLIP_TRY(r.stream_id(d.stream_id));
-  d.payload = r.rest_slice();
+  // The payload is the rest of the body: take the body itself rather than a second reference.
+  const std::size_t header = f.body.size() - r.remaining();
+  d.payload = std::move(f.body);
+  d.payload.remove_prefix(header);
   return d;
 }
 
@@ -393,7 +410,7 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       SLIP_TRY(no_flags());
       ErrorFrame e;
       SLIP_TRY(r.varint(e.stream_id, "stream id"));
-      SLIP_TRY(r.code(e.code, "code"));
+      SLIP_TRY(r.failure_code(e.code, "code"));
       e.message = r.rest_str();
       return AnyFrame(e);
     }
@@ -414,7 +431,7 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       SLIP_TRY(no_flags());
       Reset x;
       SLIP_TRY(r.stream_id(x.stream_id));
-      SLIP_TRY(r.code(x.code, "code"));
+      SLIP_TRY(r.failure_code(x.code, "code"));
       x.message = r.rest_str();
       return AnyFrame(x);
     }
@@ -477,7 +494,7 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       SLIP_TRY(no_flags());
       Cancel c;
       SLIP_TRY(r.stream_id(c.stream_id));
-      SLIP_TRY(r.code(c.code, "code"));
+      SLIP_TRY(r.failure_code(c.code, "code"));
       SLIP_TRY(r.done());
       return AnyFrame(c);
     }

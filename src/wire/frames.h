@@ -36,6 +36,7 @@ inline constexpr std::uint64_t kInitialCredit = 9;     // varint: per-stream rec
 inline constexpr std::uint64_t kFeatures = 10;         // varint bitmask, reserved (0)
 inline constexpr std::uint64_t kServerId = 11;         // string
 inline constexpr std::uint64_t kConnectionId = 12;     // varint
+inline constexpr std::uint64_t kConnectionCredit = 13; // varint: receive window for all streams
 }  // namespace hs_key
 
 struct Hello {
@@ -50,6 +51,7 @@ struct Hello {
   std::string_view client_name;
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t initial_credit = 0;
+  std::uint32_t connection_credit = 0;
   std::uint64_t features = 0;
 };
 
@@ -59,6 +61,7 @@ struct Welcome {
   std::uint32_t max_frame_size = 0;
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t initial_credit = 0;
+  std::uint32_t connection_credit = 0;
   std::string_view server_name;
   std::string_view server_id;
   std::uint64_t connection_id = 0;
@@ -188,6 +191,8 @@ Result<AnyFrame> parse_frame(const Frame& frame, const WireLimits& limits);
 Result<Hello> decode_hello(const Frame& f, const WireLimits& limits);
 Result<Welcome> decode_welcome(const Frame& f, const WireLimits& limits);
 Result<Data> decode_data(const Frame& f);
+// Takes the frame's body as the payload: one reference fewer per frame on the hot path.
+Result<Data> decode_data(Frame&& f);
 Result<Pub> decode_pub(const Frame& f, const WireLimits& limits);
 Result<Msg> decode_msg(const Frame& f, const WireLimits& limits);
 Result<Ping> decode_ping(const Frame& f);

@@ -83,6 +83,9 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
   negotiated_.peer_max_frame_size = peer_frame_limit(h.max_frame_size, max_frame_size_);
   negotiated_.heartbeat_ms = min_stated(h.heartbeat_ms, config_.heartbeat_ms);
   negotiated_.peer_initial_credit = h.initial_credit ? h.initial_credit : kDefaultInitialCredit;
+  negotiated_.peer_connection_credit = h.connection_credit ? h.connection_credit : kDefaultConnectionCredit;
+  negotiated_.initial_credit = config_.initial_credit;
+  negotiated_.connection_credit = config_.connection_credit;
   negotiated_.peer_name = std::string(h.client_name);
   negotiated_.server_id = config_.server_id;
   negotiated_.connection_id = connection_id_;
@@ -94,6 +97,7 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
   w.max_frame_size = max_frame_size_;
   w.heartbeat_ms = negotiated_.heartbeat_ms;
   w.initial_credit = config_.initial_credit;
+  w.connection_credit = config_.connection_credit;
   w.server_name = config_.server_name;
   w.server_id = config_.server_id;
   w.connection_id = connection_id_;
@@ -119,6 +123,7 @@ ClientHandshake::ClientHandshake(const ClientHandshakeConfig& config, WireLimits
   h.client_name = config.client_name;
   h.heartbeat_ms = config.heartbeat_ms;
   h.initial_credit = config.initial_credit;
+  h.connection_credit = config.connection_credit;
   out_.add_preface();
   out_.add(h);
 }
@@ -156,6 +161,9 @@ Result<bool> ClientHandshake::feed(Slice bytes) {
   negotiated_.peer_max_frame_size = peer_frame_limit(w.max_frame_size, max_frame_size_);
   negotiated_.heartbeat_ms = w.heartbeat_ms;
   negotiated_.peer_initial_credit = w.initial_credit ? w.initial_credit : kDefaultInitialCredit;
+  negotiated_.peer_connection_credit = w.connection_credit ? w.connection_credit : kDefaultConnectionCredit;
+  negotiated_.initial_credit = config_.initial_credit;
+  negotiated_.connection_credit = config_.connection_credit;
   negotiated_.peer_name = std::string(w.server_name);
   negotiated_.server_id = std::string(w.server_id);
   negotiated_.connection_id = w.connection_id;

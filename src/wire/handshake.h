@@ -27,6 +27,7 @@ inline constexpr std::uint32_t kSupportedCodecs = (1u << static_cast<int>(Codec:
 // What a peer that does not state MAX_FRAME_SIZE or INITIAL_CREDIT accepts.
 inline constexpr std::uint32_t kDefaultMaxFrameSize = 1u << 20;
 inline constexpr std::uint32_t kDefaultInitialCredit = 256 * 1024;
+inline constexpr std::uint32_t kDefaultConnectionCredit = 4u << 20;
 // A stated MAX_FRAME_SIZE below this is refused: every control frame must fit.
 inline constexpr std::uint32_t kMinMaxFrameSize = 1024;
 // HELLO and WELCOME may not exceed this, whatever the limits say.
@@ -38,7 +39,10 @@ struct Negotiated {
   std::uint32_t codecs = 0;
   std::uint32_t peer_max_frame_size = 0;  // the largest frame body we may send
   std::uint32_t heartbeat_ms = 0;
-  std::uint32_t peer_initial_credit = 0;  // the window the peer grants each of our streams
+  std::uint32_t peer_initial_credit = 0;     // the window the peer grants each of our streams
+  std::uint32_t peer_connection_credit = 0;  // the window the peer grants all our streams together
+  std::uint32_t initial_credit = 0;          // the window we grant each of the peer's streams
+  std::uint32_t connection_credit = 0;       // the window we grant all of the peer's streams
   std::string peer_name;
   std::string server_id;
   std::uint64_t connection_id = 0;
@@ -51,6 +55,7 @@ struct ServerHandshakeConfig {
   std::uint32_t max_frame_size = kDefaultMaxFrameSize;  // the largest frame we accept
   std::uint32_t heartbeat_ms = 5000;
   std::uint32_t initial_credit = kDefaultInitialCredit;
+  std::uint32_t connection_credit = kDefaultConnectionCredit;
   std::string server_name = "slipd";
   std::string server_id;
   bool link_encrypted = false;  // true on a TLS listener
@@ -91,6 +96,7 @@ struct ClientHandshakeConfig {
   std::uint32_t max_frame_size = kDefaultMaxFrameSize;
   std::uint32_t heartbeat_ms = 5000;
   std::uint32_t initial_credit = kDefaultInitialCredit;
+  std::uint32_t connection_credit = kDefaultConnectionCredit;
   bool require_encryption = false;
   std::string client_name;
   std::string auth_token;

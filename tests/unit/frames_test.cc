@@ -395,10 +395,14 @@ TEST(FramesTest, DecodedPayloadSharesTheFrameBlock) {
 }
 
 TEST(FramesTest, StatusCodesTravelAndUnknownWireCodesBecomeUnknown) {
-  for (std::uint8_t c = 0; c <= kMaxStatusCode; ++c) {
+  for (std::uint8_t c = 1; c <= kMaxStatusCode; ++c) {
     ErrorFrame e{0, static_cast<StatusCode>(c), "m"};
     EXPECT_EQ(std::get<ErrorFrame>(round_trip(e).value).code, static_cast<StatusCode>(c));
   }
+  // ERROR, RESET and CANCEL report failures: OK on the wire is read as UNKNOWN.
+  EXPECT_EQ(std::get<ErrorFrame>(round_trip(ErrorFrame{0, StatusCode::kOk, "m"}).value).code, StatusCode::kUnknown);
+  EXPECT_EQ(std::get<Reset>(round_trip(Reset{3, StatusCode::kOk, "m"}).value).code, StatusCode::kUnknown);
+  EXPECT_EQ(std::get<Cancel>(round_trip(Cancel{3, StatusCode::kOk}).value).code, StatusCode::kUnknown);
   Bytes body;
   body.varint(0).varint(99).raw("future code");
   Frame f = raw_frame(FrameType::kGoAway, 0, body);

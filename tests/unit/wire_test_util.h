@@ -88,11 +88,11 @@ inline std::string describe(const AnyFrame& any) {
                " require_encryption=" + num(f.require_encryption) + " max_frame_size=" + num(f.max_frame_size) +
                " token=" + quoted(f.auth_token) + " user=" + quoted(f.auth_user) +
                " password=" + quoted(f.auth_password) + " name=" + quoted(f.client_name) +
-               " heartbeat_ms=" + num(f.heartbeat_ms) + " initial_credit=" + num(f.initial_credit) +
+               " heartbeat_ms=" + num(f.heartbeat_ms) + " initial_credit=" + num(f.initial_credit) + " connection_credit=" + num(f.connection_credit) +
                " features=" + num(f.features);
         } else if constexpr (std::is_same_v<T, Welcome>) {
           s += " version=" + num(f.version) + " codecs=" + num(f.codecs) + " max_frame_size=" + num(f.max_frame_size) +
-               " heartbeat_ms=" + num(f.heartbeat_ms) + " initial_credit=" + num(f.initial_credit) +
+               " heartbeat_ms=" + num(f.heartbeat_ms) + " initial_credit=" + num(f.initial_credit) + " connection_credit=" + num(f.connection_credit) +
                " name=" + quoted(f.server_name) + " server_id=" + quoted(f.server_id) +
                " connection_id=" + num(f.connection_id) + " features=" + num(f.features);
         } else if constexpr (std::is_same_v<T, Ping> || std::is_same_v<T, Pong>) {
@@ -164,6 +164,7 @@ inline std::vector<AnyFrame> every_frame_type() {
   h.client_name = "unit-test";
   h.heartbeat_ms = 2500;
   h.initial_credit = 65536;
+  h.connection_credit = 1u << 22;
   h.features = 0x8000000000000001ull;
   v.emplace_back(h);
 
@@ -173,6 +174,7 @@ inline std::vector<AnyFrame> every_frame_type() {
   w.max_frame_size = 300000;
   w.heartbeat_ms = 1000;
   w.initial_credit = 1u << 18;
+  w.connection_credit = 3u << 20;
   w.server_name = "slipd";
   w.server_id = "srv-7";
   w.connection_id = 0x123456789ull;

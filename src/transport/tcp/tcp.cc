@@ -145,7 +145,11 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
       }
       out_.consume(static_cast<std::size_t>(w));
     }
-    if (state_ == State::kClosing) finish(Status());
+    if (state_ == State::kClosing) {
+      finish(Status());
+      return;
+    }
+    if (handler_) handler_->on_send_drained();
   }
 
   void wait_writable() {
