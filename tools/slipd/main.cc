@@ -48,6 +48,23 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1024u, (1u << 28) - 1));
   app.add_option("--name", opts.handshake.server_name, "Server name sent to clients")->capture_default_str();
+  app.add_option("--heartbeat-ms", opts.handshake.heartbeat_ms,
+                 "PING a quiet client after this long; close it after 3 intervals of silence (0: never)")
+      ->capture_default_str();
+  app.add_option("--stream-credit", opts.handshake.initial_credit, "Flow-control window granted per stream, bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, 1u << 30));
+  app.add_option("--connection-credit", opts.handshake.connection_credit,
+                 "Flow-control window granted per connection, bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, 1u << 30));
+  app.add_option("--chunk-size", opts.session.chunk_size, "Largest DATA chunk sent, bytes (big messages are cut)")
+      ->capture_default_str()
+      ->check(CLI::Range(256, 1 << 24));
+  app.add_option("--max-streams", opts.session.max_streams, "Streams open at once per connection")
+      ->capture_default_str();
+  app.add_option("--max-message-size", opts.session.max_message_size, "Largest message accepted, bytes")
+      ->capture_default_str();
   app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
@@ -63,6 +80,7 @@ int main(int argc, char** argv) {
   opts.loop.idle = slip::io::parse_idle_strategy(idle).value();
   opts.loop.spin = std::chrono::microseconds(spin_us);
   opts.drain_timeout = std::chrono::milliseconds(drain_ms);
+  opts.session.drain_timeout = opts.drain_timeout;
   opts.session.limits.max_frame_size = opts.handshake.max_frame_size;
 
   sigset_t signals = block_shutdown_signals();

@@ -74,7 +74,20 @@ void Server::shutdown() {
   while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  if (open_sessions() > 0) SLIP_LOG_WARN("{} sessions still open after the drain timeout", open_sessions());
+  if (open_sessions() > 0) {
+    SLIP_LOG_WARN("{} sessions still open after the drain timeout: closing them", open_sessions());
+    for (std::size_t i = 0; i < loops_.size(); ++i) {
+      loops_.loop(i).post([this, i] {
+        std::vector<std::shared_ptr<session::Session>> all;
+        for (auto& [ptr, s] : shards_[i].sessions) all.push_back(s);
+        for (auto& s : all) s->abort(disconnected("server shutting down"));
+      });
+    }
+    const auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (open_sessions() > 0 && std::chrono::steady_clock::now() < hard) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   loops_.stop();
   native_.reset();
 }
