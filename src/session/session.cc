@@ -706,10 +706,11 @@ void Session::fail(const Status& reason) {
 }
 
 void Session::abort(const Status& reason) {
+  // Even when already closing: a graceful close may be waiting on a peer that does not read.
+  conn_->abort(reason);
   if (closed_) return;
   close_reason_ = reason;
   closed_ = true;
-  conn_->abort(reason);
   close_all_streams(reason);
 }
 

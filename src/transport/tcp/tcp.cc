@@ -6,6 +6,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -48,7 +49,7 @@ void apply_socket_options(tcp::socket& s, const TcpOptions& o) {
 class TcpConnection final : public Connection, public std::enable_shared_from_this<TcpConnection> {
  public:
   TcpConnection(io::EventLoop& loop, tcp::socket socket, const TcpOptions& options)
-      : loop_(loop), socket_(std::move(socket)), options_(options) {
+      : loop_(loop), socket_(std::move(socket)), options_(options), linger_(loop.context()) {
     boost::system::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     peer_ = ec ? std::string("?") : endpoint_string(ep);
@@ -78,7 +79,16 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   void close() override {
     if (state_ != State::kOpen) return;
     state_ = State::kClosing;
-    if (out_.empty() && !write_waiting_ && !flush_scheduled_) finish(Status());
+    if (out_.empty() && !write_waiting_ && !flush_scheduled_) {
+      finish(Status());
+      return;
+    }
+    linger_.expires_after(options_.close_linger);
+    linger_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->state_ != State::kClosing) return;
+      self->finish(timed_out("close: the peer did not take the last " + std::to_string(self->out_.size()) +
+                             " bytes within the linger time"));
+    });
   }
 
   void abort(Status reason) override {
@@ -169,6 +179,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
     if (state_ == State::kClosed) return;
     const bool graceful = state_ == State::kClosing && reason.is_ok();
     state_ = State::kClosed;
+    linger_.cancel();
     boost::system::error_code ec;
     if (graceful) socket_.shutdown(tcp::socket::shutdown_send, ec);
     socket_.close(ec);
@@ -182,6 +193,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   io::EventLoop& loop_;
   tcp::socket socket_;
   TcpOptions options_;
+  boost::asio::steady_timer linger_;
   ConnectionHandler* handler_ = nullptr;
   std::string peer_;
   Buffer read_buf_;

@@ -3,6 +3,7 @@
 // everything queued in one loop turn into a single writev().
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -18,6 +19,9 @@ struct TcpOptions {
   int receive_buffer = 0;  // SO_RCVBUF bytes; 0 keeps the kernel's default
   bool reuse_port = true;  // one listening socket per loop
   std::size_t min_read = 4096;  // start a new read block when less than this is left
+  // close() waits at most this long for queued bytes to leave (a peer that does not read
+  // would otherwise hold the connection forever), then drops them.
+  std::chrono::milliseconds close_linger{5000};
 };
 
 // Listens on `address`, one acceptor per loop of `loops`. `on_accept` runs on the loop that
