@@ -63,10 +63,11 @@ SlipdProcess::SlipdProcess(std::vector<std::string> extra_args) {
   const auto deadline = std::chrono::steady_clock::now() + kLiveness;
   while (std::chrono::steady_clock::now() < deadline) {
     std::string ready = read_file(dir_ + "/ready");
-    auto pos = ready.find("native ");
-    if (pos != std::string::npos) {
-      auto end = ready.find('\n', pos);
-      address_ = ready.substr(pos + 7, end - pos - 7);
+    auto pos = ready.find("native");
+    auto end = ready.find('\n', pos);
+    if (pos != std::string::npos && end != std::string::npos) {
+      auto space = ready.find(' ', pos);
+      address_ = ready.substr(space + 1, end - space - 1);
       return;
     }
     int status = 0;

@@ -1,5 +1,6 @@
 // Black-box tests of slipd: a real process on 127.0.0.1, driven over raw sockets and by `slip`.
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
@@ -171,6 +172,50 @@ TEST(Slipd, SigtermSendsGoAwayAndExitsCleanly) {
   int status = slipd.stop(SIGTERM);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// A self-signed certificate for 127.0.0.1 made with the openssl command; empty dir on failure.
+struct SelfSigned {
+  std::string dir;
+  SelfSigned() {
+    char tmpl[] = "/tmp/slip-tls-XXXXXX";
+    dir = mkdtemp(tmpl);
+    for (const char* name : {"server", "other"}) {
+      std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+                        " -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+                        dir + "/" + name + ".key -out " + dir + "/" + name + ".pem >/dev/null 2>&1";
+      if (std::system(cmd.c_str()) != 0) dir.clear();
+    }
+  }
+  ~SelfSigned() {
+    if (!dir.empty()) (void)std::system(("rm -rf " + dir).c_str());
+  }
+  std::string path(const char* f) const { return dir + "/" + f; }
+};
+
+TEST(SlipdTls, PingOverTlsSucceedsAndAWrongCertificateIsRefused) {
+  SelfSigned pki;
+  ASSERT_FALSE(pki.dir.empty()) << "openssl could not make a certificate";
+  SlipdProcess slipd({"--tls-cert", pki.path("server.pem"), "--tls-key", pki.path("server.key")});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+
+  std::string out;
+  int rc = run_program({SLIP_PATH, "ping", "--server", slipd.address(), "--count", "3", "--tls-ca",
+                        pki.path("server.pem")}, &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("3 pongs"), std::string::npos) << out;
+
+  // A client that trusts another certificate refuses the server, with the reason.
+  rc = run_program({SLIP_PATH, "ping", "--server", slipd.address(), "--tls-ca", pki.path("other.pem")}, &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("certificate verify failed"), std::string::npos) << out;
+
+  // A plain-text client gets no session: the TLS port closes on it.
+  RawClient plain(slipd.port());
+  ASSERT_TRUE(plain.connected());
+  Status hs = plain.handshake();
+  EXPECT_FALSE(hs.is_ok());
+  EXPECT_NE(slipd.log().find("TLS"), std::string::npos) << slipd.log();
 }
 
 TEST(SlipCli, PingSucceedsAgainstSlipd) {

@@ -34,22 +34,28 @@ class Echo final : public ConnectionHandler {
 class Sink final : public ConnectionHandler {
  public:
   explicit Sink(std::size_t want) : want_(want) {}
+  // The promises are kept after the lock is released: a waiter may destroy the Sink as soon as
+  // its future is ready.
   void on_bytes(Slice bytes) override {
-    std::lock_guard<std::mutex> g(mu_);
-    got_.append(bytes.as_string_view());
-    if (got_.size() >= want_ && !done_set_) {
-      done_set_ = true;
-      done_.set_value();
+    bool now_done = false;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      got_.append(bytes.as_string_view());
+      now_done = got_.size() >= want_ && !done_set_;
+      done_set_ |= now_done;
     }
+    if (now_done) done_.set_value();
   }
   void on_closed(Status reason) override {
-    std::lock_guard<std::mutex> g(mu_);
-    ++closes_;
-    reason_ = reason;
-    if (!done_set_) {
+    bool now_done = false;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      ++closes_;
+      reason_ = reason;
+      now_done = !done_set_;
       done_set_ = true;
-      done_.set_value();
     }
+    if (now_done) done_.set_value();
     closed_.set_value();
   }
   std::future<void> done() { return done_.get_future(); }

@@ -8,11 +8,14 @@
 #include "io/event_loop.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
+#include "transport/tls/tls.h"
 
 namespace {
 
 struct Common {
   std::string server = "127.0.0.1:7420";
+  slip::transport::TlsOptions tls;
+  bool use_tls = false;
   std::string name = "slip";
   unsigned timeout_ms = 5000;
 };
@@ -82,14 +85,21 @@ int run_ping(const Common& c, unsigned count) {
   slip::session::SessionOptions so;
   so.handshake_timeout = std::chrono::milliseconds(c.timeout_ms);
   std::shared_ptr<slip::session::Session> session;
-  slip::transport::tcp_connect(loop, *hp, {}, [&](slip::Result<slip::transport::ConnectionPtr> conn) {
+  auto on_connect = [&](slip::Result<slip::transport::ConnectionPtr> conn) {
     if (!conn.is_ok()) {
       pinger.fail(conn.status());
       return;
     }
     session = slip::session::Session::client(*conn, hs, so, &pinger);
     session->start();
-  });
+  };
+  if (c.use_tls) {
+    slip::transport::TlsOptions tls = c.tls;
+    if (tls.server_name.empty()) tls.server_name = hp->host;
+    slip::transport::tls_connect(loop, *hp, {}, tls, on_connect);
+  } else {
+    slip::transport::tcp_connect(loop, *hp, {}, on_connect);
+  }
   loop.run();
   return pinger.finish();
 }
@@ -106,12 +116,22 @@ int main(int argc, char** argv) {
   app.add_option("--name", common.name, "Client name shown by the server")->capture_default_str();
   app.add_option("--timeout-ms", common.timeout_ms, "Give up on the handshake after this long")->capture_default_str();
 
+  app.add_flag("--tls", common.use_tls, "Connect with TLS 1.3 (implied by the other --tls options)");
+  app.add_option("--tls-ca", common.tls.ca_file, "PEM CA bundle that signed the server's certificate")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", common.tls.cert_file, "PEM client certificate, for servers that require one")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", common.tls.key_file, "PEM private key for --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--tls-server-name", common.tls.server_name,
+                 "Name to verify in the server's certificate (default: the --server host)");
+
   unsigned count = 5;
   auto* ping = app.add_subcommand("ping", "Connect, handshake and measure PING round trips");
   ping->add_option("-c,--count", count, "How many PINGs to send")->capture_default_str()->check(CLI::Range(1u, 1000000u));
 
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
+  if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
   if (*ping) return run_ping(common, count);
   return 0;
 }

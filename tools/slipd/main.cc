@@ -65,6 +65,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-message-size", opts.session.max_message_size, "Largest message accepted, bytes")
       ->capture_default_str();
+  auto* cert = app.add_option("--tls-cert", opts.tls.cert_file,
+                               "PEM certificate (chain): the native port then speaks TLS 1.3 only")
+                   ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", opts.tls.key_file, "PEM private key for --tls-cert")
+      ->check(CLI::ExistingFile)
+      ->needs(cert);
+  cert->needs(app.get_option("--tls-key"));
+  app.add_option("--tls-ca", opts.tls.ca_file, "PEM CA bundle to verify client certificates")
+      ->check(CLI::ExistingFile)
+      ->needs(cert);
+  app.add_flag("--tls-require-client-cert", opts.tls.require_client_cert,
+               "Refuse clients without a certificate signed by --tls-ca")
+      ->needs(cert);
   app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()

@@ -15,7 +15,11 @@ Status Server::start() {
   SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
   loops_.start();
   started_ = true;
-  auto listener = transport::tcp_listen(loops_, hp, options_.tcp, [this](transport::ConnectionPtr c) { accept(c); });
+  const bool tls = !options_.tls.cert_file.empty();
+  options_.handshake.link_encrypted = tls;
+  auto on_accept = [this](transport::ConnectionPtr c) { accept(c); };
+  auto listener = tls ? transport::tls_listen(loops_, hp, options_.tcp, options_.tls, on_accept)
+                      : transport::tcp_listen(loops_, hp, options_.tcp, on_accept);
   if (!listener.is_ok()) {
     loops_.stop();
     started_ = false;
@@ -27,7 +31,7 @@ Status Server::start() {
 
 std::vector<std::pair<std::string, std::string>> Server::listening() const {
   std::vector<std::pair<std::string, std::string>> out;
-  if (native_) out.emplace_back("native", native_->local_address());
+  if (native_) out.emplace_back(options_.tls.cert_file.empty() ? "native" : "native+tls", native_->local_address());
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "io/loop_group.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
+#include "transport/tls/tls.h"
 
 namespace slip::slipd {
 
@@ -20,6 +21,8 @@ struct ServerOptions {
   std::size_t threads = 0;  // 0: one loop per core
   io::LoopOptions loop;
   transport::TcpOptions tcp;
+  // With a certificate and key, the native port speaks TLS 1.3 only.
+  transport::TlsOptions tls;
   session::SessionOptions session;
   wire::ServerHandshakeConfig handshake;
   std::chrono::milliseconds drain_timeout{5000};
