@@ -168,6 +168,10 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   // Bytes queued on a stream and not yet framed (0 for unknown streams).
   std::size_t stream_buffered(std::uint64_t stream) const;
   std::size_t open_streams() const { return streams_.size(); }
+  // Bytes the peer has not taken: stream buffers and what the kernel would not accept yet.
+  // What a slow consumer is measured by. Frames encoded in the current loop turn do not count:
+  // they leave at the end of the turn, and a fast reader would look slow for a burst.
+  std::size_t pending_out_bytes() const { return stats_.send_buffered + conn_->queued_bytes(); }
 
   // Queues a frame outside the stream layer (pub/sub, RPC control); ignored before ready() or
   // after close. It leaves with the next batch, ahead of queued stream data.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/logging.h"
+#include "broker/client.h"
 #include "io/event_loop.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
@@ -104,6 +105,83 @@ int run_ping(const Common& c, unsigned count) {
   return pinger.finish();
 }
 
+// Dials the server, by TCP or TLS as the flags say.
+slip::session::Dialer make_dialer(const Common& c, const slip::transport::HostPort& hp) {
+  if (!c.use_tls) return slip::session::tcp_dialer(hp);
+  slip::transport::TlsOptions tls = c.tls;
+  if (tls.server_name.empty()) tls.server_name = hp.host;
+  return [hp, tls](slip::io::EventLoop& loop, slip::transport::ConnectHandler done) {
+    slip::transport::tls_connect(loop, hp, {}, tls, std::move(done));
+  };
+}
+
+// Runs one pub/sub command: `body` starts the work once connected and calls finish(code) when
+// done. A connection that fails or closes early ends the command with exit code 1.
+int run_pubsub(const Common& c, std::string_view what, bool reconnect,
+               const std::function<void(slip::broker::PubSubClient&, std::function<void(int)>)>& body) {
+  auto hp = slip::transport::parse_host_port(c.server);
+  if (!hp.is_ok()) {
+    std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(), hp.status().to_string().c_str());
+    return 2;
+  }
+  slip::io::EventLoop loop;
+  slip::session::ClientOptions o;
+  o.dial = make_dialer(c, *hp);
+  o.handshake.client_name = c.name;
+  o.session.handshake_timeout = std::chrono::milliseconds(c.timeout_ms);
+  o.reconnect.enabled = reconnect;
+  slip::broker::PubSubClient client(loop, o);
+  int code = -1;
+  bool started = false;
+  auto finish = [&](int rc) {
+    if (code != -1) return;
+    code = rc;
+    client.stop();
+    if (client.client().session() == nullptr) loop.stop();  // else on_closed stops it, after the flush
+  };
+  client.set_on_closed([&](const slip::Status& reason) {
+    if (code == -1 && !reconnect) {
+      std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(),
+                   reason.is_ok() ? "connection closed" : reason.to_string().c_str());
+      code = 1;
+    }
+    if (code != -1) loop.stop();
+  });
+  client.start([&] {
+    if (started) return;  // after a reconnect, subscriptions are restored by the client
+    started = true;
+    body(client, finish);
+  });
+  // A dial that fails without reconnecting never reaches on_ready or on_closed.
+  slip::io::EventLoop* lp = &loop;
+  std::function<void()> watch;
+  boost::asio::steady_timer poll(loop.context());
+  watch = [&] {
+    if (code == -1 && !client.client().gave_up().is_ok()) {
+      std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(),
+                   client.client().gave_up().to_string().c_str());
+      code = 1;
+      lp->stop();
+      return;
+    }
+    poll.expires_after(std::chrono::milliseconds(20));
+    poll.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec && code == -1) watch();
+    });
+  };
+  watch();
+  loop.run();
+  return code == -1 ? 1 : code;
+}
+
+std::string payload_text(const slip::Slice& p) {
+  std::string s(p.as_string_view());
+  for (char& ch : s) {
+    if (static_cast<unsigned char>(ch) < 0x20 && ch != '\n' && ch != '\t') ch = '.';
+  }
+  return s;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,8 +207,89 @@ int main(int argc, char** argv) {
   auto* ping = app.add_subcommand("ping", "Connect, handshake and measure PING round trips");
   ping->add_option("-c,--count", count, "How many PINGs to send")->capture_default_str()->check(CLI::Range(1u, 1000000u));
 
+  std::string subject, data, queue, reply_to;
+  unsigned pub_count = 1, msg_count = 0, timeout_req_ms = 2000;
+  auto* pub = app.add_subcommand("pub", "Publish DATA on SUBJECT");
+  pub->add_option("subject", subject, "Subject, e.g. orders.eu.created")->required();
+  pub->add_option("data", data, "Payload")->required();
+  pub->add_option("-n,--count", pub_count, "Publish it this many times")->capture_default_str();
+  pub->add_option("-r,--reply", reply_to, "Reply subject to send with it");
+
+  auto* sub = app.add_subcommand("sub", "Print messages on SUBJECT (wildcards * and >) as they arrive");
+  sub->add_option("subject", subject, "Subject pattern")->required();
+  sub->add_option("-q,--queue", queue, "Join this queue group (each message goes to one member)");
+  sub->add_option("-n,--count", msg_count, "Exit after this many messages (0: never)")->capture_default_str();
+
+  auto* req = app.add_subcommand("req", "Send a request on SUBJECT and print the reply");
+  req->add_option("subject", subject, "Subject")->required();
+  req->add_option("data", data, "Payload")->required();
+  req->add_option("--wait-ms", timeout_req_ms, "How long to wait for the reply")->capture_default_str();
+
+  auto* rep = app.add_subcommand("reply", "Answer every request on SUBJECT with DATA");
+  rep->add_option("subject", subject, "Subject pattern")->required();
+  rep->add_option("data", data, "Reply payload")->required();
+  rep->add_option("-q,--queue", queue, "Join this queue group (each request goes to one responder)");
+  rep->add_option("-n,--count", msg_count, "Exit after this many requests (0: never)")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
+  if (*pub) {
+    return run_pubsub(common, "pub", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
+      for (unsigned i = 0; i < pub_count; ++i) {
+        if (auto st = c.publish(subject, slip::Slice::copy_of(data), reply_to); !st.is_ok()) {
+          std::fprintf(stderr, "slip pub: %s\n", st.to_string().c_str());
+          finish(1);
+          return;
+        }
+      }
+      std::printf("published %u message%s on %s\n", pub_count, pub_count == 1 ? "" : "s", subject.c_str());
+      finish(0);  // GOAWAY follows the PUBs: the server takes them all before it closes
+    });
+  }
+  if (*sub || *rep) {
+    const bool replying = rep->parsed();
+    return run_pubsub(common, replying ? "reply" : "sub", true,
+                      [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
+      auto seen = std::make_shared<unsigned>(0);
+      auto r = c.subscribe(subject, queue, [&c, finish, seen, replying, msg_count, &data](const slip::broker::Message& m) {
+        ++*seen;
+        if (replying) {
+          if (!m.reply.empty()) (void)c.publish(m.reply, slip::Slice::copy_of(data));
+          std::printf("[#%u] replied to %.*s\n", *seen, static_cast<int>(m.subject.size()), m.subject.data());
+        } else {
+          std::printf("[#%u] %.*s: %s\n", *seen, static_cast<int>(m.subject.size()), m.subject.data(),
+                      payload_text(m.payload).c_str());
+        }
+        std::fflush(stdout);
+        if (msg_count != 0 && *seen >= msg_count) finish(0);
+      });
+      if (!r.is_ok()) {
+        std::fprintf(stderr, "slip: %s\n", r.status().to_string().c_str());
+        finish(1);
+        return;
+      }
+      std::printf("listening on %s%s%s\n", subject.c_str(), queue.empty() ? "" : " in queue group ", queue.c_str());
+      std::fflush(stdout);
+    });
+  }
+  if (*req) {
+    return run_pubsub(common, "req", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
+      auto st = c.request(subject, slip::Slice::copy_of(data), std::chrono::milliseconds(timeout_req_ms),
+                          [finish](slip::Result<slip::broker::Message> r) {
+                            if (!r.is_ok()) {
+                              std::fprintf(stderr, "slip req: %s\n", r.status().to_string().c_str());
+                              finish(1);
+                              return;
+                            }
+                            std::printf("%s\n", payload_text(r->payload).c_str());
+                            finish(0);
+                          });
+      if (!st.is_ok()) {
+        std::fprintf(stderr, "slip req: %s\n", st.to_string().c_str());
+        finish(1);
+      }
+    });
+  }
   if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
   if (*ping) return run_ping(common, count);
   return 0;

@@ -78,6 +78,13 @@ int main(int argc, char** argv) {
   app.add_flag("--tls-require-client-cert", opts.tls.require_client_cert,
                "Refuse clients without a certificate signed by --tls-ca")
       ->needs(cert);
+  app.add_option("--max-pending-bytes", opts.broker.max_pending_bytes,
+                 "Bytes waiting for one client before it is cut off as a slow consumer")
+      ->capture_default_str();
+  app.add_option("--max-payload", opts.broker.max_payload, "Largest message a client may publish, bytes")
+      ->capture_default_str();
+  app.add_option("--max-subscriptions", opts.broker.max_subscriptions, "Subscriptions per client")
+      ->capture_default_str();
   app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()

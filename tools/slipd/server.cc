@@ -7,7 +7,10 @@
 namespace slip::slipd {
 
 Server::Server(ServerOptions options)
-    : options_(std::move(options)), loops_(options_.threads, options_.loop), shards_(loops_.size()) {}
+    : options_(std::move(options)),
+      broker_(options_.broker),
+      loops_(options_.threads, options_.loop),
+      shards_(loops_.size()) {}
 
 Server::~Server() { shutdown(); }
 
@@ -51,8 +54,22 @@ void Server::accept(transport::ConnectionPtr conn) {
   s->start();
 }
 
+void Server::on_ready(session::Session& s) {
+  std::string name = s.negotiated().peer_name.empty() ? s.connection().peer_address()
+                                                       : s.negotiated().peer_name + "@" + s.connection().peer_address();
+  shard_of(s.connection().loop()).clients[&s] = std::make_unique<broker::BrokerClient>(broker_, s, std::move(name));
+}
+
+Status Server::on_frame(session::Session& s, const wire::Frame& f) {
+  auto& clients = shard_of(s.connection().loop()).clients;
+  auto it = clients.find(&s);
+  if (it == clients.end()) return failed_precondition("no broker client for this session");
+  return it->second->on_frame(f);
+}
+
 void Server::on_closed(session::Session& s, const Status& reason) {
   SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
+  shard_of(s.connection().loop()).clients.erase(&s);
   if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) open_sessions_.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/broker.h"
 #include "io/loop_group.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
@@ -26,6 +27,7 @@ struct ServerOptions {
   session::SessionOptions session;
   wire::ServerHandshakeConfig handshake;
   std::chrono::milliseconds drain_timeout{5000};
+  broker::BrokerOptions broker;
 };
 
 class Server final : public session::SessionHandler {
@@ -43,18 +45,24 @@ class Server final : public session::SessionHandler {
   std::vector<std::pair<std::string, std::string>> listening() const;
   std::uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
 
+  const broker::Broker& broker() const { return broker_; }
+
   // session::SessionHandler
+  void on_ready(session::Session& s) override;
+  Status on_frame(session::Session& s, const wire::Frame& f) override;
   void on_closed(session::Session& s, const Status& reason) override;
 
  private:
   struct Shard {
     std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
+    std::unordered_map<session::Session*, std::unique_ptr<broker::BrokerClient>> clients;
   };
 
   void accept(transport::ConnectionPtr conn);
   Shard& shard_of(io::EventLoop& loop);
 
   ServerOptions options_;
+  broker::Broker broker_;
   io::LoopGroup loops_;
   std::vector<Shard> shards_;  // one per loop, touched only on that loop's thread
   std::unique_ptr<transport::Listener> native_;

@@ -1,0 +1,182 @@
+// Broker: subjects, subscriptions, queue groups and fan-out across the server's shards.
+//
+// Every client connection is a BrokerClient on its session's loop. A PUB is matched against one
+// subscription index (Sublist) shared by all shards; each matching subscription gets the
+// message, and each queue group gets it once, at one member chosen round robin. Receivers on
+// the publisher's own shard are written to directly; receivers on other shards get it through
+// that shard's outbox, handed over once per loop turn. All receivers share the payload's bytes:
+// fan-out adds references, never copies.
+//
+// A PUB with a reply subject that matches nobody is answered at once with an empty message on
+// the reply subject carrying the header ":status" = "503" (no responders), so a requester
+// fails fast instead of waiting for its timeout.
+//
+// Slow consumers: every client has a bound on bytes waiting to be written to it. Past the bound
+// the client is disconnected with an error saying so (the default), or, for a client that asked
+// for it, new messages to it are dropped. Either way it is counted and logged with the client's
+// name, and nobody else waits.
+//
+// Threading: the index lives behind one mutex, taken once per PUB, SUB and UNSUB.
+// TODO(perf): one index replica per shard, with subscription changes broadcast, would take the
+// lock off the publish path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/sublist.h"
+#include "io/event_loop.h"
+#include "session/session.h"
+
+namespace slip::broker {
+
+struct BrokerOptions {
+  SubjectLimits limits;
+  // Bytes queued for one client before it counts as a slow consumer.
+  std::size_t max_pending_bytes = 64u << 20;
+  // Subscriptions one client may hold.
+  std::size_t max_subscriptions = 100000;
+  // Largest payload a client may publish.
+  std::size_t max_payload = 8u << 20;
+};
+
+struct BrokerStats {
+  std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> no_responders{0};
+  std::atomic<std::uint64_t> slow_consumers{0};  // clients cut off or dropping
+  std::atomic<std::uint64_t> dropped{0};         // messages dropped for slow consumers
+};
+
+class Broker;
+class BrokerClient;
+
+namespace detail {
+// What another shard needs to deliver one message: shared by every receiver of a PUB.
+struct SharedMessage {
+  std::string subject;
+  std::string reply;
+  bool has_headers = false;
+  std::vector<std::pair<std::string, std::string>> headers;
+  Slice payload;
+};
+
+// A client as other shards see it: where it lives and whether it is still there.
+struct ClientLink {
+  io::EventLoop* loop = nullptr;
+  BrokerClient* client = nullptr;  // touched only on `loop`
+  std::atomic<bool> closed{false};
+};
+
+struct Subscription {
+  std::shared_ptr<ClientLink> link;
+  std::uint64_t sid = 0;
+  std::string subject;
+  std::string queue;
+};
+
+// One shard's deliveries to clients on another shard, handed over once per loop turn.
+struct Delivery {
+  std::shared_ptr<ClientLink> link;
+  std::uint64_t sid = 0;
+  std::shared_ptr<const SharedMessage> message;
+  // For a queue group member: the group, so that a member that left meanwhile is replaced.
+  std::string queue;
+  int attempts = 0;
+};
+}  // namespace detail
+
+// One connected client's pub/sub state. Lives on its session's loop; created by the server when
+// the session is ready, closed when it ends.
+class BrokerClient {
+ public:
+  BrokerClient(Broker& broker, session::Session& session, std::string name);
+  ~BrokerClient();
+  BrokerClient(const BrokerClient&) = delete;
+  BrokerClient& operator=(const BrokerClient&) = delete;
+
+  // Handles SUB, UNSUB and PUB; other frames are kUnimplemented. A failed Status closes the
+  // session with an ERROR frame.
+  Status on_frame(const wire::Frame& f);
+  // Drops every subscription. Idempotent.
+  void close();
+
+  // Delivers one message to subscription `sid` of this client (on this client's loop). False
+  // when the client or the subscription is gone (the message was not taken).
+  bool deliver(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+               const wire::Metadata& headers, const Slice& payload);
+  bool deliver(std::uint64_t sid, const detail::SharedMessage& m);
+
+  // When set, a slow consumer drops new messages instead of being disconnected.
+  void set_drop_when_slow(bool drop) { drop_when_slow_ = drop; }
+  const std::string& name() const { return name_; }
+  std::size_t subscriptions() const { return subs_.size(); }
+  std::uint64_t dropped() const { return dropped_; }
+
+ private:
+  friend class Broker;
+  struct LocalSub {
+    std::unique_ptr<detail::Subscription> sub;
+    std::uint64_t max_msgs = 0;  // 0: unlimited
+    std::uint64_t delivered = 0;
+  };
+
+  Status on_sub(const wire::Sub& s);
+  Status on_unsub(const wire::Unsub& u);
+  Status on_pub(const wire::Pub& p);
+  void unsubscribe(std::uint64_t sid);
+  bool admit(std::size_t bytes);
+
+  Broker& broker_;
+  session::Session& session_;
+  std::string name_;
+  std::shared_ptr<detail::ClientLink> link_;
+  std::unordered_map<std::uint64_t, LocalSub> subs_;
+  bool drop_when_slow_ = false;
+  bool slow_logged_ = false;
+  std::uint64_t dropped_ = 0;
+  bool closed_ = false;
+};
+
+class Broker {
+ public:
+  explicit Broker(BrokerOptions options = {});
+  ~Broker();
+
+  const BrokerOptions& options() const { return options_; }
+  const BrokerStats& stats() const { return stats_; }
+  std::size_t subscriptions() const;
+
+ private:
+  friend class BrokerClient;
+
+  Status add(detail::Subscription* sub);
+  void remove(detail::Subscription* sub);
+  // Routes one PUB from a client on `from`. Views stay valid for the call.
+  void publish(io::EventLoop& from, std::string_view subject, std::string_view reply, bool has_headers,
+               const wire::Metadata& headers, const Slice& payload);
+  void send_no_responders(io::EventLoop& from, std::string_view reply);
+  // A queue group message whose member left before it arrived goes to another member.
+  void requeue(io::EventLoop& at, detail::Delivery d);
+  void hand_over(io::EventLoop& from, detail::Delivery d);
+
+  struct Outbox;
+  Outbox& outbox(io::EventLoop& from, io::EventLoop& to);
+
+  BrokerOptions options_;
+  BrokerStats stats_;
+  mutable std::mutex mu_;
+  Sublist index_;                              // guarded by mu_
+  std::uint64_t queue_cursor_ = 0;             // guarded by mu_: round robin over group members
+  std::mutex outbox_mu_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Outbox>> outboxes_;  // guarded by outbox_mu_
+};
+
+}  // namespace slip::broker

@@ -1,0 +1,98 @@
+// PubSubClient: publish, subscribe and request/reply against a broker, over a reconnecting
+// session. Subscriptions survive reconnects: they are sent again on every new session.
+//
+// Request/reply: each client subscribes once to its own inbox wildcard "_INBOX.<id>.>" and
+// gives every request a fresh reply subject under it, so replies need no per-request SUB. A
+// request ends with the reply, with kNotFound when no responder exists (the broker answers
+// for it at once), or with kTimeout.
+//
+// Every method and callback runs on the loop given to the constructor.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "session/client.h"
+
+namespace slip::broker {
+
+// A received message; views are valid during the callback only.
+struct Message {
+  std::string_view subject;
+  std::string_view reply;
+  const wire::Metadata* headers = nullptr;  // null when the message had none
+  Slice payload;
+};
+
+using MessageHandler = std::function<void(const Message&)>;
+using ReplyHandler = std::function<void(Result<Message>)>;
+
+class PubSubClient final : public session::SessionHandler {
+ public:
+  // `loop` must outlive the client.
+  PubSubClient(io::EventLoop& loop, session::ClientOptions options);
+  ~PubSubClient() override;
+
+  // Connects (and reconnects). on_ready, if set, runs after each handshake.
+  void start(std::function<void()> on_ready = {});
+  // Sends GOAWAY and stops reconnecting.
+  void stop();
+  bool ready() const;
+
+  // kDisconnected while not connected.
+  Status publish(std::string_view subject, Slice payload, std::string_view reply = {},
+                 const wire::Metadata* headers = nullptr);
+  // Returns the subscription id. `queue` non-empty: one member of the group gets each message.
+  Result<std::uint64_t> subscribe(std::string_view subject, std::string_view queue, MessageHandler handler);
+  // max_msgs 0: now (messages the broker routed here before it took the UNSUB are still
+  // delivered); n: after n more messages.
+  void unsubscribe(std::uint64_t sid, std::uint64_t max_msgs = 0);
+  // Sends a request and calls `done` once with the reply, kNotFound (no responders) or kTimeout.
+  Status request(std::string_view subject, Slice payload, std::chrono::milliseconds timeout, ReplyHandler done);
+
+  // Runs after every session close (the client may reconnect afterwards).
+  void set_on_closed(std::function<void(const Status&)> f) { on_closed_ = std::move(f); }
+
+  session::Client& client() { return client_; }
+
+  // session::SessionHandler
+  void on_ready(session::Session& s) override;
+  Status on_frame(session::Session& s, const wire::Frame& f) override;
+  void on_closed(session::Session& s, const Status& reason) override;
+
+ private:
+  struct Sub {
+    std::string subject;
+    std::string queue;
+    MessageHandler handler;
+    bool draining = false;  // UNSUB sent; messages already routed here are still delivered
+  };
+  struct Pending {
+    ReplyHandler done;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+  };
+
+  void send_sub(std::uint64_t sid, const Sub& s);
+  void finish_request(std::uint64_t id, Result<Message> r);
+
+  io::EventLoop& loop_;
+  session::Client client_;
+  std::function<void()> on_ready_;
+  std::function<void(const Status&)> on_closed_;
+  std::map<std::uint64_t, Sub> subs_;
+  std::uint64_t next_sid_ = 1;
+  std::string inbox_prefix_;  // "_INBOX.<random>."
+  std::uint64_t inbox_sid_ = 0;
+  std::uint64_t next_request_ = 1;
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace slip::broker
