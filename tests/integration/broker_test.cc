@@ -33,6 +33,9 @@ class Peer {
   }
   ~Peer() {
     run([&] { client_.reset(); });
+    // Callbacks posted by a handler reach the queue after anything posted meanwhile from
+    // another thread: two empty turns let the session's close callback run before the stop.
+    run([] {});
     run([] {});
     loops_.stop();
   }

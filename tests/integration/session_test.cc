@@ -76,6 +76,7 @@ class TestServer final : public SessionHandler, public StreamHandler {
     });
     // The close callbacks were posted by the aborts: let them run, then drop the sessions while
     // their loop (and its timers' io_context) still exists.
+    run_on(loop(), [] {});
     run_on(loop(), [&] { sessions_.clear(); });
     loops_.stop();
     listener_.reset();
@@ -134,7 +135,10 @@ class TestClient final : public SessionHandler, public StreamHandler {
   }
   ~TestClient() override {
     run_on(loop(), [&] { client_.reset(); });
-    run_on(loop(), [] {});  // the session's close callback, posted by the reset, runs first
+    // Callbacks posted by a handler reach the queue after anything posted meanwhile from
+    // another thread: two empty turns let the session's close callback run before the stop.
+    run_on(loop(), [] {});
+    run_on(loop(), [] {});
     loops_.stop();
   }
 
