@@ -78,6 +78,10 @@ int main(int argc, char** argv) {
   app.add_flag("--tls-require-client-cert", opts.tls.require_client_cert,
                "Refuse clients without a certificate signed by --tls-ca")
       ->needs(cert);
+  app.add_option("--so-sndbuf", opts.tcp.send_buffer, "SO_SNDBUF for client sockets, bytes (0: kernel default)")
+      ->capture_default_str();
+  app.add_option("--so-rcvbuf", opts.tcp.receive_buffer, "SO_RCVBUF for client sockets, bytes (0: kernel default)")
+      ->capture_default_str();
   app.add_option("--max-pending-bytes", opts.broker.max_pending_bytes,
                  "Bytes waiting for one client before it is cut off as a slow consumer")
       ->capture_default_str();
