@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/logging.h"
+#include "transport/tcp/sockets.h"
 
 namespace slip::transport {
 
@@ -19,8 +20,6 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 namespace {
-
-using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 // iovecs per writev: enough to gather a loop turn's worth of frames, small enough for the stack.
 constexpr std::size_t kMaxIov = 64;
@@ -33,26 +32,13 @@ Status from_error_code(const boost::system::error_code& ec, std::string_view wha
   return disconnected(std::string(what) + ": " + ec.message());
 }
 
-std::string endpoint_string(const tcp::endpoint& ep) {
-  HostPort hp{ep.address().to_string(), ep.port()};
-  return hp.to_string();
-}
-
-void apply_socket_options(tcp::socket& s, const TcpOptions& o) {
-  boost::system::error_code ec;
-  s.set_option(tcp::no_delay(o.no_delay), ec);
-  if (o.send_buffer > 0) s.set_option(asio::socket_base::send_buffer_size(o.send_buffer), ec);
-  if (o.receive_buffer > 0) s.set_option(asio::socket_base::receive_buffer_size(o.receive_buffer), ec);
-  s.non_blocking(true, ec);
-}
-
 class TcpConnection final : public Connection, public std::enable_shared_from_this<TcpConnection> {
  public:
   TcpConnection(io::EventLoop& loop, tcp::socket socket, const TcpOptions& options)
       : loop_(loop), socket_(std::move(socket)), options_(options), linger_(loop.context()) {
     boost::system::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
-    peer_ = ec ? std::string("?") : endpoint_string(ep);
+    peer_ = ec ? std::string("?") : detail::endpoint_string(ep);
   }
 
   void start(ConnectionHandler* handler) override {
@@ -205,138 +191,25 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   bool write_waiting_ = false;
 };
 
-// The acceptors and what they share. Completion handlers hold a reference, so a handler that
-// runs after the Listener is gone finds the state alive and stopped.
-class TcpAcceptors final : public std::enable_shared_from_this<TcpAcceptors> {
- public:
-  TcpAcceptors(io::LoopGroup& loops, const TcpOptions& options, AcceptHandler on_accept)
-      : loops_(loops), options_(options), on_accept_(std::move(on_accept)) {}
-
-  Status open(const HostPort& address) {
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(address.host, ec);
-    if (ec) return invalid_argument("bad listen host '" + address.host + "': " + ec.message());
-    tcp::endpoint ep(addr, address.port);
-    const std::size_t n = options_.reuse_port ? loops_.size() : 1;
-    for (std::size_t i = 0; i < n; ++i) {
-      auto& loop = loops_.loop(i);
-      auto acc = std::make_unique<Acceptor>(Acceptor{loop, tcp::acceptor(loop.context())});
-      acc->acceptor.open(ep.protocol(), ec);
-      if (!ec) acc->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && options_.reuse_port) acc->acceptor.set_option(ReusePort(true), ec);
-      if (!ec) acc->acceptor.bind(ep, ec);
-      if (!ec) acc->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-      if (ec) return disconnected("cannot listen on " + address.to_string() + ": " + ec.message());
-      if (i == 0) {
-        ep = acc->acceptor.local_endpoint(ec);  // the real port when 0 was asked for
-        local_ = endpoint_string(ep);
-      }
-      acceptors_.push_back(std::move(acc));
-    }
-    for (auto& a : acceptors_) {
-      Acceptor* acc = a.get();
-      acc->loop.post([self = shared_from_this(), acc] { self->accept(*acc); });
-    }
-    return Status();
-  }
-
-  void stop() {
-    if (stopped_.exchange(true)) return;
-    for (auto& a : acceptors_) {
-      Acceptor* acc = a.get();
-      // An acceptor belongs to its loop's thread: close it there when that loop is running.
-      if (acc->loop.in_loop_thread() || !acc->loop.running()) {
-        boost::system::error_code ec;
-        acc->acceptor.close(ec);
-        continue;
-      }
-      auto done = std::make_shared<std::atomic<bool>>(false);
-      acc->loop.post([self = shared_from_this(), acc, done] {
-        boost::system::error_code ec;
-        acc->acceptor.close(ec);
-        done->store(true, std::memory_order_release);
-      });
-      while (!done->load(std::memory_order_acquire) && acc->loop.running()) std::this_thread::yield();
-    }
-  }
-
-  const std::string& local_address() const { return local_; }
-
- private:
-  struct Acceptor {
-    io::EventLoop& loop;
-    tcp::acceptor acceptor;
-  };
-
-  void accept(Acceptor& acc) {
-    if (stopped_.load(std::memory_order_acquire)) return;
-    acc.acceptor.async_accept(
-        acc.loop.context(), [self = shared_from_this(), &acc](const boost::system::error_code& ec, tcp::socket s) {
-          if (ec == asio::error::operation_aborted || self->stopped_.load(std::memory_order_acquire)) return;
-          if (ec) {
-            SLIP_LOG_WARN("accept on {} failed: {}", self->local_, ec.message());
-          } else {
-            apply_socket_options(s, self->options_);
-            self->on_accept_(std::make_shared<TcpConnection>(acc.loop, std::move(s), self->options_));
-          }
-          self->accept(acc);
-        });
-  }
-
-  io::LoopGroup& loops_;
-  TcpOptions options_;
-  AcceptHandler on_accept_;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
-  std::string local_;
-  std::atomic<bool> stopped_{false};
-};
-
-class TcpListener final : public Listener {
- public:
-  explicit TcpListener(std::shared_ptr<TcpAcceptors> acceptors) : acceptors_(std::move(acceptors)) {}
-  ~TcpListener() override { stop(); }
-  void stop() override { acceptors_->stop(); }
-  std::string local_address() const override { return acceptors_->local_address(); }
-
- private:
-  std::shared_ptr<TcpAcceptors> acceptors_;
-};
-
 }  // namespace
 
 Result<std::unique_ptr<Listener>> tcp_listen(io::LoopGroup& loops, const HostPort& address, const TcpOptions& options,
                                              AcceptHandler on_accept) {
-  auto acceptors = std::make_shared<TcpAcceptors>(loops, options, std::move(on_accept));
-  Status s = acceptors->open(address);
-  if (!s.is_ok()) {
-    acceptors->stop();
-    return s;
-  }
-  return std::unique_ptr<Listener>(std::make_unique<TcpListener>(std::move(acceptors)));
+  return detail::listen_sockets(loops, address, options,
+                                [options, on_accept = std::move(on_accept)](io::EventLoop& loop, tcp::socket s) {
+                                  on_accept(std::make_shared<TcpConnection>(loop, std::move(s), options));
+                                });
 }
 
 void tcp_connect(io::EventLoop& loop, const HostPort& address, const TcpOptions& options, ConnectHandler done) {
-  auto resolver = std::make_shared<tcp::resolver>(loop.context());
-  resolver->async_resolve(
-      address.host, std::to_string(address.port),
-      [&loop, resolver, options, done = std::move(done), address](const boost::system::error_code& ec,
-                                                                     tcp::resolver::results_type results) mutable {
-        if (ec) {
-          done(not_found("cannot resolve " + address.host + ": " + ec.message()));
-          return;
-        }
-        auto socket = std::make_shared<tcp::socket>(loop.context());
-        asio::async_connect(*socket, results,
-                            [&loop, socket, options, done = std::move(done), address](
-                                const boost::system::error_code& ec2, const tcp::endpoint&) mutable {
-                              if (ec2) {
-                                done(disconnected("cannot connect to " + address.to_string() + ": " + ec2.message()));
-                                return;
-                              }
-                              apply_socket_options(*socket, options);
-                              done(ConnectionPtr(std::make_shared<TcpConnection>(loop, std::move(*socket), options)));
-                            });
-      });
+  detail::dial(loop, address, options,
+               [&loop, options, done = std::move(done)](Result<std::shared_ptr<tcp::socket>> s) mutable {
+                 if (!s.is_ok()) {
+                   done(s.status());
+                   return;
+                 }
+                 done(ConnectionPtr(std::make_shared<TcpConnection>(loop, std::move(**s), options)));
+               });
 }
 
 }  // namespace slip::transport

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/logging.h"
+#include "transport/tcp/sockets.h"
 
 namespace slip::transport {
 
@@ -29,7 +30,8 @@ using asio::ip::tcp;
 
 namespace {
 
-using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using detail::apply_socket_options;
+using detail::endpoint_string;
 
 // iovecs per sendmsg: a batch is at most kMaxCipherBatch over a few 64 KiB blocks.
 constexpr std::size_t kMaxIov = 64;
@@ -76,19 +78,6 @@ bool is_certificate_alert(int reason) {
     default:
       return false;
   }
-}
-
-std::string endpoint_string(const tcp::endpoint& ep) {
-  HostPort hp{ep.address().to_string(), ep.port()};
-  return hp.to_string();
-}
-
-void apply_socket_options(tcp::socket& s, const TcpOptions& o) {
-  boost::system::error_code ec;
-  s.set_option(tcp::no_delay(o.no_delay), ec);
-  if (o.send_buffer > 0) s.set_option(asio::socket_base::send_buffer_size(o.send_buffer), ec);
-  if (o.receive_buffer > 0) s.set_option(asio::socket_base::receive_buffer_size(o.receive_buffer), ec);
-  s.non_blocking(true, ec);
 }
 
 enum class Role { kServer, kClient };
@@ -788,125 +777,40 @@ BIO_METHOD* connection_bio_method() {
   return method;
 }
 
-// The acceptors and what they share. Completion handlers hold a reference, so a handler that
-// runs after the Listener is gone finds the state alive and stopped.
-class TlsAcceptors final : public std::enable_shared_from_this<TlsAcceptors> {
- public:
-  TlsAcceptors(io::LoopGroup& loops, const TcpOptions& tcp, const TlsOptions& tls, SslCtxPtr ctx,
-               AcceptHandler on_accept)
-      : loops_(loops), tcp_(tcp), tls_(tls), ctx_(std::move(ctx)), on_accept_(std::move(on_accept)) {}
+// What the server side of every handshake on one listener shares. Handshake callbacks hold a
+// reference, so one that completes after the Listener is gone finds the listener stopped.
+struct TlsServerSide {
+  TcpOptions tcp;
+  TlsOptions tls;
+  SslCtxPtr ctx;
+  AcceptHandler on_accept;
+  std::weak_ptr<detail::SocketAcceptors> acceptors;
+  std::string local;
 
-  Status open(const HostPort& address) {
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(address.host, ec);
-    if (ec) return invalid_argument("bad listen host '" + address.host + "': " + ec.message());
-    tcp::endpoint ep(addr, address.port);
-    const std::size_t n = tcp_.reuse_port ? loops_.size() : 1;
-    for (std::size_t i = 0; i < n; ++i) {
-      auto& loop = loops_.loop(i);
-      auto acc = std::make_unique<Acceptor>(Acceptor{loop, tcp::acceptor(loop.context())});
-      acc->acceptor.open(ep.protocol(), ec);
-      if (!ec) acc->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && tcp_.reuse_port) acc->acceptor.set_option(ReusePort(true), ec);
-      if (!ec) acc->acceptor.bind(ep, ec);
-      if (!ec) acc->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-      if (ec) return disconnected("cannot listen on " + address.to_string() + ": " + ec.message());
-      if (i == 0) {
-        ep = acc->acceptor.local_endpoint(ec);  // the real port when 0 was asked for
-        local_ = endpoint_string(ep);
-      }
-      acceptors_.push_back(std::move(acc));
-    }
-    for (auto& a : acceptors_) {
-      Acceptor* acc = a.get();
-      acc->loop.post([self = shared_from_this(), acc] { self->accept(*acc); });
-    }
-    return Status();
-  }
-
-  void stop() {
-    if (stopped_.exchange(true)) return;
-    for (auto& a : acceptors_) {
-      Acceptor* acc = a.get();
-      // An acceptor belongs to its loop's thread: close it there when that loop is running.
-      if (acc->loop.in_loop_thread() || !acc->loop.running()) {
-        boost::system::error_code ec;
-        acc->acceptor.close(ec);
-        continue;
-      }
-      auto done = std::make_shared<std::atomic<bool>>(false);
-      acc->loop.post([self = shared_from_this(), acc, done] {
-        boost::system::error_code ec;
-        acc->acceptor.close(ec);
-        done->store(true, std::memory_order_release);
-      });
-      while (!done->load(std::memory_order_acquire) && acc->loop.running()) std::this_thread::yield();
-    }
-  }
-
-  const std::string& local_address() const { return local_; }
-
- private:
-  struct Acceptor {
-    io::EventLoop& loop;
-    tcp::acceptor acceptor;
-  };
-
-  void accept(Acceptor& acc) {
-    if (stopped_.load(std::memory_order_acquire)) return;
-    acc.acceptor.async_accept(
-        acc.loop.context(), [self = shared_from_this(), &acc](const boost::system::error_code& ec, tcp::socket s) {
-          if (ec == asio::error::operation_aborted || self->stopped_.load(std::memory_order_acquire)) return;
-          if (ec) {
-            SLIP_LOG_WARN("accept on {} failed: {}", self->local_, ec.message());
-          } else {
-            self->handshake(acc.loop, std::move(s));
-          }
-          self->accept(acc);
-        });
+  bool stopped() const {
+    auto a = acceptors.lock();
+    return !a || a->stopped();
   }
 
   // The connection reaches on_accept only once its handshake is done.
-  void handshake(io::EventLoop& loop, tcp::socket s) {
-    apply_socket_options(s, tcp_);
-    auto conn = TlsConnection::create(loop, std::move(s), tcp_, ctx_.get(), Role::kServer, tls_);
+  static void handshake(const std::shared_ptr<TlsServerSide>& side, io::EventLoop& loop, tcp::socket s) {
+    auto conn = TlsConnection::create(loop, std::move(s), side->tcp, side->ctx.get(), Role::kServer, side->tls);
     if (!conn.is_ok()) {
-      SLIP_LOG_WARN("TLS on {}: {}", local_, conn.status().to_string());
+      SLIP_LOG_WARN("TLS on {}: {}", side->local, conn.status().to_string());
       return;
     }
-    (*conn)->start_handshake(tls_.handshake_timeout,
-                             [self = shared_from_this()](std::shared_ptr<TlsConnection> c, Status s) {
-                               if (!s.is_ok()) {
-                                 SLIP_LOG_INFO("TLS on {}: refused: {}", self->local_, s.message());
-                                 return;
-                               }
-                               if (self->stopped_.load(std::memory_order_acquire)) {
-                                 c->abort(cancelled("listener stopped"));
-                                 return;
-                               }
-                               self->on_accept_(std::move(c));
-                             });
+    (*conn)->start_handshake(side->tls.handshake_timeout, [side](std::shared_ptr<TlsConnection> c, Status st) {
+      if (!st.is_ok()) {
+        SLIP_LOG_INFO("TLS on {}: refused: {}", side->local, st.message());
+        return;
+      }
+      if (side->stopped()) {
+        c->abort(cancelled("listener stopped"));
+        return;
+      }
+      side->on_accept(std::move(c));
+    });
   }
-
-  io::LoopGroup& loops_;
-  TcpOptions tcp_;
-  TlsOptions tls_;
-  SslCtxPtr ctx_;
-  AcceptHandler on_accept_;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
-  std::string local_;
-  std::atomic<bool> stopped_{false};
-};
-
-class TlsListener final : public Listener {
- public:
-  explicit TlsListener(std::shared_ptr<TlsAcceptors> acceptors) : acceptors_(std::move(acceptors)) {}
-  ~TlsListener() override { stop(); }
-  void stop() override { acceptors_->stop(); }
-  std::string local_address() const override { return acceptors_->local_address(); }
-
- private:
-  std::shared_ptr<TlsAcceptors> acceptors_;
 };
 
 }  // namespace
@@ -914,13 +818,17 @@ class TlsListener final : public Listener {
 Result<std::unique_ptr<Listener>> tls_listen(io::LoopGroup& loops, const HostPort& address, const TcpOptions& tcp,
                                              const TlsOptions& tls, AcceptHandler on_accept) {
   SLIP_ASSIGN_OR_RETURN(SslCtxPtr ctx, make_context(Role::kServer, tls));
-  auto acceptors = std::make_shared<TlsAcceptors>(loops, tcp, tls, std::move(ctx), std::move(on_accept));
-  Status s = acceptors->open(address);
-  if (!s.is_ok()) {
+  auto side = std::make_shared<TlsServerSide>(TlsServerSide{tcp, tls, std::move(ctx), std::move(on_accept), {}, {}});
+  auto acceptors = std::make_shared<detail::SocketAcceptors>(
+      loops, tcp, [side](io::EventLoop& loop, tcp::socket s) { TlsServerSide::handshake(side, loop, std::move(s)); });
+  Status st = acceptors->open(address);
+  if (!st.is_ok()) {
     acceptors->stop();
-    return s;
+    return st;
   }
-  return std::unique_ptr<Listener>(std::make_unique<TlsListener>(std::move(acceptors)));
+  side->acceptors = acceptors;
+  side->local = acceptors->local_address();
+  return std::unique_ptr<Listener>(std::make_unique<detail::AcceptorsListener>(std::move(acceptors)));
 }
 
 void tls_connect(io::EventLoop& loop, const HostPort& address, const TcpOptions& tcp_options,
@@ -932,40 +840,28 @@ void tls_connect(io::EventLoop& loop, const HostPort& address, const TcpOptions&
     loop.post([done = std::move(done), s = ctx.status()]() mutable { done(std::move(s)); });
     return;
   }
-  auto resolver = std::make_shared<tcp::resolver>(loop.context());
-  resolver->async_resolve(
-      address.host, std::to_string(address.port),
-      [&loop, resolver, tcp_options, tls, ctx = std::move(*ctx), done = std::move(done), address](
-          const boost::system::error_code& ec, tcp::resolver::results_type results) mutable {
-        if (ec) {
-          done(not_found("cannot resolve " + address.host + ": " + ec.message()));
-          return;
-        }
-        auto socket = std::make_shared<tcp::socket>(loop.context());
-        asio::async_connect(
-            *socket, results,
-            [&loop, socket, tcp_options, tls, ctx, done = std::move(done), address](
-                const boost::system::error_code& ec2, const tcp::endpoint&) mutable {
-              if (ec2) {
-                done(disconnected("cannot connect to " + address.to_string() + ": " + ec2.message()));
-                return;
-              }
-              apply_socket_options(*socket, tcp_options);
-              auto conn = TlsConnection::create(loop, std::move(*socket), tcp_options, ctx.get(), Role::kClient, tls);
-              if (!conn.is_ok()) {
-                done(conn.status());
-                return;
-              }
-              (*conn)->start_handshake(tls.handshake_timeout,
-                                       [done = std::move(done)](std::shared_ptr<TlsConnection> c, Status s) {
-                                         if (!s.is_ok()) {
-                                           done(std::move(s));
-                                           return;
-                                         }
-                                         done(ConnectionPtr(std::move(c)));
-                                       });
-            });
-      });
+  detail::dial(loop, address, tcp_options,
+               [&loop, tcp_options, tls, ctx = std::move(*ctx), done = std::move(done)](
+                   Result<std::shared_ptr<tcp::socket>> socket) mutable {
+                 if (!socket.is_ok()) {
+                   done(socket.status());
+                   return;
+                 }
+                 auto conn =
+                     TlsConnection::create(loop, std::move(**socket), tcp_options, ctx.get(), Role::kClient, tls);
+                 if (!conn.is_ok()) {
+                   done(conn.status());
+                   return;
+                 }
+                 (*conn)->start_handshake(tls.handshake_timeout,
+                                          [done = std::move(done)](std::shared_ptr<TlsConnection> c, Status s) {
+                                            if (!s.is_ok()) {
+                                              done(std::move(s));
+                                              return;
+                                            }
+                                            done(ConnectionPtr(std::move(c)));
+                                          });
+               });
 }
 
 std::string tls_peer_subject(const Connection& connection) {
