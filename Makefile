@@ -7,7 +7,7 @@
 FUZZ_SECONDS ?= 60
 ARGS ?=
 
-.PHONY: all deps build run test test-release test-asan test-tsan fuzz bench bench-micro clean
+.PHONY: all deps build tools run test test-release test-asan test-tsan fuzz bench bench-micro clean
 
 all: build
 
@@ -18,7 +18,12 @@ build: deps
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release
 
-run: build
+# Just the two programs: what `make run` needs.
+tools: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target slipd slip
+
+run: tools
 	./build/release/tools/slipd/slipd $(ARGS)
 
 test: deps
