@@ -46,3 +46,12 @@ bench-micro: build
 
 clean:
 	rm -rf build
+
+# slipd against nats-server (Slipstream's client against libnats), medians of 3 runs; ARGS go to
+# broker_bench (e.g. ARGS="--runs 5 --workloads tp16,rr16").
+.PHONY: bench-broker
+bench-broker: build
+	@scripts/install-deps.sh --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target broker_bench slipd
+	scripts/bench-broker.sh build/release $(ARGS)

@@ -13,7 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(sockperf)
+  packages+=(sockperf nats-server libnats-dev)
 fi
 
 missing=()
