@@ -77,7 +77,7 @@ struct Settings {
   std::vector<int> slipd_threads = {1, 2};
   std::string server_idle = "spin";  // slipd --idle
   unsigned server_spin_us = 50;
-  std::string client_idle = "spin";  // Slipstream client loops
+  std::vector<std::string> client_idles = {"spin", "block"};  // Slipstream client loops, each a target
   unsigned client_spin_us = 50;
   std::size_t max_pending = 1ull << 30;  // slipd --max-pending-bytes and nats-server max_pending
   std::vector<std::string> workloads = {"tp16", "tp128", "tp1k", "tp16k", "fan128", "rr16"};
@@ -305,6 +305,7 @@ struct Target {
   std::string label;  // "slipd t1", "nats-server"
   bool nats = false;
   int threads = 1;
+  io::LoopOptions client_loop;  // Slipstream's client loops
 };
 
 // Starts a server; returns it and its address ("127.0.0.1:PORT").
@@ -696,7 +697,8 @@ int main(int argc, char** argv) {
   app.add_option("--slipd-threads", threads_csv, "slipd --threads values to run, comma-separated")->capture_default_str();
   app.add_option("--server-idle", s.server_idle, "slipd --idle")->capture_default_str();
   app.add_option("--server-spin-us", s.server_spin_us, "slipd --spin-us")->capture_default_str();
-  app.add_option("--client-idle", s.client_idle, "Slipstream client loops: block, spin or busy")->capture_default_str();
+  app.add_option("--client-idle", s.client_idles, "Slipstream client loops, each a separate target: block, spin, busy")
+      ->delimiter(',');
   app.add_option("--client-spin-us", s.client_spin_us, "Client spin time with --client-idle spin")->capture_default_str();
   app.add_option("--max-pending", s.max_pending, "Slow-consumer bound given to both servers, bytes")->capture_default_str();
   app.add_option("--workloads", s.workloads, "tp16 tp128 tp1k tp16k fan128 rr16")->delimiter(',');
@@ -716,23 +718,33 @@ int main(int argc, char** argv) {
   }
   ::signal(SIGPIPE, SIG_IGN);
   (void)slip::init_logging("warn");
-  slip::io::LoopOptions lo;
-  lo.idle = slip::io::parse_idle_strategy(s.client_idle).value();
-  lo.spin = std::chrono::microseconds(s.client_spin_us);
   if (nats_Open(-1) != NATS_OK) {
     std::fprintf(stderr, "broker_bench: nats_Open failed\n");
     return 1;
   }
 
   std::vector<Target> targets;
-  for (int t : s.slipd_threads) targets.push_back({"slipd t" + std::to_string(t), false, t});
-  targets.push_back({"nats-server", true, 0});
+  for (int t : s.slipd_threads) {
+    for (const auto& idle : s.client_idles) {
+      auto strategy = slip::io::parse_idle_strategy(idle);
+      if (!strategy.is_ok()) {
+        std::fprintf(stderr, "broker_bench: %s\n", strategy.status().to_string().c_str());
+        return 2;
+      }
+      slip::io::LoopOptions lo;
+      lo.idle = strategy.value();
+      lo.spin = std::chrono::microseconds(s.client_spin_us);
+      targets.push_back({"slipd t" + std::to_string(t) + " c-" + idle, false, t, lo});
+    }
+  }
+  targets.push_back({"nats-server", true, 0, {}});
   std::vector<Workload> workloads;
   for (const auto& n : s.workloads) workloads.push_back(workload_by_name(n, s));
 
   std::printf("# broker_bench: %s\n", machine().c_str());
-  std::printf("# slipd --idle %s --spin-us %u, clients idle=%s/%uus, nats-server defaults (GOMAXPROCS=all cores);\n",
-              s.server_idle.c_str(), s.server_spin_us, s.client_idle.c_str(), s.client_spin_us);
+  std::printf("# slipd --idle %s --spin-us %u; 'slipd tN c-X': slipd --threads N, Slipstream client loops idle X (spin: %u us);\n"
+              "# nats-server with its defaults (Go runtime, GOMAXPROCS = all cores); libnats threads block on condition variables\n",
+              s.server_idle.c_str(), s.server_spin_us, s.client_spin_us);
   std::printf("# libnats: default options for throughput, SendAsap=%d for request/reply; max_pending %zu B on both servers\n",
               s.nats_send_asap_rr ? 1 : 0, s.max_pending);
   std::printf("# runs=%d, payloads random (incompressible), Slipstream compression off\n", s.runs);
@@ -740,8 +752,9 @@ int main(int argc, char** argv) {
 
   std::map<Key, std::vector<Outcome>> results;
   for (int run = 0; run < s.runs; ++run) {
-    for (const auto& t : targets) {
-      for (const auto& w : workloads) {
+    // Each workload runs against every target back to back, so the ratios compare neighbours in time.
+    for (const auto& w : workloads) {
+      for (const auto& t : targets) {
         // A fresh server for every workload: nothing left over from the previous one.
         try {
           auto [proc, addr] = start_server(t, s);
@@ -749,7 +762,7 @@ int main(int argc, char** argv) {
           if (t.nats) {
             o = w.subscribers == 0 ? nats_request_reply(addr, w, s) : nats_throughput(addr, w, s);
           } else {
-            o = w.subscribers == 0 ? slip_request_reply(addr, w, s, lo) : slip_throughput(addr, w, s, lo);
+            o = w.subscribers == 0 ? slip_request_reply(addr, w, s, t.client_loop) : slip_throughput(addr, w, s, t.client_loop);
           }
           if (!proc->running()) {
             o.ok = false;
@@ -757,11 +770,11 @@ int main(int argc, char** argv) {
           }
           proc->stop();
           if (w.subscribers == 0) {
-            std::printf("run %d %-12s %-7s p50=%.1fus p99=%.1fus p99.9=%.1fus max=%.1fus n=%llu %s\n", run + 1,
+            std::printf("run %d %-19s %-7s p50=%.1fus p99=%.1fus p99.9=%.1fus max=%.1fus n=%llu %s\n", run + 1,
                         t.label.c_str(), w.name.c_str(), o.p50, o.p99, o.p999, o.max,
                         static_cast<unsigned long long>(o.expected), o.note.c_str());
           } else {
-            std::printf("run %d %-12s %-7s per-sub=%s/s aggregate=%s/s received(min)=%llu/%llu lib-dropped=%llu %s\n",
+            std::printf("run %d %-19s %-7s per-sub=%s/s aggregate=%s/s received(min)=%llu/%llu lib-dropped=%llu %s\n",
                         run + 1, t.label.c_str(), w.name.c_str(), fmt_rate(o.per_sub_rate).c_str(),
                         fmt_rate(o.aggregate_rate).c_str(), static_cast<unsigned long long>(o.received_min),
                         static_cast<unsigned long long>(o.expected), static_cast<unsigned long long>(o.dropped),
@@ -770,7 +783,7 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
           results[{w.name, t.label}].push_back(o);
         } catch (const std::exception& e) {
-          std::printf("run %d %-12s %-7s FAILED: %s\n", run + 1, t.label.c_str(), w.name.c_str(), e.what());
+          std::printf("run %d %-19s %-7s FAILED: %s\n", run + 1, t.label.c_str(), w.name.c_str(), e.what());
           std::fflush(stdout);
           Outcome o;
           o.per_sub_rate = o.aggregate_rate = o.p50 = o.p99 = o.p999 = NAN;
@@ -827,7 +840,7 @@ int main(int argc, char** argv) {
         if (tp_goal || rr_goal) {
           const bool met = std::isnan(ratio) ? false : (tp_goal ? ratio >= 2.0 : ratio <= 0.7);
           if (!goal.empty()) goal += ", ";
-          goal += t.label + (tp_goal ? " >=2x: " : " <=0.7x: ") + (met ? "met" : "MISSED");
+          goal += t.label.substr(6) + (tp_goal ? " >=2x: " : " <=0.7x: ") + (met ? "met" : "MISSED");
         }
       }
       std::printf(" %s |\n", goal.c_str());
