@@ -78,7 +78,10 @@ void Broker::publish(io::EventLoop& from, std::string_view subject, std::string_
     std::uint64_t sid;
     std::string queue;  // copied under the lock: the index's views die with it
   };
-  std::vector<Target> targets;
+  // Reused per thread: no allocation per PUB once it has grown. publish() only recurses (for a
+  // no-responders answer) after it is done with the list.
+  static thread_local std::vector<Target> targets;
+  targets.clear();
   {
     std::lock_guard<std::mutex> g(mu_);
     const SublistResult& r = index_.match(subject);
@@ -117,6 +120,7 @@ void Broker::publish(io::EventLoop& from, std::string_view subject, std::string_
     }
     hand_over(from, detail::Delivery{link, sid, shared, t.queue, 0});
   }
+  targets.clear();  // drop the link references now, not at the next PUB
 }
 
 void Broker::requeue(io::EventLoop& at, detail::Delivery d) {
