@@ -55,3 +55,10 @@ bench-broker: build
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release --target broker_bench slipd
 	scripts/bench-broker.sh build/release $(ARGS)
+
+# End-to-end session benchmarks against sockperf and plain sockets (docs/benchmarks.md,
+# "Sessions over TCP"). RUNS=5 repetitions by default.
+.PHONY: bench-sessions
+bench-sessions: build
+	@scripts/install-deps.sh --bench
+	@scripts/bench-sessions.sh
