@@ -417,7 +417,8 @@ Status Session::send(std::uint64_t stream, Chain message, bool end) {
   }
   OutMessage m;
   m.end = end;
-  if (compressor_ && !message.empty()) {
+  const compress::CompressOptions* co = compressor_ ? &compressor_->options() : nullptr;
+  if (co && co->codecs != 0 && message.size() >= co->min_size) {
     Result<compress::CompressedMessage> c = compressor_->compress(message);
     if (c.is_ok()) {
       m.codec = c->codec;
@@ -434,7 +435,9 @@ Status Session::send(std::uint64_t stream, Chain message, bool end) {
   s->out.push_back(std::move(m));
   if (end) s->local_ended = true;
   ++stats_.messages_out;
-  make_ready(*s);
+  // A stream already waiting for credit is queued again by the CREDIT that refills it, not by
+  // every send.
+  if (s->send_window > 0 || s->out.size() == 1) make_ready(*s);
   pump();
   return Status();
 }
