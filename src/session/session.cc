@@ -402,6 +402,9 @@ Result<std::uint64_t> Session::open_stream(Priority priority, StreamHandler* han
   return id;
 }
 
+// TODO(perf): a 64 B message costs three hash lookups of its stream (here, in pump, after
+// emit_chunk) and a deque node every three messages; a stream handle and a ring of OutMessages
+// would remove both (perf: ~25% of the sending loop at 7 M msgs/s).
 Status Session::send(std::uint64_t stream, Chain message, bool end) {
   if (closed_) return disconnected("session is closed");
   Stream* s = find(stream);
