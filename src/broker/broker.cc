@@ -162,11 +162,25 @@ void Broker::send_no_responders(io::EventLoop& from, std::string_view reply) {
   publish(from, reply, {}, true, status, Slice());
 }
 
+// ---- SessionConnection ---------------------------------------------------------------------
+
+void SessionConnection::send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply,
+                                 bool has_headers, const wire::Metadata& headers, const Slice& payload) {
+  wire::Msg m;
+  m.sid = sid;
+  m.subject = subject;
+  m.reply = reply;
+  m.has_headers = has_headers;
+  if (has_headers) m.headers = headers;
+  m.payload = payload;
+  session_.send_frame(m);
+}
+
 // ---- BrokerClient --------------------------------------------------------------------------
 
-BrokerClient::BrokerClient(Broker& broker, session::Session& session, std::string name)
-    : broker_(broker), session_(session), name_(std::move(name)), link_(std::make_shared<detail::ClientLink>()) {
-  link_->loop = &session.connection().loop();
+BrokerClient::BrokerClient(Broker& broker, ClientConnection& conn, std::string name)
+    : broker_(broker), conn_(conn), name_(std::move(name)), link_(std::make_shared<detail::ClientLink>()) {
+  link_->loop = &conn.loop();
   link_->client = this;
 }
 
@@ -180,65 +194,67 @@ void BrokerClient::close() {
   subs_.clear();
 }
 
-Status BrokerClient::on_frame(const wire::Frame& f) {
-  const wire::WireLimits& limits = session_.options().limits;
+Status BrokerClient::on_frame(const wire::Frame& f, const wire::WireLimits& limits) {
   switch (f.type) {
     case wire::FrameType::kPub: {
       SLIP_ASSIGN_OR_RETURN(wire::Pub p, wire::decode_pub(f, limits));
-      return on_pub(p);
+      return publish(p.subject, p.reply, p.has_headers, p.headers, p.payload);
     }
     case wire::FrameType::kSub: {
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
-      return on_sub(std::get<wire::Sub>(any));
+      const auto& s = std::get<wire::Sub>(any);
+      return subscribe(s.sid, s.subject, s.queue);
     }
     case wire::FrameType::kUnsub: {
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
-      return on_unsub(std::get<wire::Unsub>(any));
+      const auto& u = std::get<wire::Unsub>(any);
+      return unsubscribe(u.sid, u.max_msgs);
     }
     default:
       return unimplemented(std::string(wire::frame_type_name(f.type)) + " frames are not served here");
   }
 }
 
-Status BrokerClient::on_pub(const wire::Pub& p) {
-  if (p.payload.size() > broker_.options_.max_payload) {
-    return overloaded("payload of " + std::to_string(p.payload.size()) + " bytes exceeds max_payload " +
+Status BrokerClient::publish(std::string_view subject, std::string_view reply, bool has_headers,
+                             const wire::Metadata& headers, const Slice& payload) {
+  if (payload.size() > broker_.options_.max_payload) {
+    return overloaded("payload of " + std::to_string(payload.size()) + " bytes exceeds max_payload " +
                       std::to_string(broker_.options_.max_payload));
   }
-  SLIP_TRY(validate_publish_subject(p.subject, broker_.options_.limits));
-  if (!p.reply.empty()) SLIP_TRY(validate_publish_subject(p.reply, broker_.options_.limits));
-  broker_.publish(*link_->loop, p.subject, p.reply, p.has_headers, p.headers, p.payload);
+  SLIP_TRY(validate_publish_subject(subject, broker_.options_.limits));
+  if (!reply.empty()) SLIP_TRY(validate_publish_subject(reply, broker_.options_.limits));
+  broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload);
   return Status();
 }
 
-Status BrokerClient::on_sub(const wire::Sub& s) {
-  if (subs_.count(s.sid)) return invalid_argument("SUB: sid " + std::to_string(s.sid) + " is already in use");
+Status BrokerClient::subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue) {
+  if (subs_.count(sid)) return invalid_argument("SUB: sid " + std::to_string(sid) + " is already in use");
   if (subs_.size() >= broker_.options_.max_subscriptions) {
     return overloaded("too many subscriptions (max_subscriptions " +
                       std::to_string(broker_.options_.max_subscriptions) + ")");
   }
   auto sub = std::make_unique<detail::Subscription>();
   sub->link = link_;
-  sub->sid = s.sid;
-  sub->subject = std::string(s.subject);
-  sub->queue = std::string(s.queue);
+  sub->sid = sid;
+  sub->subject = std::string(subject);
+  sub->queue = std::string(queue);
   SLIP_TRY(broker_.add(sub.get()));
-  subs_[s.sid] = LocalSub{std::move(sub), 0, 0};
+  subs_[sid] = LocalSub{std::move(sub), 0, 0};
   return Status();
 }
 
-Status BrokerClient::on_unsub(const wire::Unsub& u) {
-  auto it = subs_.find(u.sid);
+Status BrokerClient::unsubscribe(std::uint64_t sid, std::uint64_t max_msgs) {
+  auto it = subs_.find(sid);
   if (it == subs_.end()) return Status();  // already gone: UNSUB races with auto-unsubscribe
-  if (u.max_msgs == 0 || it->second.delivered >= u.max_msgs) {
-    unsubscribe(u.sid);
+  if (max_msgs == 0 || it->second.delivered >= max_msgs) {
+    remove_sub(sid);
   } else {
-    it->second.max_msgs = u.max_msgs;
+    it->second.max_msgs = max_msgs;
   }
   return Status();
 }
 
-void BrokerClient::unsubscribe(std::uint64_t sid) {
+void BrokerClient::remove_sub(std::uint64_t sid) {
   auto it = subs_.find(sid);
   if (it == subs_.end()) return;
   broker_.remove(it->second.sub.get());
@@ -246,7 +262,7 @@ void BrokerClient::unsubscribe(std::uint64_t sid) {
 }
 
 bool BrokerClient::admit(std::size_t bytes) {
-  const std::size_t pending = session_.pending_out_bytes();
+  const std::size_t pending = conn_.pending_out_bytes();
   if (pending + bytes <= broker_.options_.max_pending_bytes) {
     slow_logged_ = false;
     return true;
@@ -255,7 +271,7 @@ bool BrokerClient::admit(std::size_t bytes) {
     slow_logged_ = true;
     broker_.stats_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
     SLIP_LOG_WARN("slow consumer '{}' ({}): {} bytes pending, limit {}: {}", name_,
-                  session_.connection().peer_address(), pending, broker_.options_.max_pending_bytes,
+                  conn_.peer_address(), pending, broker_.options_.max_pending_bytes,
                   drop_when_slow_ ? "dropping its messages" : "disconnecting it");
   }
   if (drop_when_slow_) {
@@ -263,7 +279,7 @@ bool BrokerClient::admit(std::size_t bytes) {
     broker_.stats_.dropped.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  session_.fail(overloaded("slow consumer: " + std::to_string(pending) + " bytes waiting, limit " +
+  conn_.fail(overloaded("slow consumer: " + std::to_string(pending) + " bytes waiting, limit " +
                            std::to_string(broker_.options_.max_pending_bytes)));
   close();
   return false;
@@ -271,23 +287,16 @@ bool BrokerClient::admit(std::size_t bytes) {
 
 bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
                            const wire::Metadata& headers, const Slice& payload) {
-  if (closed_ || session_.closed()) return false;
+  if (closed_ || conn_.closed()) return false;
   auto it = subs_.find(sid);
   if (it == subs_.end()) return false;
   if (!admit(payload.size() + subject.size() + reply.size())) return true;  // counted as dropped
   LocalSub& local = it->second;
-  wire::Msg m;
-  m.sid = sid;
-  m.subject = subject;
-  m.reply = reply;
-  m.has_headers = has_headers;
-  if (has_headers) m.headers = headers;
-  m.payload = payload;
-  session_.send_frame(m);
+  conn_.send_msg(sid, subject, reply, has_headers, headers, payload);
   broker_.stats_.messages_out.fetch_add(1, std::memory_order_relaxed);
   broker_.stats_.bytes_out.fetch_add(payload.size(), std::memory_order_relaxed);
   ++local.delivered;
-  if (local.max_msgs != 0 && local.delivered >= local.max_msgs) unsubscribe(sid);
+  if (local.max_msgs != 0 && local.delivered >= local.max_msgs) remove_sub(sid);
   return true;
 }
 

@@ -1,6 +1,8 @@
 // Broker: subjects, subscriptions, queue groups and fan-out across the server's shards.
 //
-// Every client connection is a BrokerClient on its session's loop. A PUB is matched against one
+// Every client connection is a BrokerClient on its connection's loop, whatever protocol it
+// speaks: the client's connection is reached through the small ClientConnection interface
+// (native sessions: SessionConnection below; the NATS gateway has its own). A PUB is matched against one
 // subscription index (Sublist) shared by all shards; each matching subscription gets the
 // message, and each queue group gets it once, at one member chosen round robin. Receivers on
 // the publisher's own shard are written to directly; receivers on other shards get it through
@@ -58,6 +60,40 @@ struct BrokerStats {
 class Broker;
 class BrokerClient;
 
+// What the broker needs from one client's connection, whatever protocol it speaks. Every call
+// is made on the connection's loop.
+class ClientConnection {
+ public:
+  virtual ~ClientConnection() = default;
+  virtual io::EventLoop& loop() = 0;
+  virtual std::string peer_address() const = 0;
+  virtual bool closed() const = 0;
+  // Bytes accepted for sending and not yet written to the socket: the slow-consumer measure.
+  virtual std::size_t pending_out_bytes() const = 0;
+  // Sends one message for subscription `sid`. Views are valid for the call only.
+  virtual void send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+                        const wire::Metadata& headers, const Slice& payload) = 0;
+  // Tells the peer why and closes the connection.
+  virtual void fail(const Status& reason) = 0;
+};
+
+// A native-protocol session as a ClientConnection: MSG frames on the session.
+class SessionConnection final : public ClientConnection {
+ public:
+  explicit SessionConnection(session::Session& s) : session_(s) {}
+  io::EventLoop& loop() override { return session_.connection().loop(); }
+  std::string peer_address() const override { return session_.connection().peer_address(); }
+  bool closed() const override { return session_.closed(); }
+  std::size_t pending_out_bytes() const override { return session_.pending_out_bytes(); }
+  void send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+                const wire::Metadata& headers, const Slice& payload) override;
+  void fail(const Status& reason) override { session_.fail(reason); }
+  session::Session& session() { return session_; }
+
+ private:
+  session::Session& session_;
+};
+
 namespace detail {
 // What another shard needs to deliver one message: shared by every receiver of a PUB.
 struct SharedMessage {
@@ -93,18 +129,26 @@ struct Delivery {
 };
 }  // namespace detail
 
-// One connected client's pub/sub state. Lives on its session's loop; created by the server when
-// the session is ready, closed when it ends.
+// One connected client's pub/sub state. Lives on its connection's loop; created by the server
+// when the connection is ready, closed when it ends. `conn` must outlive it.
 class BrokerClient {
  public:
-  BrokerClient(Broker& broker, session::Session& session, std::string name);
+  BrokerClient(Broker& broker, ClientConnection& conn, std::string name);
   ~BrokerClient();
   BrokerClient(const BrokerClient&) = delete;
   BrokerClient& operator=(const BrokerClient&) = delete;
 
-  // Handles SUB, UNSUB and PUB; other frames are kUnimplemented. A failed Status closes the
-  // session with an ERROR frame.
-  Status on_frame(const wire::Frame& f);
+  // Native protocol: handles SUB, UNSUB and PUB; other frames are kUnimplemented. A failed
+  // Status closes the session with an ERROR frame.
+  Status on_frame(const wire::Frame& f, const wire::WireLimits& limits);
+
+  // The protocol-neutral operations every gateway maps its commands onto. Subjects are
+  // validated here; a failed Status says what was wrong and changed nothing.
+  Status publish(std::string_view subject, std::string_view reply, bool has_headers, const wire::Metadata& headers,
+                 const Slice& payload);
+  Status subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue);
+  // max_msgs 0: now; n: after n messages in all have been delivered on `sid`.
+  Status unsubscribe(std::uint64_t sid, std::uint64_t max_msgs);
   // Drops every subscription. Idempotent.
   void close();
 
@@ -128,14 +172,11 @@ class BrokerClient {
     std::uint64_t delivered = 0;
   };
 
-  Status on_sub(const wire::Sub& s);
-  Status on_unsub(const wire::Unsub& u);
-  Status on_pub(const wire::Pub& p);
-  void unsubscribe(std::uint64_t sid);
+  void remove_sub(std::uint64_t sid);
   bool admit(std::size_t bytes);
 
   Broker& broker_;
-  session::Session& session_;
+  ClientConnection& conn_;
   std::string name_;
   std::shared_ptr<detail::ClientLink> link_;
   std::unordered_map<std::uint64_t, LocalSub> subs_;

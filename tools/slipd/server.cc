@@ -57,14 +57,14 @@ void Server::accept(transport::ConnectionPtr conn) {
 void Server::on_ready(session::Session& s) {
   std::string name = s.negotiated().peer_name.empty() ? s.connection().peer_address()
                                                        : s.negotiated().peer_name + "@" + s.connection().peer_address();
-  shard_of(s.connection().loop()).clients[&s] = std::make_unique<broker::BrokerClient>(broker_, s, std::move(name));
+  shard_of(s.connection().loop()).clients[&s] = std::make_unique<NativeClient>(broker_, s, std::move(name));
 }
 
 Status Server::on_frame(session::Session& s, const wire::Frame& f) {
   auto& clients = shard_of(s.connection().loop()).clients;
   auto it = clients.find(&s);
   if (it == clients.end()) return failed_precondition("no broker client for this session");
-  return it->second->on_frame(f);
+  return it->second->client.on_frame(f, s.options().limits);
 }
 
 void Server::on_closed(session::Session& s, const Status& reason) {

@@ -53,9 +53,15 @@ class Server final : public session::SessionHandler {
   void on_closed(session::Session& s, const Status& reason) override;
 
  private:
+  // A native session's broker state.
+  struct NativeClient {
+    NativeClient(broker::Broker& b, session::Session& s, std::string name) : conn(s), client(b, conn, std::move(name)) {}
+    broker::SessionConnection conn;
+    broker::BrokerClient client;
+  };
   struct Shard {
     std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
-    std::unordered_map<session::Session*, std::unique_ptr<broker::BrokerClient>> clients;
+    std::unordered_map<session::Session*, std::unique_ptr<NativeClient>> clients;
   };
 
   void accept(transport::ConnectionPtr conn);
