@@ -68,7 +68,7 @@ void Broker::hand_over(io::EventLoop& from, detail::Delivery d) {
 }
 
 void Broker::publish(io::EventLoop& from, std::string_view subject, std::string_view reply, bool has_headers,
-                     const wire::Metadata& headers, const Slice& payload) {
+                     const wire::Metadata& headers, const Slice& payload, const detail::ClientLink* skip) {
   stats_.messages_in.fetch_add(1, std::memory_order_relaxed);
   stats_.bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
   // The receivers, chosen under the lock (a Subscription may be freed as soon as it is released,
@@ -90,9 +90,19 @@ void Broker::publish(io::EventLoop& from, std::string_view subject, std::string_
       auto* s = reinterpret_cast<detail::Subscription*>(h);
       targets.push_back(Target{s->link, s->sid, {}});
     };
-    for (SubscriptionHandle h : r.plain()) add(h);
+    for (SubscriptionHandle h : r.plain()) {
+      if (skip == nullptr || reinterpret_cast<detail::Subscription*>(h)->link.get() != skip) add(h);
+    }
     for (const QueueGroupMatch& q : r.queue_groups()) {
-      add(q.members[queue_cursor_++ % q.members.size()]);
+      SubscriptionHandle pick = q.members[queue_cursor_++ % q.members.size()];
+      // Not to the publisher itself when it said so, if the group has anyone else.
+      for (std::size_t i = 1; skip != nullptr && i < q.members.size() &&
+                              reinterpret_cast<detail::Subscription*>(pick)->link.get() == skip;
+           ++i) {
+        pick = q.members[queue_cursor_++ % q.members.size()];
+      }
+      if (skip != nullptr && reinterpret_cast<detail::Subscription*>(pick)->link.get() == skip) continue;
+      add(pick);
       targets.back().queue.assign(q.name);
     }
   }
@@ -223,7 +233,7 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   }
   SLIP_TRY(validate_publish_subject(subject, broker_.options_.limits));
   if (!reply.empty()) SLIP_TRY(validate_publish_subject(reply, broker_.options_.limits));
-  broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload);
+  broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, echo_ ? nullptr : link_.get());
   return Status();
 }
 

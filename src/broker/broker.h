@@ -160,6 +160,9 @@ class BrokerClient {
 
   // When set, a slow consumer drops new messages instead of being disconnected.
   void set_drop_when_slow(bool drop) { drop_when_slow_ = drop; }
+  // When false, this client's own publishes are not delivered to its own subscriptions (NATS
+  // CONNECT "echo": false).
+  void set_echo(bool echo) { echo_ = echo; }
   const std::string& name() const { return name_; }
   std::size_t subscriptions() const { return subs_.size(); }
   std::uint64_t dropped() const { return dropped_; }
@@ -181,6 +184,7 @@ class BrokerClient {
   std::shared_ptr<detail::ClientLink> link_;
   std::unordered_map<std::uint64_t, LocalSub> subs_;
   bool drop_when_slow_ = false;
+  bool echo_ = true;
   bool slow_logged_ = false;
   std::uint64_t dropped_ = 0;
   bool closed_ = false;
@@ -200,9 +204,10 @@ class Broker {
 
   Status add(detail::Subscription* sub);
   void remove(detail::Subscription* sub);
-  // Routes one PUB from a client on `from`. Views stay valid for the call.
+  // Routes one PUB from a client on `from`. Views stay valid for the call. Subscriptions of
+  // `skip` (the publisher, when it asked not to hear itself) get nothing.
   void publish(io::EventLoop& from, std::string_view subject, std::string_view reply, bool has_headers,
-               const wire::Metadata& headers, const Slice& payload);
+               const wire::Metadata& headers, const Slice& payload, const detail::ClientLink* skip = nullptr);
   void send_no_responders(io::EventLoop& from, std::string_view reply);
   // A queue group message whose member left before it arrived goes to another member.
   void requeue(io::EventLoop& at, detail::Delivery d);

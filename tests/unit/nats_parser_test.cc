@@ -1,4 +1,5 @@
 #include "gateway/nats/parser.h"
+#include "gateway/nats/connection.h"
 
 #include <gtest/gtest.h>
 
@@ -236,6 +237,38 @@ TEST(NatsConnect, RejectsWhatIsNotAnObject) {
                           "{\"a\":\"\\q\"}", "{\"a\":\"unterminated}", "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
                           "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"}) {
     EXPECT_FALSE(parse_connect(bad).is_ok()) << bad;
+  }
+}
+
+TEST(NatsHeaders, StatusLineAndFieldsRoundTrip) {
+  wire::Metadata h;
+  ASSERT_TRUE(parse_header_block("NATS/1.0 503 No Responders\r\nA: 1\r\nB:  two words \r\nA: 3\r\n\r\n", h));
+  ASSERT_EQ(h.size(), 5u);
+  EXPECT_EQ(h[0], (std::pair<std::string_view, std::string_view>(":status", "503")));
+  EXPECT_EQ(h[1], (std::pair<std::string_view, std::string_view>(":description", "No Responders")));
+  EXPECT_EQ(h[3], (std::pair<std::string_view, std::string_view>("B", "two words")));
+  std::string out;
+  append_header_block(out, h);
+  EXPECT_EQ(out, "NATS/1.0 503 No Responders\r\nA: 1\r\nB: two words\r\nA: 3\r\n\r\n");
+}
+
+TEST(NatsHeaders, NoRespondersBecomesTheBareStatusLine) {
+  std::string out;
+  append_header_block(out, wire::Metadata{{":status", "503"}});
+  EXPECT_EQ(out, "NATS/1.0 503\r\n\r\n");
+}
+
+TEST(NatsHeaders, HeadersThatWouldBreakLinesAreNotSent) {
+  std::string out;
+  append_header_block(out, wire::Metadata{{"ok", "v"}, {"bad", "a\r\nX: injected"}, {"b\nad", "v"}, {"a b", "v"}});
+  EXPECT_EQ(out, "NATS/1.0\r\nok: v\r\n\r\n");
+}
+
+TEST(NatsHeaders, RejectsWhatIsNotAHeaderBlock) {
+  wire::Metadata h;
+  for (const char* bad : {"", "HTTP/1.1\r\n\r\n", "NATS/1.0\r\n", "NATS/1.0\r\nnocolon\r\n\r\n",
+                          "NATS/1.0\r\n: v\r\n\r\n", "NATS/1.0\r\nK: V\r\n\r\nextra"}) {
+    EXPECT_FALSE(parse_header_block(bad, h)) << bad;
   }
 }
 

@@ -1,0 +1,135 @@
+// One NATS client connection, mapped onto the broker: PUB/HPUB become BrokerClient::publish,
+// SUB/UNSUB subscribe/unsubscribe, and deliveries come back as MSG/HMSG.
+//
+// Output: MSG/HMSG lines (and small payloads) are written into one block per connection and
+// handed to the transport once per loop turn, so a burst of deliveries costs one writev, not
+// one syscall per message. Payloads above kCopyThreshold go out as references to the
+// publisher's bytes.
+//
+// Headers: a NATS header block ("NATS/1.0[ CODE[ TEXT]]\r\nK: V\r\n...\r\n") is carried through
+// the broker as wire::Metadata; the status line's code becomes the ":status" header and its text
+// ":description", which is how native clients see the broker's no-responders answer (":status"
+// = "503") too. The reverse mapping builds the header block for NATS receivers that announced
+// headers support; others get the body only, and a no-responders answer only reaches a client
+// that asked for it (headers and no_responders in CONNECT), as with nats-server.
+//
+// Threading: everything runs on the connection's loop. Lifetime: owned by a shared_ptr (the
+// server's); callbacks posted to the loop hold a reference.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "broker/broker.h"
+#include "gateway/nats/parser.h"
+#include "transport/transport.h"
+
+namespace slip::gateway::nats {
+
+// Decides whether CONNECT's credentials admit the client; returns the name it is known by (for
+// logs), or any failure for "Authorization Violation". Fields the client did not send are empty.
+using Authenticator =
+    std::function<Result<std::string>(std::string_view token, std::string_view user, std::string_view password)>;
+
+struct GatewayOptions {
+  std::size_t max_control_line = 4096;
+  // The server PINGs a client this often; after max_pings_out PINGs without a PONG the client is
+  // cut off with 'Stale Connection'. 0: never.
+  std::chrono::milliseconds ping_interval{120000};
+  int max_pings_out = 2;
+  // With an authenticator, CONNECT must come within this time ('Authorization Timeout').
+  std::chrono::milliseconds auth_timeout{2000};
+  std::string server_id = "SLIPSTREAM";
+  std::string server_name = "slipd";
+  std::string host = "0.0.0.0";  // INFO "host"/"port": where clients reached us
+  int port = 4222;
+  // When set, CONNECT must carry credentials it accepts (INFO says auth_required).
+  Authenticator authenticate;
+};
+
+// Encodes headers (":status"/":description" into the status line) as a NATS header block.
+void append_header_block(std::string& out, const wire::Metadata& headers);
+// Decodes a NATS header block into `out` (views into `block`). False when it is not one.
+bool parse_header_block(std::string_view block, wire::Metadata& out);
+
+class NatsConnection final : public transport::ConnectionHandler,
+                             public broker::ClientConnection,
+                             public std::enable_shared_from_this<NatsConnection> {
+ public:
+  // `on_gone` runs (posted to the loop) once the connection has closed.
+  NatsConnection(broker::Broker& broker, transport::ConnectionPtr conn, const GatewayOptions& options,
+                 std::uint64_t id, std::function<void(NatsConnection&)> on_gone);
+  ~NatsConnection() override;
+
+  // Sends INFO and starts reading.
+  void start();
+  // Closes the connection (graceful shutdown): queued bytes are written first.
+  void shutdown();
+  std::uint64_t id() const { return id_; }
+
+  // transport::ConnectionHandler
+  void on_bytes(Slice bytes) override;
+  void on_closed(Status reason) override;
+
+  // broker::ClientConnection
+  io::EventLoop& loop() override { return conn_->loop(); }
+  std::string peer_address() const override { return conn_->peer_address(); }
+  bool closed() const override { return closing_; }
+  std::size_t pending_out_bytes() const override;
+  void send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+                const wire::Metadata& headers, const Slice& payload) override;
+  void fail(const Status& reason) override;
+
+  // Payloads up to this size are copied into the output block; larger ones are referenced.
+  static constexpr std::size_t kCopyThreshold = 1024;
+
+ private:
+  struct OpSink;
+  bool handle(const Op& op);
+  bool on_connect(const Op& op);
+  bool on_pub(const Op& op);
+  bool on_sub(const Op& op);
+  void ok();
+  // Sends -ERR '<text>'; with `close`, then closes (queued bytes are written first).
+  void error(std::string_view text, bool close);
+  void close_now();
+
+  // Output: `block_` holds bytes from `block_start_` on not yet handed to `chain_`.
+  std::uint8_t* reserve(std::size_t n);
+  void write(std::string_view s);
+  void write(const Slice& payload);
+  void schedule_flush();
+  void flush();
+
+  void arm_ping();
+  void on_ping_timer();
+
+  broker::Broker& broker_;
+  transport::ConnectionPtr conn_;
+  const GatewayOptions& options_;
+  const std::uint64_t id_;
+  std::function<void(NatsConnection&)> on_gone_;
+  Parser parser_;
+  std::unique_ptr<broker::BrokerClient> client_;
+  ConnectOptions connect_;
+  bool connected_ = false;  // CONNECT accepted
+  bool closing_ = false;
+  bool gone_ = false;
+
+  Buffer block_;
+  std::size_t block_start_ = 0;
+  Chain chain_;
+  std::size_t buffered_ = 0;  // bytes in chain_ and block_ not yet handed to the transport
+  bool flush_scheduled_ = false;
+
+  boost::asio::steady_timer ping_timer_;
+  boost::asio::steady_timer auth_timer_;
+  int pings_out_ = 0;
+  std::string scratch_;  // header blocks, reused
+};
+
+}  // namespace slip::gateway::nats
