@@ -68,6 +68,10 @@ SlipdProcess::SlipdProcess(std::vector<std::string> extra_args) {
     if (pos != std::string::npos && end != std::string::npos) {
       auto space = ready.find(' ', pos);
       address_ = ready.substr(space + 1, end - space - 1);
+      // The file is written whole (renamed into place): every line is there.
+      if (auto n = ready.find("nats "); n != std::string::npos) {
+        nats_address_ = ready.substr(n + 5, ready.find('\n', n) - n - 5);
+      }
       return;
     }
     int status = 0;
@@ -87,6 +91,10 @@ SlipdProcess::~SlipdProcess() {
 
 std::uint16_t SlipdProcess::port() const {
   return static_cast<std::uint16_t>(std::stoi(address_.substr(address_.rfind(':') + 1)));
+}
+
+std::uint16_t SlipdProcess::nats_port() const {
+  return static_cast<std::uint16_t>(std::stoi(nats_address_.substr(nats_address_.rfind(':') + 1)));
 }
 
 int SlipdProcess::stop(int sig) {

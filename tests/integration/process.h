@@ -27,6 +27,9 @@ class SlipdProcess {
   bool ok() const { return pid_ > 0 && !address_.empty(); }
   pid_t pid() const { return pid_; }
   const std::string& address() const { return address_; }  // native "127.0.0.1:PORT"
+  // The NATS port's address, when started with --nats-listen; else empty.
+  const std::string& nats_address() const { return nats_address_; }
+  std::uint16_t nats_port() const;
   std::uint16_t port() const;
   // Sends `sig` and waits for the exit; returns the exit status as waitpid() reports it.
   int stop(int sig);
@@ -36,6 +39,7 @@ class SlipdProcess {
   pid_t pid_ = -1;
   std::string dir_;
   std::string address_;
+  std::string nats_address_;
 };
 
 // Runs a program to completion; returns its exit code and captures stdout+stderr.

@@ -89,6 +89,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-subscriptions", opts.broker.max_subscriptions, "Subscriptions per client")
       ->capture_default_str();
+  app.add_option("--nats-listen", opts.nats_listen,
+                 "Also serve the NATS client protocol on HOST:PORT (NATS clients' default port is 4222); off when empty");
+  std::string nats_token, nats_user, nats_pass;
+  unsigned nats_ping_ms = 120000;
+  app.add_option("--nats-token", nats_token, "NATS clients must send this auth_token in CONNECT");
+  auto* nats_user_opt = app.add_option("--nats-user", nats_user, "NATS clients must send this user (and --nats-pass)");
+  app.add_option("--nats-pass", nats_pass, "Password for --nats-user")->needs(nats_user_opt);
+  app.add_option("--nats-ping-ms", nats_ping_ms,
+                 "PING NATS clients this often; cut one off after 2 unanswered (0: never)")
+      ->capture_default_str();
+  app.add_option("--nats-max-control-line", opts.nats.max_control_line, "Longest NATS control line, bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(256, 1 << 20));
   app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
@@ -106,6 +119,18 @@ int main(int argc, char** argv) {
   opts.drain_timeout = std::chrono::milliseconds(drain_ms);
   opts.session.drain_timeout = opts.drain_timeout;
   opts.session.limits.max_frame_size = opts.handshake.max_frame_size;
+
+  opts.nats.ping_interval = std::chrono::milliseconds(nats_ping_ms);
+  opts.nats.server_name = opts.handshake.server_name;
+  if (!nats_token.empty() || !nats_user.empty()) {
+    // Static credentials from the command line.
+    opts.nats.authenticate = [nats_token, nats_user, nats_pass](std::string_view token, std::string_view user,
+                                                                std::string_view pass) -> slip::Result<std::string> {
+      if (!nats_token.empty() && token == nats_token) return std::string("token");
+      if (!nats_user.empty() && user == nats_user && pass == nats_pass) return std::string(user);
+      return slip::unauthenticated("bad NATS credentials");
+    };
+  }
 
   sigset_t signals = block_shutdown_signals();
   slip::slipd::Server server(opts);

@@ -29,12 +29,44 @@ Status Server::start() {
     return listener.status();
   }
   native_ = std::move(listener).value();
+  if (!options_.nats_listen.empty()) {
+    auto nats_hp = transport::parse_host_port(options_.nats_listen);
+    auto nats = nats_hp.is_ok() ? transport::tcp_listen(loops_, *nats_hp, options_.tcp,
+                                                        [this](transport::ConnectionPtr c) { accept_nats(c); })
+                                : Result<std::unique_ptr<transport::Listener>>(nats_hp.status());
+    if (!nats.is_ok()) {
+      native_->stop();
+      native_.reset();
+      loops_.stop();
+      started_ = false;
+      return nats.status();
+    }
+    nats_ = std::move(nats).value();
+    // INFO tells clients where they are: the bound address.
+    const std::string bound = nats_->local_address();
+    options_.nats.host = bound.substr(0, bound.rfind(':'));
+    options_.nats.port = std::stoi(bound.substr(bound.rfind(':') + 1));
+  }
   return Status();
+}
+
+void Server::accept_nats(transport::ConnectionPtr conn) {
+  const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
+  Shard& shard = shard_of(conn->loop());
+  auto c = std::make_shared<gateway::nats::NatsConnection>(
+      broker_, conn, options_.nats, id, [this, &shard](gateway::nats::NatsConnection& gone) {
+        if (shard.nats.erase(&gone) > 0) open_nats_.fetch_sub(1, std::memory_order_relaxed);
+      });
+  shard.nats.emplace(c.get(), c);
+  open_nats_.fetch_add(1, std::memory_order_relaxed);
+  SLIP_LOG_DEBUG("nats connection {} from {}", id, conn->peer_address());
+  c->start();
 }
 
 std::vector<std::pair<std::string, std::string>> Server::listening() const {
   std::vector<std::pair<std::string, std::string>> out;
   if (native_) out.emplace_back(options_.tls.cert_file.empty() ? "native" : "native+tls", native_->local_address());
+  if (nats_) out.emplace_back("nats", nats_->local_address());
   return out;
 }
 
@@ -77,8 +109,12 @@ void Server::shutdown() {
   if (!started_) return;
   started_ = false;
   if (native_) native_->stop();
+  if (nats_) nats_->stop();
   for (std::size_t i = 0; i < loops_.size(); ++i) {
     loops_.loop(i).post([this, i] {
+      std::vector<std::shared_ptr<gateway::nats::NatsConnection>> nats;
+      for (auto& [ptr, c] : shards_[i].nats) nats.push_back(c);
+      for (auto& c : nats) c->shutdown();
       // Copy: go_away may close and erase a session while we iterate.
       std::vector<std::shared_ptr<session::Session>> all;
       for (auto& [ptr, s] : shards_[i].sessions) all.push_back(s);
@@ -92,7 +128,7 @@ void Server::shutdown() {
     });
   }
   const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
-  while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while ((open_sessions() > 0 || open_nats_connections() > 0) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (open_sessions() > 0) {
@@ -111,6 +147,7 @@ void Server::shutdown() {
   }
   loops_.stop();
   native_.reset();
+  nats_.reset();
 }
 
 }  // namespace slip::slipd

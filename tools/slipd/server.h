@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "broker/broker.h"
+#include "gateway/nats/connection.h"
 #include "io/loop_group.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
@@ -28,6 +29,9 @@ struct ServerOptions {
   wire::ServerHandshakeConfig handshake;
   std::chrono::milliseconds drain_timeout{5000};
   broker::BrokerOptions broker;
+  // The NATS client protocol on its own port ("HOST:PORT"); empty: off.
+  std::string nats_listen;
+  gateway::nats::GatewayOptions nats;
 };
 
 class Server final : public session::SessionHandler {
@@ -44,6 +48,7 @@ class Server final : public session::SessionHandler {
   // Bound addresses, e.g. {"native", "127.0.0.1:7420"}.
   std::vector<std::pair<std::string, std::string>> listening() const;
   std::uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
+  std::uint64_t open_nats_connections() const { return open_nats_.load(std::memory_order_relaxed); }
 
   const broker::Broker& broker() const { return broker_; }
 
@@ -62,9 +67,11 @@ class Server final : public session::SessionHandler {
   struct Shard {
     std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
     std::unordered_map<session::Session*, std::unique_ptr<NativeClient>> clients;
+    std::unordered_map<gateway::nats::NatsConnection*, std::shared_ptr<gateway::nats::NatsConnection>> nats;
   };
 
   void accept(transport::ConnectionPtr conn);
+  void accept_nats(transport::ConnectionPtr conn);
   Shard& shard_of(io::EventLoop& loop);
 
   ServerOptions options_;
@@ -72,6 +79,8 @@ class Server final : public session::SessionHandler {
   io::LoopGroup loops_;
   std::vector<Shard> shards_;  // one per loop, touched only on that loop's thread
   std::unique_ptr<transport::Listener> native_;
+  std::unique_ptr<transport::Listener> nats_;
+  std::atomic<std::uint64_t> open_nats_{0};
   std::atomic<std::uint64_t> next_connection_id_{1};
   std::atomic<std::uint64_t> open_sessions_{0};
   bool started_ = false;
