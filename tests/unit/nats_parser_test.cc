@@ -1,5 +1,5 @@
 #include "gateway/nats/parser.h"
-#include "gateway/nats/connection.h"
+#include "gateway/nats/headers.h"
 
 #include <gtest/gtest.h>
 

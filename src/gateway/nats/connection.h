@@ -51,11 +51,6 @@ struct GatewayOptions {
   Authenticator authenticate;
 };
 
-// Encodes headers (":status"/":description" into the status line) as a NATS header block.
-void append_header_block(std::string& out, const wire::Metadata& headers);
-// Decodes a NATS header block into `out` (views into `block`). False when it is not one.
-bool parse_header_block(std::string_view block, wire::Metadata& out);
-
 class NatsConnection final : public transport::ConnectionHandler,
                              public broker::ClientConnection,
                              public std::enable_shared_from_this<NatsConnection> {
