@@ -62,3 +62,12 @@ bench-broker: build
 bench-sessions: build
 	@scripts/install-deps.sh --bench
 	@scripts/bench-sessions.sh
+
+# The NATS gateway against nats-server: the same libnats program drives both (medians of 3 runs;
+# docs/benchmarks.md, "NATS gateway vs nats-server"). ARGS go to broker_bench.
+.PHONY: bench-nats
+bench-nats: build
+	@scripts/install-deps.sh --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target broker_bench slipd
+	scripts/bench-nats.sh build/release $(ARGS)
