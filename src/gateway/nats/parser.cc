@@ -82,7 +82,41 @@ std::string_view parse_error_text(ParseError e) {
   return "Parser Error";
 }
 
+// PUB's common form, "PUB <subject> [reply] <size>" with single spaces, read in one pass;
+// anything else goes the general way. Returns false when the line is not of that form.
+bool Parser::fast_pub(std::string_view line) {
+  const char* p = line.data() + 4;
+  const char* const end = line.data() + line.size();
+  std::string_view fields[3];
+  int n = 0;
+  while (p < end) {
+    if (n == 3) return false;
+    const char* start = p;
+    while (p < end && *p != ' ') {
+      if (*p == '\t') return false;
+      ++p;
+    }
+    if (p == start) return false;  // double space
+    fields[n++] = std::string_view(start, static_cast<std::size_t>(p - start));
+    if (p < end) ++p;
+    if (p == end && end[-1] == ' ') return false;  // trailing space
+  }
+  if (n < 2) return false;
+  std::uint64_t total = 0;
+  if (!parse_size(fields[n - 1], total) || total > limits_.max_payload) return false;
+  pending_.kind = OpKind::kPub;
+  pending_.subject = fields[0];
+  pending_.reply = n == 3 ? fields[1] : std::string_view();
+  pending_.header_size = 0;
+  need_ = total + 2;
+  state_ = State::kPayload;
+  return true;
+}
+
 ParseError Parser::on_line(std::string_view line, ParserSink& sink, bool& stop) {
+  if (line.size() > 4 && line[0] == 'P' && line[1] == 'U' && line[2] == 'B' && line[3] == ' ' && fast_pub(line)) {
+    return ParseError::kNone;
+  }
   std::size_t op_end = 0;
   while (op_end < line.size() && !is_space(line[op_end])) ++op_end;
   const std::string_view name = line.substr(0, op_end);

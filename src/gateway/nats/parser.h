@@ -74,6 +74,7 @@ class Parser {
  private:
   // Parses one control line (no CRLF); sets pending_ for PUB/HPUB, else delivers.
   ParseError on_line(std::string_view line, ParserSink& sink, bool& stop);
+  bool fast_pub(std::string_view line);
 
   ParserLimits limits_;
   ParseError error_ = ParseError::kNone;
