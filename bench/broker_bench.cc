@@ -757,7 +757,7 @@ int main(int argc, char** argv) {
       targets.push_back({"slipd t" + std::to_string(t) + " c-" + idle, false, false, t, lo});
     }
   }
-  targets.push_back({"nats-server", true, false, 0, {}});
+  if (wanted("nats")) targets.push_back({"nats-server", true, false, 0, {}});
   std::vector<Workload> workloads;
   for (const auto& n : s.workloads) workloads.push_back(workload_by_name(n, s));
 

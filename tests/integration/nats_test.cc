@@ -723,6 +723,15 @@ TEST(NatsProtocol, AuthorizationViolationCloses) {
   }
 }
 
+TEST(NatsProtocol, NoConnectWithinTheAuthTimeoutCloses) {
+  test::SlipdProcess slipd(nats_args({"--nats-token", "t"}));
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  RawNats r(slipd.nats_port());
+  r.line();
+  EXPECT_EQ(r.line(), "-ERR 'Authorization Timeout'");
+  EXPECT_EQ(r.line(), "<EOF>");
+}
+
 TEST(NatsProtocol, SilentClientIsCutOffAsStale) {
   test::SlipdProcess slipd(nats_args({"--nats-ping-ms", "50"}));
   ASSERT_TRUE(slipd.ok()) << slipd.log();
