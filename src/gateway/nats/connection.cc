@@ -2,6 +2,7 @@
 
 #include "gateway/nats/headers.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "broker/subject.h"
@@ -12,6 +13,7 @@ namespace slip::gateway::nats {
 namespace {
 
 constexpr std::size_t kBlockSize = 64 * 1024;
+constexpr std::size_t kFirstBlockSize = 2 * 1024;
 
 // Decimal digits of v at `out`; returns the end.
 char* put_u64(char* out, std::uint64_t v) {
@@ -340,7 +342,9 @@ std::uint8_t* NatsConnection::reserve(std::size_t n) {
   if (block_ && block_.size() > block_start_) {
     chain_.append(block_.slice(block_start_, block_.size() - block_start_));
   }
-  block_ = Buffer::allocate(std::max(kBlockSize, n));
+  // An idle connection holds a small block; a busy one grows to kBlockSize.
+  const std::size_t grown = block_ ? std::min(kBlockSize, 2 * block_.capacity()) : kFirstBlockSize;
+  block_ = Buffer::allocate(std::max(grown, n));
   block_start_ = 0;
   return block_.tail();
 }
