@@ -1,8 +1,9 @@
 // libFuzzer target: the NATS client-protocol parser, CONNECT's JSON and NATS header blocks.
 //
 // Input layout:
-//   byte 0   bits 0-1: limits (0: defaults; 1: control line 32, payload 64; 2: control line 8,
-//            payload 0; 3: control line 4096, payload 16)
+//   byte 0   bits 0-1: limits (0: control line 4096 (the default), payload 64 KiB, so that a
+//            payload split across reads costs at most 64 KiB per input; 1: control line 32,
+//            payload 64; 2: control line 8, payload 0; 3: control line 4096, payload 16)
 //   byte 1   how the rest is split into reads: 0 whole, else reads of (byte 1) bytes each
 //   rest     the bytes a client sends
 //
@@ -70,7 +71,7 @@ struct Recorder : ParserSink {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;
-  ParserLimits limits;
+  ParserLimits limits{4096, 64 * 1024};
   switch (data[0] & 3) {
     case 1: limits = {32, 64}; break;
     case 2: limits = {8, 0}; break;
