@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "common.h"
 #include "core/logging.h"
 #include "broker/client.h"
 #include "io/event_loop.h"
@@ -13,13 +14,8 @@
 
 namespace {
 
-struct Common {
-  std::string server = "127.0.0.1:7420";
-  slip::transport::TlsOptions tls;
-  bool use_tls = false;
-  std::string name = "slip";
-  unsigned timeout_ms = 5000;
-};
+using slip::cli::Common;
+using slip::cli::make_dialer;
 
 // `slip ping`: handshakes, sends PINGs one at a time and prints each round trip.
 class Pinger final : public slip::session::SessionHandler {
@@ -103,16 +99,6 @@ int run_ping(const Common& c, unsigned count) {
   }
   loop.run();
   return pinger.finish();
-}
-
-// Dials the server, by TCP or TLS as the flags say.
-slip::session::Dialer make_dialer(const Common& c, const slip::transport::HostPort& hp) {
-  if (!c.use_tls) return slip::session::tcp_dialer(hp);
-  slip::transport::TlsOptions tls = c.tls;
-  if (tls.server_name.empty()) tls.server_name = hp.host;
-  return [hp, tls](slip::io::EventLoop& loop, slip::transport::ConnectHandler done) {
-    slip::transport::tls_connect(loop, hp, {}, tls, std::move(done));
-  };
 }
 
 // Runs one pub/sub command: `body` starts the work once connected and calls finish(code) when
@@ -233,6 +219,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
+  if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
   if (*pub) {
     return run_pubsub(common, "pub", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
       for (unsigned i = 0; i < pub_count; ++i) {
@@ -290,7 +277,6 @@ int main(int argc, char** argv) {
       }
     });
   }
-  if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
   if (*ping) return run_ping(common, count);
   return 0;
 }
