@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "bench.h"
 #include "common.h"
 #include "core/logging.h"
 #include "broker/client.h"
@@ -217,9 +218,13 @@ int main(int argc, char** argv) {
   rep->add_option("-q,--queue", queue, "Join this queue group (each request goes to one responder)");
   rep->add_option("-n,--count", msg_count, "Exit after this many requests (0: never)")->capture_default_str();
 
+  slip::cli::BenchOptions bench_options;
+  auto* bench = slip::cli::add_bench_command(app, bench_options);
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
   if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
+  if (*bench) return slip::cli::run_bench(common, bench_options);
   if (*pub) {
     return run_pubsub(common, "pub", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
       for (unsigned i = 0; i < pub_count; ++i) {
