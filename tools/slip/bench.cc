@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "broker/client.h"
+#include "broker/subject.h"
 #include "core/clock.h"
 #include "histogram.h"
 #include "io/loop_group.h"
@@ -549,6 +550,12 @@ int run_bench(const Common& c, const BenchOptions& o) {
   if (!hp.is_ok()) {
     std::fprintf(stderr, "slip bench: --server %s: %s\n", c.server.c_str(), hp.status().to_string().c_str());
     return 2;
+  }
+  if (!o.subject.empty()) {
+    if (Status st = broker::validate_publish_subject(o.subject); !st.is_ok()) {
+      std::fprintf(stderr, "slip bench: --subject: %s\n", st.to_string().c_str());
+      return 2;
+    }
   }
   auto idle = io::parse_idle_strategy(o.idle);
   if (!idle.is_ok()) {
