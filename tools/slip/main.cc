@@ -179,7 +179,9 @@ int main(int argc, char** argv) {
   app.fallthrough();
   app.add_option("-s,--server", common.server, "Server address, HOST:PORT")->capture_default_str();
   app.add_option("--name", common.name, "Client name shown by the server")->capture_default_str();
-  app.add_option("--timeout-ms", common.timeout_ms, "Give up on the handshake after this long")->capture_default_str();
+  app.add_option("--timeout-ms", common.timeout_ms,
+                 "Give up on the handshake (and a bench run that stops progressing) after this long, ms")
+      ->capture_default_str();
 
   app.add_flag("--tls", common.use_tls, "Connect with TLS 1.3 (implied by the other --tls options)");
   app.add_option("--tls-ca", common.tls.ca_file, "PEM CA bundle that signed the server's certificate")
