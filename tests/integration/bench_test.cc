@@ -10,7 +10,6 @@
 #include <future>
 #include <thread>
 
-#include "histogram.h"
 #include "process.h"
 
 namespace slip {
@@ -104,28 +103,6 @@ TEST(SlipBench, PayloadTooSmallForTheTimestampIsRefused) {
   const std::string out = bench({"pubsub", "--size", "4"}, &code);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("--size 4 is too small"), std::string::npos) << out;
-}
-
-TEST(LatencyHistogram, PercentilesAreWithinTheBucketResolution) {
-  cli::LatencyHistogram h;
-  EXPECT_EQ(h.percentile(0.5), 0u);
-  for (std::int64_t v = 1; v <= 100000; ++v) h.record(v * 1000);  // 1 us .. 100 ms
-  EXPECT_EQ(h.count(), 100000u);
-  EXPECT_EQ(h.min(), 1000u);
-  EXPECT_EQ(h.max(), 100000000u);
-  for (double q : {0.5, 0.9, 0.99, 0.999}) {
-    const double exact = q * 100000 * 1000;
-    const double got = static_cast<double>(h.percentile(q));
-    EXPECT_GE(got, exact) << q;  // the top of the bucket: never below the true value
-    EXPECT_LE(got, exact * (1 + 1.0 / cli::LatencyHistogram::kSub)) << q;
-  }
-  EXPECT_EQ(h.percentile(1.0), 100000000u);
-  cli::LatencyHistogram small;
-  small.record(-5);  // a clock step counts as zero, not as a huge unsigned value
-  small.record(7);
-  h.merge(small);
-  EXPECT_EQ(h.min(), 0u);
-  EXPECT_EQ(h.count(), 100002u);
 }
 
 }  // namespace

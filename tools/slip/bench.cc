@@ -18,7 +18,7 @@
 #include "broker/client.h"
 #include "broker/subject.h"
 #include "core/clock.h"
-#include "histogram.h"
+#include "core/histogram.h"
 #include "io/loop_group.h"
 
 namespace slip::cli {
@@ -38,6 +38,11 @@ constexpr std::uint64_t kFrameOverhead = 32;
 constexpr auto kProgressAfter = std::chrono::seconds(1);
 constexpr auto kProgressEvery = std::chrono::milliseconds(250);
 constexpr auto kShutdownWait = std::chrono::seconds(3);
+
+// A latency from two stamps; a negative one (a bad stamp) counts as zero.
+std::uint64_t elapsed_ns(std::int64_t now, std::int64_t stamp) {
+  return now > stamp ? static_cast<std::uint64_t>(now - stamp) : 0;
+}
 
 std::string fresh_token() {
   static constexpr char kAlphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
@@ -185,7 +190,7 @@ class Worker {
   // Published, received, requests answered (requester) or requests echoed (responder).
   std::uint64_t done() const { return done_.load(std::memory_order_acquire); }
   // Read after the loops stopped.
-  const LatencyHistogram& histogram() const { return hist_; }
+  const HistogramSnapshot& histogram() const { return hist_; }
   std::int64_t last_ns() const { return last_ns_; }
 
  private:
@@ -281,7 +286,7 @@ class Worker {
     }
     std::int64_t stamp;
     std::memcpy(&stamp, m.payload.data(), kStampBytes);
-    hist_.record(now - stamp);
+    hist_.record(elapsed_ns(now, stamp));
     last_ns_ = now;
     done_.store(++received_, std::memory_order_release);
   }
@@ -321,7 +326,7 @@ class Worker {
             fail("reply " + std::to_string(sent_) + " does not echo its request");
             return;
           }
-          hist_.record(now - stamp);
+          hist_.record(elapsed_ns(now, stamp));
           last_ns_ = now;
           done_.store(++received_, std::memory_order_release);
           send_request();
@@ -344,7 +349,7 @@ class Worker {
   std::uint64_t sent_ = 0;
   std::uint64_t received_ = 0;
   std::int64_t last_ns_ = 0;
-  LatencyHistogram hist_;
+  HistogramSnapshot hist_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> synced_{false};
   std::atomic<bool> closed_{false};
@@ -408,7 +413,7 @@ struct Row {
   std::uint64_t msgs = 0;
   double seconds = 0;
   double size = 0;
-  const LatencyHistogram* latency = nullptr;
+  const HistogramSnapshot* latency = nullptr;
 
   double rate() const { return seconds > 0 ? static_cast<double>(msgs) / seconds : 0; }
   double mb_per_s() const { return rate() * size / 1e6; }
@@ -422,9 +427,9 @@ void print_table(const std::vector<Row>& rows, const char* unit) {
   for (const Row& r : rows) {
     std::printf("%-5s %12" PRIu64 " %12.0f %9.1f", r.name, r.msgs, r.rate(), r.mb_per_s());
     if (r.latency && r.latency->count() > 0) {
-      const LatencyHistogram& h = *r.latency;
-      std::printf(" %9.1f %9.1f %9.1f %9.1f %9.1f\n", us(h.percentile(0.5)), us(h.percentile(0.9)),
-                  us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()));
+      const HistogramSnapshot& h = *r.latency;
+      std::printf(" %9.1f %9.1f %9.1f %9.1f %9.1f\n", us(h.quantile(0.5)), us(h.quantile(0.9)),
+                  us(h.quantile(0.99)), us(h.quantile(0.999)), us(h.max()));
     } else {
       std::printf(" %9s %9s %9s %9s %9s\n", "-", "-", "-", "-", "-");
     }
@@ -461,12 +466,12 @@ std::string json_row(const Row& r, std::uint64_t expected, bool with_expected) {
                     r.rate(), r.mb_per_s());
   s.append(buf, static_cast<std::size_t>(n));
   if (r.latency) {
-    const LatencyHistogram& h = *r.latency;
+    const HistogramSnapshot& h = *r.latency;
     n = std::snprintf(buf, sizeof(buf),
                       ", \"latency_us\": {\"count\": %" PRIu64
                       ", \"min\": %.3f, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, \"p99_9\": %.3f, \"max\": %.3f}",
-                      h.count(), us(h.min()), us(h.percentile(0.5)), us(h.percentile(0.9)), us(h.percentile(0.99)),
-                      us(h.percentile(0.999)), us(h.max()));
+                      h.count(), us(h.min()), us(h.quantile(0.5)), us(h.quantile(0.9)), us(h.quantile(0.99)),
+                      us(h.quantile(0.999)), us(h.max()));
     s.append(buf, static_cast<std::size_t>(n));
   }
   return s + "}";
@@ -739,7 +744,7 @@ int run_bench(const Common& c, const BenchOptions& o) {
   // Results (the loops have stopped: every worker's plain fields are ours to read).
   std::uint64_t published = 0;
   std::int64_t send_end = run.start_ns, recv_end = run.start_ns;
-  LatencyHistogram latency;
+  HistogramSnapshot latency;
   for (Worker* w : run.senders) {
     published += w->done();
     send_end = std::max(send_end, w->last_ns());
