@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "bench.h"
+#include "common.h"
 #include "core/logging.h"
 #include "broker/client.h"
 #include "io/event_loop.h"
@@ -13,13 +15,8 @@
 
 namespace {
 
-struct Common {
-  std::string server = "127.0.0.1:7420";
-  slip::transport::TlsOptions tls;
-  bool use_tls = false;
-  std::string name = "slip";
-  unsigned timeout_ms = 5000;
-};
+using slip::cli::Common;
+using slip::cli::make_dialer;
 
 // `slip ping`: handshakes, sends PINGs one at a time and prints each round trip.
 class Pinger final : public slip::session::SessionHandler {
@@ -105,16 +102,6 @@ int run_ping(const Common& c, unsigned count) {
   return pinger.finish();
 }
 
-// Dials the server, by TCP or TLS as the flags say.
-slip::session::Dialer make_dialer(const Common& c, const slip::transport::HostPort& hp) {
-  if (!c.use_tls) return slip::session::tcp_dialer(hp);
-  slip::transport::TlsOptions tls = c.tls;
-  if (tls.server_name.empty()) tls.server_name = hp.host;
-  return [hp, tls](slip::io::EventLoop& loop, slip::transport::ConnectHandler done) {
-    slip::transport::tls_connect(loop, hp, {}, tls, std::move(done));
-  };
-}
-
 // Runs one pub/sub command: `body` starts the work once connected and calls finish(code) when
 // done. A connection that fails or closes early ends the command with exit code 1.
 int run_pubsub(const Common& c, std::string_view what, bool reconnect,
@@ -192,7 +179,9 @@ int main(int argc, char** argv) {
   app.fallthrough();
   app.add_option("-s,--server", common.server, "Server address, HOST:PORT")->capture_default_str();
   app.add_option("--name", common.name, "Client name shown by the server")->capture_default_str();
-  app.add_option("--timeout-ms", common.timeout_ms, "Give up on the handshake after this long")->capture_default_str();
+  app.add_option("--timeout-ms", common.timeout_ms,
+                 "Give up on the handshake (and a bench run that stops progressing) after this long, ms")
+      ->capture_default_str();
 
   app.add_flag("--tls", common.use_tls, "Connect with TLS 1.3 (implied by the other --tls options)");
   app.add_option("--tls-ca", common.tls.ca_file, "PEM CA bundle that signed the server's certificate")
@@ -231,8 +220,13 @@ int main(int argc, char** argv) {
   rep->add_option("-q,--queue", queue, "Join this queue group (each request goes to one responder)");
   rep->add_option("-n,--count", msg_count, "Exit after this many requests (0: never)")->capture_default_str();
 
+  slip::cli::BenchOptions bench_options;
+  auto* bench = slip::cli::add_bench_command(app, bench_options);
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
+  if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
+  if (*bench) return slip::cli::run_bench(common, bench_options);
   if (*pub) {
     return run_pubsub(common, "pub", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
       for (unsigned i = 0; i < pub_count; ++i) {
@@ -290,7 +284,6 @@ int main(int argc, char** argv) {
       }
     });
   }
-  if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
   if (*ping) return run_ping(common, count);
   return 0;
 }
