@@ -1,5 +1,7 @@
 #include "io/event_loop.h"
 
+#include <sched.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 
 #include "core/clock.h"
@@ -55,6 +57,12 @@ void EventLoop::run() {
           if (ctx_.poll() > 0) {
             worked = true;
             break;
+          }
+          // With nothing else runnable on this CPU this returns at once (one syscall); with a
+          // runnable peer, the peer gets the core now.
+          if (options_.spin_yield) {
+            ::sched_yield();
+            spin_yields_.store(spin_yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
           }
         }
         if (!worked && !stopped()) ctx_.run_one();

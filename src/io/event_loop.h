@@ -5,7 +5,9 @@
 // costs ~100 us against a ~15 us loopback round trip, so the idle strategy is the biggest
 // latency lever there is:
 //   kBlock     sleep in epoll until work arrives (lowest CPU, highest wake-up latency)
-//   kSpin      poll for `spin` after the last work, then sleep (the default: 50 us)
+//   kSpin      poll for `spin` after the last work, then sleep (the default: 50 us); between
+//              polls it yields the core (sched_yield) so that a peer waiting for the same core,
+//              e.g. the other end of a round trip, runs at once instead of after the spin
 //   kBusyPoll  never sleep (lowest latency, one core at 100%)
 #pragma once
 
@@ -33,6 +35,9 @@ std::string_view idle_strategy_name(IdleStrategy s);
 struct LoopOptions {
   IdleStrategy idle = IdleStrategy::kSpin;
   std::chrono::microseconds spin{50};  // kSpin: how long to poll after the last work
+  // kSpin: sched_yield() between polls. Without it, two spinning loops sharing a core hold it
+  // from each other for the whole spin window on every hand-over.
+  bool spin_yield = true;
 };
 
 class EventLoop {
@@ -61,6 +66,8 @@ class EventLoop {
   bool in_loop_thread() const { return std::this_thread::get_id() == thread_id_.load(std::memory_order_acquire); }
 
   const LoopOptions& options() const { return options_; }
+  // Times the spin strategy gave the core away between polls. Safe from any thread.
+  std::uint64_t spin_yields() const { return spin_yields_.load(std::memory_order_relaxed); }
 
   // Pooled 64 KiB blocks for socket reads. Call on the loop thread only.
   BufferPool& read_pool();
@@ -71,6 +78,7 @@ class EventLoop {
   boost::asio::io_context ctx_;
   std::atomic<bool> stop_{false};
   std::atomic<std::thread::id> thread_id_{};
+  std::atomic<std::uint64_t> spin_yields_{0};  // written by the loop thread only
   std::unique_ptr<BufferPool> read_pool_;  // made on first use, so its owner is the loop thread
 };
 
