@@ -626,10 +626,10 @@ io::LoopOptions loop_options(io::IdleStrategy idle, const Common& c) {
 }
 
 std::string case_name(io::IdleStrategy s, const Common& c, Placement placement = Placement::kFree,
-                      bool spin_yield = true) {
+                      bool spin_adaptive = true) {
   std::string n(io::idle_strategy_name(s));
   if (s == io::IdleStrategy::kSpin) n += " " + std::to_string(c.spin.count()) + " us";
-  if (s == io::IdleStrategy::kSpin && !spin_yield) n += " without sched_yield (before)";
+  if (s == io::IdleStrategy::kSpin && !spin_adaptive) n += " fixed window (before)";
   if (placement == Placement::kSplit) n += ", pinned (server CPU 0, client CPU 1)";
   if (placement == Placement::kSameCpu) n += ", both on CPU 0";
   return n;
@@ -694,25 +694,25 @@ int cmd_pingpong(const Common& c, const RttPlan& plan, const std::vector<std::st
   struct Case {
     io::IdleStrategy idle;
     Placement placement;
-    bool spin_yield;
+    bool spin_adaptive;
   };
   std::vector<Case> strategies;
   for (const auto* list : {&idles, &pinned_idles, &same_cpu_idles}) {
     for (const auto& name : *list) {
-      // "spin-noyield": the spin strategy as it was before it yielded between polls.
-      const bool no_yield = name == "spin-noyield";
-      auto s = io::parse_idle_strategy(no_yield ? "spin" : name);
+      // "spin-fixed": the spin strategy as it was before its window adapted.
+      const bool fixed = name == "spin-fixed";
+      auto s = io::parse_idle_strategy(fixed ? "spin" : name);
       if (!s.is_ok()) {
-        std::fprintf(stderr, "%s (or spin-noyield)\n", s.status().to_string().c_str());
+        std::fprintf(stderr, "%s (or spin-fixed)\n", s.status().to_string().c_str());
         return 2;
       }
       const Placement where = list == &idles ? Placement::kFree
                               : list == &pinned_idles ? Placement::kSplit
                                                       : Placement::kSameCpu;
-      strategies.push_back(Case{*s, where, !no_yield});
+      strategies.push_back(Case{*s, where, !fixed});
     }
   }
-  auto name_of = [&](const Case& k) { return case_name(k.idle, c, k.placement, k.spin_yield); };
+  auto name_of = [&](const Case& k) { return case_name(k.idle, c, k.placement, k.spin_adaptive); };
   const bool with_sockperf = !sockperf.empty() && sockperf != "none";
   struct Row {
     std::string name;
@@ -761,7 +761,7 @@ int cmd_pingpong(const Common& c, const RttPlan& plan, const std::vector<std::st
     }
     for (std::size_t i = 0; i < strategies.size(); ++i) {
       io::LoopOptions lo = loop_options(strategies[i].idle, c);
-      lo.spin_yield = strategies[i].spin_yield;
+      lo.spin_adaptive = strategies[i].spin_adaptive;
       PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, so, 0); },
                                [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, so, plan); },
                                strategies[i].placement);
@@ -827,7 +827,7 @@ int cmd_pingpong(const Common& c, const RttPlan& plan, const std::vector<std::st
   std::printf("\nGoals:\n");
   for (std::size_t i = 0; i < strategies.size(); ++i) {
     const Row& row = rows[first_session + i];
-    if (strategies[i].idle == io::IdleStrategy::kSpin && strategies[i].spin_yield &&
+    if (strategies[i].idle == io::IdleStrategy::kSpin && strategies[i].spin_adaptive &&
         strategies[i].placement == Placement::kFree) {
       const double r = median(row.vs_sp_p50);
       std::printf("- default strategy (%s): p50 no worse than sockperf's p50: %s (%.2fx)\n", name_of(strategies[i]).c_str(),
@@ -1095,7 +1095,7 @@ int main(int argc, char** argv) {
   pp->add_option("--count", ping.count, "Round trips recorded per run")->capture_default_str();
   pp->add_option("--warmup", ping.warmup, "Round trips before recording")->capture_default_str();
   pp->add_option("--size", ping.size, "Message size")->capture_default_str();
-  pp->add_option("--idle", idles, "Idle strategies to run (both sides); spin-noyield is spin without sched_yield")
+  pp->add_option("--idle", idles, "Idle strategies to run (both sides); spin-fixed is spin with a fixed window")
       ->capture_default_str();
   std::vector<std::string> pinned_idles = {"spin"};
   pp->add_option("--pinned-idle", pinned_idles,
@@ -1103,8 +1103,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::vector<std::string> same_cpu_idles;
   pp->add_option("--same-cpu-idle", same_cpu_idles,
-                 "Strategies to run again with both processes on CPU 0 (a shared core); spin-noyield is spin "
-                 "without sched_yield");
+                 "Strategies to run again with both processes on CPU 0 (a shared core); spin-fixed is spin "
+                 "with a fixed window");
   pp->add_option("--sockperf", sockperf, "sockperf binary, or 'none'")->capture_default_str();
   pp->add_option("--sockperf-seconds", sockperf_seconds, "sockperf ping-pong duration per run")->capture_default_str();
   bool no_plain = false;

@@ -1,4 +1,4 @@
-// EventLoop idle strategies: what each one does between handlers (counted, never timed).
+// EventLoop idle strategies: what the spin window does between handlers (counted, never timed).
 #include "io/event_loop.h"
 
 #include <gtest/gtest.h>
@@ -12,8 +12,6 @@
 namespace slip::io {
 namespace {
 
-constexpr auto kLiveness = std::chrono::seconds(30);
-
 // Posts an empty handler to `loop` and waits until it ran.
 void round_trip(EventLoop& loop) {
   std::promise<void> ran;
@@ -21,46 +19,56 @@ void round_trip(EventLoop& loop) {
   ran.get_future().wait();
 }
 
-TEST(EventLoop, SpinYieldsTheCoreBetweenPolls) {
+// Long, so that a handler posted right after the last one is surely caught, and the gaps of
+// sparse_work() are surely missed.
+constexpr std::chrono::milliseconds kSpin{100};
+
+LoopOptions spin_options(bool adaptive) {
   LoopOptions o;
   o.idle = IdleStrategy::kSpin;
-  o.spin = std::chrono::milliseconds(5);
-  LoopGroup loops(1, o);
-  loops.start();
-  EventLoop& loop = loops.loop(0);
-  const auto deadline = std::chrono::steady_clock::now() + kLiveness;
-  // Every handler is followed by a spin: it polls, and yields between polls.
-  while (loop.spin_yields() == 0 && std::chrono::steady_clock::now() < deadline) {
-    round_trip(loop);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_GT(loop.spin_yields(), 0u);
+  o.spin = kSpin;
+  o.spin_adaptive = adaptive;
+  return o;
 }
 
-TEST(EventLoop, SpinWithoutYieldNeverYields) {
-  LoopOptions o;
-  o.idle = IdleStrategy::kSpin;
-  o.spin = std::chrono::milliseconds(5);
-  o.spin_yield = false;
-  LoopGroup loops(1, o);
-  loops.start();
-  EventLoop& loop = loops.loop(0);
-  for (int i = 0; i < 20; ++i) {
+// Handlers far apart: every spin between them runs out without work.
+void sparse_work(EventLoop& loop, int handlers) {
+  for (int i = 0; i < handlers; ++i) {
     round_trip(loop);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(kSpin + std::chrono::milliseconds(50));
   }
-  EXPECT_EQ(loop.spin_yields(), 0u);
 }
 
-TEST(EventLoop, BlockAndBusyPollNeverYield) {
-  for (IdleStrategy idle : {IdleStrategy::kBlock, IdleStrategy::kBusyPoll}) {
-    LoopOptions o;
-    o.idle = idle;
-    LoopGroup loops(1, o);
-    loops.start();
-    for (int i = 0; i < 20; ++i) round_trip(loops.loop(0));
-    EXPECT_EQ(loops.loop(0).spin_yields(), 0u) << idle_strategy_name(idle);
+TEST(EventLoop, SpinWindowShrinksWhileSpinsFindNoWork) {
+  LoopGroup loops(1, spin_options(true));
+  loops.start();
+  sparse_work(loops.loop(0), 3);
+  EXPECT_GT(loops.loop(0).spins_expired(), 0u);
+  EXPECT_LT(loops.loop(0).spin_window(), kSpin);
+}
+
+TEST(EventLoop, SpinWindowComesBackWhenASpinFindsWork) {
+  LoopGroup loops(1, spin_options(true));
+  loops.start();
+  EventLoop& loop = loops.loop(0);
+  sparse_work(loop, 3);
+  ASSERT_LT(loop.spin_window(), kSpin);
+  // Work handed over without pause: within one probe period a full spin catches the next
+  // handler, and the window is whole again (until spins run dry again, so it is looked at once).
+  bool restored = false;
+  for (std::uint64_t i = 0; i < 4 * EventLoop::kSpinProbeEvery && !restored; ++i) {
+    round_trip(loop);
+    restored = loop.spin_window() == kSpin;
   }
+  EXPECT_TRUE(restored);
+}
+
+TEST(EventLoop, FixedSpinWindowNeverShrinks) {
+  LoopGroup loops(1, spin_options(false));
+  loops.start();
+  sparse_work(loops.loop(0), 3);
+  EXPECT_GT(loops.loop(0).spins_expired(), 0u);
+  EXPECT_EQ(loops.loop(0).spin_window(), kSpin);
 }
 
 }  // namespace

@@ -44,9 +44,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"block", "spin", "busy"}));
   app.add_option("--spin-us", spin_us, "Microseconds to poll before blocking, with --idle spin")->capture_default_str();
-  app.add_flag("!--no-spin-yield", opts.loop.spin_yield,
-               "With --idle spin, poll without sched_yield() between polls (a peer on the same core then waits "
-               "for the whole spin)");
+  app.add_flag("!--fixed-spin", opts.loop.spin_adaptive,
+               "With --idle spin, always spin the whole --spin-us (by default a spin that finds no work halves "
+               "the next one, and one that finds work restores it)");
   app.add_option("--max-frame-size", opts.handshake.max_frame_size, "Largest frame body accepted, bytes")
       ->capture_default_str()
       ->check(CLI::Range(1024u, (1u << 28) - 1));
