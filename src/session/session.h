@@ -97,7 +97,7 @@ struct SessionOptions {
   // While interactive traffic is active, stream and bulk chunks stop at this many bytes in the
   // transport instead (control and interactive chunks still use send_high_water). At least
   // one chunk always fits. Setting it to send_high_water turns the limit off.
-  std::size_t bulk_high_water = 32 * 1024;
+  std::size_t bulk_high_water = 16 * 1024;
   // How long after the last control or interactive DATA frame, in either direction, the
   // interactive traffic counts as active.
   std::chrono::microseconds interactive_hold{2000};
