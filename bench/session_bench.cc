@@ -207,7 +207,8 @@ class BenchServer final : public session::SessionHandler, public session::Stream
 
 // The server process: reports "port=N", serves one session, reports its figures when the session
 // ends, exits.
-int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, std::uint64_t expect) {
+int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, std::uint64_t expect,
+                const transport::TcpOptions& tcp = {}) {
   io::LoopGroup loops(1, lo);
   loops.start();
   wire::ServerHandshakeConfig hs;
@@ -215,7 +216,7 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
   BenchServer handler(mode, expect);
   std::vector<std::shared_ptr<Session>> sessions;  // loop thread only
   std::uint64_t ids = 0;
-  auto listener = transport::tcp_listen(loops, transport::HostPort{"127.0.0.1", 0}, {},
+  auto listener = transport::tcp_listen(loops, transport::HostPort{"127.0.0.1", 0}, tcp,
                                         [&](transport::ConnectionPtr c) {
                                           auto s = Session::server(std::move(c), hs, ++ids, so, &handler);
                                           sessions.push_back(s);
@@ -313,6 +314,7 @@ class RttClient final : public ClientBase {
     if (phase_ == 1) {
       bulk_end_ns_ = now;
       bulk_framed_end_ = bulk_framed(s);
+      bulk_held_ = s.stats().bulk_held;
     }
     finish(Status());
   }
@@ -323,6 +325,7 @@ class RttClient final : public ClientBase {
   std::uint64_t bulk_framed_start_ = 0, bulk_framed_end_ = 0;
   std::int64_t bulk_start_ns_ = 0, bulk_end_ns_ = 0;
   std::uint64_t bulk_messages_ = 0;
+  std::uint64_t bulk_held_ = 0;  // SessionStats::bulk_held at the end
 
  private:
   struct BulkHandler final : session::StreamHandler {
@@ -389,7 +392,8 @@ class RttClient final : public ClientBase {
   std::int64_t sent_ns_ = 0;
 };
 
-int rtt_client_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptions so, const RttPlan& plan) {
+int rtt_client_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptions so, const RttPlan& plan,
+                    const transport::TcpOptions& tcp = {}) {
   Slice bulk;
   if (plan.bulk_bytes > 0) {
     // Random bytes, made once before the loop starts: incompressible, and every bulk message
@@ -407,7 +411,7 @@ int rtt_client_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptio
   RttClient h(loops->loop(0), plan, std::move(bulk));
   RttClient* handler = &h;
   session::ClientOptions o;
-  o.dial = session::tcp_dialer(transport::HostPort{"127.0.0.1", port});
+  o.dial = session::tcp_dialer(transport::HostPort{"127.0.0.1", port}, tcp);
   o.session = so;
   if (g_initial_credit > 0) o.handshake.initial_credit = g_initial_credit;
   o.reconnect.enabled = false;
@@ -427,9 +431,10 @@ int rtt_client_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptio
   if (plan.bulk_bytes > 0) {
     const double secs = static_cast<double>(h.bulk_end_ns_ - h.bulk_start_ns_) / 1e9;
     char b[256];
-    std::snprintf(b, sizeof b, " bulk_mbps=%.1f bulk_idle=%" PRIu64 " bulk_messages=%" PRIu64 " bulk_seconds=%.3f",
+    std::snprintf(b, sizeof b,
+                  " bulk_mbps=%.1f bulk_idle=%" PRIu64 " bulk_messages=%" PRIu64 " bulk_seconds=%.3f bulk_held=%" PRIu64,
                   static_cast<double>(h.bulk_framed_end_ - h.bulk_framed_start_) / 1e6 / secs, h.bulk_idle_at_send_,
-                  h.bulk_messages_, secs);
+                  h.bulk_messages_, secs, h.bulk_held_);
     line += " " + percentiles_words("b_", percentiles_us(h.samples_[1])) + b;
   }
   report(fd, line + rusage_words("c_"));
@@ -562,14 +567,17 @@ void print_foreign_summary() {
 }
 
 // Starts a server child, then a client child with the server's port; collects both reports.
-// pinned: the server process runs on CPU 0 only and the client on CPU 1 only.
+// Where the two processes run: wherever the scheduler puts them, the server on CPU 0 and the
+// client on CPU 1, or both on CPU 0 (a core shared with the peer, as on a busy machine).
+enum class Placement { kFree, kSplit, kSameCpu };
+
 PairResult run_pair(const std::function<int(int)>& server_body,
-                    const std::function<int(int, std::uint16_t)>& client_body, bool pinned = false) {
+                    const std::function<int(int, std::uint16_t)>& client_body, Placement placement = Placement::kFree) {
   PairResult r;
   const CpuSample before = sample_cpu();
   ChildProcess server = ChildProcess::spawn(
       [&](int fd) {
-        if (pinned) pin_to_cpu(0);
+        if (placement != Placement::kFree) pin_to_cpu(0);
         return server_body(fd);
       },
       kChildLimit);
@@ -582,7 +590,7 @@ PairResult run_pair(const std::function<int(int)>& server_body,
   const auto port = static_cast<std::uint16_t>(port_report["port"]);
   ChildProcess client = ChildProcess::spawn(
       [&](int fd) {
-        if (pinned) pin_to_cpu(1);
+        if (placement != Placement::kFree) pin_to_cpu(placement == Placement::kSplit ? 1 : 0);
         return client_body(fd, port);
       },
       kChildLimit);
@@ -617,10 +625,13 @@ io::LoopOptions loop_options(io::IdleStrategy idle, const Common& c) {
   return lo;
 }
 
-std::string case_name(io::IdleStrategy s, const Common& c, bool pinned = false) {
+std::string case_name(io::IdleStrategy s, const Common& c, Placement placement = Placement::kFree,
+                      bool spin_adaptive = true) {
   std::string n(io::idle_strategy_name(s));
   if (s == io::IdleStrategy::kSpin) n += " " + std::to_string(c.spin.count()) + " us";
-  if (pinned) n += ", pinned (server CPU 0, client CPU 1)";
+  if (s == io::IdleStrategy::kSpin && !spin_adaptive) n += " fixed window (before)";
+  if (placement == Placement::kSplit) n += ", pinned (server CPU 0, client CPU 1)";
+  if (placement == Placement::kSameCpu) n += ", both on CPU 0";
   return n;
 }
 
@@ -677,24 +688,31 @@ bool plain_pingpong(const RttPlan& plan, bool busy, Percentiles* out, std::strin
 }
 
 int cmd_pingpong(const Common& c, const RttPlan& plan, const std::vector<std::string>& idles,
-                 const std::vector<std::string>& pinned_idles, const std::string& sockperf, int sockperf_seconds,
+                 const std::vector<std::string>& pinned_idles, const std::vector<std::string>& same_cpu_idles,
+                 const std::string& sockperf, int sockperf_seconds,
                  bool with_plain) {
   struct Case {
     io::IdleStrategy idle;
-    bool pinned;
+    Placement placement;
+    bool spin_adaptive;
   };
   std::vector<Case> strategies;
-  for (const auto* list : {&idles, &pinned_idles}) {
+  for (const auto* list : {&idles, &pinned_idles, &same_cpu_idles}) {
     for (const auto& name : *list) {
-      auto s = io::parse_idle_strategy(name);
+      // "spin-fixed": the spin strategy as it was before its window adapted.
+      const bool fixed = name == "spin-fixed";
+      auto s = io::parse_idle_strategy(fixed ? "spin" : name);
       if (!s.is_ok()) {
-        std::fprintf(stderr, "%s\n", s.status().to_string().c_str());
+        std::fprintf(stderr, "%s (or spin-fixed)\n", s.status().to_string().c_str());
         return 2;
       }
-      strategies.push_back(Case{*s, list == &pinned_idles});
+      const Placement where = list == &idles ? Placement::kFree
+                              : list == &pinned_idles ? Placement::kSplit
+                                                      : Placement::kSameCpu;
+      strategies.push_back(Case{*s, where, !fixed});
     }
   }
-  auto name_of = [&](const Case& k) { return case_name(k.idle, c, k.pinned); };
+  auto name_of = [&](const Case& k) { return case_name(k.idle, c, k.placement, k.spin_adaptive); };
   const bool with_sockperf = !sockperf.empty() && sockperf != "none";
   struct Row {
     std::string name;
@@ -742,10 +760,11 @@ int cmd_pingpong(const Common& c, const RttPlan& plan, const std::vector<std::st
       }
     }
     for (std::size_t i = 0; i < strategies.size(); ++i) {
-      const io::LoopOptions lo = loop_options(strategies[i].idle, c);
+      io::LoopOptions lo = loop_options(strategies[i].idle, c);
+      lo.spin_adaptive = strategies[i].spin_adaptive;
       PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, so, 0); },
                                [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, so, plan); },
-                               strategies[i].pinned);
+                               strategies[i].placement);
       if (!pr.ok) {
         std::fprintf(stderr, "pingpong (%s) failed: %s\n", name_of(strategies[i]).c_str(), pr.error.c_str());
         return 1;
@@ -808,14 +827,15 @@ int cmd_pingpong(const Common& c, const RttPlan& plan, const std::vector<std::st
   std::printf("\nGoals:\n");
   for (std::size_t i = 0; i < strategies.size(); ++i) {
     const Row& row = rows[first_session + i];
-    if (strategies[i].idle == io::IdleStrategy::kSpin) {
+    if (strategies[i].idle == io::IdleStrategy::kSpin && strategies[i].spin_adaptive &&
+        strategies[i].placement == Placement::kFree) {
       const double r = median(row.vs_sp_p50);
       std::printf("- default strategy (%s): p50 no worse than sockperf's p50: %s (%.2fx)\n", name_of(strategies[i]).c_str(),
                   r <= 1.0 ? "MET" : "MISSED", r);
     }
   }
   for (std::size_t i = 0; i < strategies.size(); ++i) {
-    if (strategies[i].idle == io::IdleStrategy::kBlock) continue;
+    if (strategies[i].idle == io::IdleStrategy::kBlock || strategies[i].placement == Placement::kSameCpu) continue;
     const double r = median(rows[first_session + i].vs_sp_min);
     std::printf("- spinning (%s): p50 within 2x of sockperf's minimum round trip: %s (%.2fx)\n",
                 name_of(strategies[i]).c_str(), r <= 2.0 ? "MET" : "MISSED", r);
@@ -939,7 +959,27 @@ int cmd_throughput(const Common& c, std::size_t size, std::uint64_t count, std::
 
 // ---- hol ----------------------------------------------------------------------------------
 
-int cmd_hol(const Common& c, const RttPlan& plan, const std::string& idle_name, bool also_pinned, SessionOptions so) {
+// One configuration of the head-of-line benchmark.
+struct HolCase {
+  std::string label;
+  SessionOptions so;
+  transport::TcpOptions tcp;
+  bool pinned = false;
+  std::vector<Percentiles> quiet, loaded;
+  std::vector<double> ratio, mbps, idle_sends, held;
+  Placement placement() const { return pinned ? Placement::kSplit : Placement::kFree; }
+};
+
+std::string hol_tuning(const SessionOptions& so, const transport::TcpOptions& tcp) {
+  char b[200];
+  std::snprintf(b, sizeof b, "send_high_water %zu KiB, bulk_high_water %zu KiB, notsent_lowat %s", so.send_high_water >> 10,
+                so.bulk_high_water >> 10,
+                tcp.notsent_lowat > 0 ? (std::to_string(tcp.notsent_lowat >> 10) + " KiB").c_str() : "off");
+  return b;
+}
+
+int cmd_hol(const Common& c, const RttPlan& plan, const std::string& idle_name, bool also_pinned, bool baseline,
+            SessionOptions so, const transport::TcpOptions& tcp) {
   auto idle = io::parse_idle_strategy(idle_name);
   if (!idle.is_ok()) {
     std::fprintf(stderr, "%s\n", idle.status().to_string().c_str());
@@ -947,43 +987,49 @@ int cmd_hol(const Common& c, const RttPlan& plan, const std::string& idle_name, 
   }
   const io::LoopOptions lo = loop_options(*idle, c);
   so.compression.codecs = 0;  // and the bulk bytes are random: nothing to gain
-  if (g_initial_credit > 0 || so.chunk_size != SessionOptions{}.chunk_size ||
-      so.send_high_water != SessionOptions{}.send_high_water) {
-    std::printf("non-default tuning: chunk_size %zu, send_high_water %zu, initial credit %u\n", so.chunk_size,
-                so.send_high_water, g_initial_credit);
+  if (g_initial_credit > 0 || so.chunk_size != SessionOptions{}.chunk_size) {
+    std::printf("non-default tuning: chunk_size %zu, initial credit %u\n", so.chunk_size, g_initial_credit);
   }
-  struct Placement {
-    bool pinned;
-    std::vector<Percentiles> quiet, loaded;
-    std::vector<double> ratio, mbps, idle_sends;
-  };
-  std::vector<Placement> placements;
-  placements.push_back(Placement{false, {}, {}, {}, {}, {}});
-  if (also_pinned) placements.push_back(Placement{true, {}, {}, {}, {}, {}});
+  std::vector<HolCase> cases;
+  for (const bool pinned : {false, true}) {
+    if (pinned && !also_pinned) continue;
+    if (baseline) {
+      // What every connection did before bulk_high_water and TCP_NOTSENT_LOWAT: bulk fills the
+      // transport up to send_high_water and the kernel takes all it can.
+      HolCase b{"before: " + hol_tuning(so, {}), so, {}, pinned, {}, {}, {}, {}, {}, {}};
+      b.so.bulk_high_water = so.send_high_water;
+      b.label = "before: " + hol_tuning(b.so, b.tcp);
+      cases.push_back(std::move(b));
+    }
+    cases.push_back(HolCase{hol_tuning(so, tcp), so, tcp, pinned, {}, {}, {}, {}, {}, {}});
+  }
   std::printf("## hol: %zu B interactive round trips, %" PRIu64 " after %" PRIu64
               " warm-up, without and then with %zu MB bulk messages in flight on the same session, %d runs\n",
               plan.size, plan.count, plan.warmup, plan.bulk_bytes >> 20, c.runs);
   for (int run = 0; run < c.runs; ++run) {
-    for (Placement& pl : placements) {
-      PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, so, 0); },
-                               [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, so, plan); },
-                               pl.pinned);
+    for (HolCase& k : cases) {
+      PairResult pr =
+          run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, k.so, 0, k.tcp); },
+                   [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, k.so, plan, k.tcp); },
+                   k.placement());
       if (!pr.ok) {
         std::fprintf(stderr, "hol failed: %s\n", pr.error.c_str());
         return 1;
       }
       Percentiles q = percentiles_from(pr.client, "q_"), b = percentiles_from(pr.client, "b_");
-      pl.quiet.push_back(q);
-      pl.loaded.push_back(b);
-      pl.ratio.push_back(b.p99 / q.p99);
-      pl.mbps.push_back(pr.client["bulk_mbps"]);
-      pl.idle_sends.push_back(pr.client["bulk_idle"]);
-      std::printf("run %d %s: no bulk p50 %s p99 %s p99.9 %s | with bulk p50 %s p99 %s p99.9 %s max %s us | p99 ratio "
-                  "%.2fx | bulk %.0f MB/s framed, %.0f messages queued, %.0f round trips left with no bulk queued\n",
-                  run + 1, case_name(*idle, c, pl.pinned).c_str(), fmt_us(q.p50).c_str(), fmt_us(q.p99).c_str(),
-                  fmt_us(q.p999).c_str(), fmt_us(b.p50).c_str(), fmt_us(b.p99).c_str(), fmt_us(b.p999).c_str(),
-                  fmt_us(b.max).c_str(), pl.ratio.back(), pl.mbps.back(), pr.client["bulk_messages"],
-                  pl.idle_sends.back());
+      k.quiet.push_back(q);
+      k.loaded.push_back(b);
+      k.ratio.push_back(b.p99 / q.p99);
+      k.mbps.push_back(pr.client["bulk_mbps"]);
+      k.idle_sends.push_back(pr.client["bulk_idle"]);
+      k.held.push_back(pr.client["bulk_held"]);
+      std::printf("run %d %s, %s: no bulk p50 %s p99 %s p99.9 %s | with bulk p50 %s p99 %s p99.9 %s max %s us | p99 "
+                  "ratio %.2fx | bulk %.0f MB/s framed, %.0f messages queued, %.0f round trips left with no bulk "
+                  "queued, bulk held back %.0f times\n",
+                  run + 1, case_name(*idle, c, k.placement()).c_str(), k.label.c_str(), fmt_us(q.p50).c_str(),
+                  fmt_us(q.p99).c_str(), fmt_us(q.p999).c_str(), fmt_us(b.p50).c_str(), fmt_us(b.p99).c_str(),
+                  fmt_us(b.p999).c_str(), fmt_us(b.max).c_str(), k.ratio.back(), k.mbps.back(),
+                  pr.client["bulk_messages"], k.idle_sends.back(), k.held.back());
       std::printf("       client cpu %.2f s, %.0f voluntary / %.0f involuntary context switches; server cpu %.2f s, "
                   "%.0f / %.0f\n",
                   pr.client["c_cpu"], pr.client["c_vcsw"], pr.client["c_ivcsw"], pr.server["s_cpu"],
@@ -994,30 +1040,31 @@ int cmd_hol(const Common& c, const RttPlan& plan, const std::string& idle_name, 
   }
   std::printf("\n### Head-of-line: %zu B interactive round trips beside %zu MB bulk messages, %s (us, median of %d runs)\n\n",
               plan.size, plan.bulk_bytes >> 20, case_name(*idle, c).c_str(), c.runs);
-  std::printf("| Placement | Case | min | p50 | p99 | p99.9 | bulk MB/s during the round trips | p99 with / without |\n");
-  std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
-  for (const Placement& pl : placements) {
-    const char* where = pl.pinned ? "pinned: server CPU 0, client CPU 1" : "free (the scheduler's choice)";
-    std::printf("| %s | no bulk transfer | %s | %s | %s | %s | - | |\n", where,
-                fmt_us(median_of(pl.quiet, &Percentiles::min)).c_str(), fmt_us(median_of(pl.quiet, &Percentiles::p50)).c_str(),
-                fmt_us(median_of(pl.quiet, &Percentiles::p99)).c_str(),
-                fmt_us(median_of(pl.quiet, &Percentiles::p999)).c_str());
-    std::printf("| %s | %zu MB bulk messages in flight (bulk priority) | %s | %s | %s | %s | %.0f | %s |\n", where,
-                plan.bulk_bytes >> 20, fmt_us(median_of(pl.loaded, &Percentiles::min)).c_str(),
-                fmt_us(median_of(pl.loaded, &Percentiles::p50)).c_str(),
-                fmt_us(median_of(pl.loaded, &Percentiles::p99)).c_str(),
-                fmt_us(median_of(pl.loaded, &Percentiles::p999)).c_str(), median(pl.mbps),
-                fmt_ratio(median(pl.ratio)).c_str());
+  std::printf("| Placement | Tuning | Case | min | p50 | p99 | p99.9 | bulk MB/s during the round trips | p99 with / without |\n");
+  std::printf("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const HolCase& k : cases) {
+    const char* where = k.pinned ? "pinned: server CPU 0, client CPU 1" : "free (the scheduler's choice)";
+    std::printf("| %s | %s | no bulk transfer | %s | %s | %s | %s | - | |\n", where, k.label.c_str(),
+                fmt_us(median_of(k.quiet, &Percentiles::min)).c_str(), fmt_us(median_of(k.quiet, &Percentiles::p50)).c_str(),
+                fmt_us(median_of(k.quiet, &Percentiles::p99)).c_str(),
+                fmt_us(median_of(k.quiet, &Percentiles::p999)).c_str());
+    std::printf("| %s | %s | %zu MB bulk messages in flight (bulk priority) | %s | %s | %s | %s | %.0f | %s |\n", where,
+                k.label.c_str(), plan.bulk_bytes >> 20, fmt_us(median_of(k.loaded, &Percentiles::min)).c_str(),
+                fmt_us(median_of(k.loaded, &Percentiles::p50)).c_str(),
+                fmt_us(median_of(k.loaded, &Percentiles::p99)).c_str(),
+                fmt_us(median_of(k.loaded, &Percentiles::p999)).c_str(), median(k.mbps),
+                fmt_ratio(median(k.ratio)).c_str());
   }
   std::printf("\nThe ratio is the median of the per-run ratios. Round trips sent while no bulk was queued: %.0f "
               "(median per run; 0 means the bulk transfer was in flight for every one).\n",
-              median(placements[0].idle_sends));
+              median(cases.back().idle_sends));
   print_foreign_summary();
   std::printf("\nGoals:\n");
-  for (const Placement& pl : placements) {
-    const double r = median(pl.ratio);
-    std::printf("- p99 with bulk within 3x of p99 without (%s): %s (%.2fx)\n",
-                pl.pinned ? "pinned, for reference" : "default placement", r <= 3.0 ? "MET" : "MISSED", r);
+  for (const HolCase& k : cases) {
+    const double r = median(k.ratio);
+    std::printf("- p99 with bulk within 3x of p99 without (%s, %s): %s (%.2fx)\n",
+                k.pinned ? "pinned, for reference" : "default placement", k.label.c_str(), r <= 3.0 ? "MET" : "MISSED",
+                r);
   }
   return 0;
 }
@@ -1048,11 +1095,16 @@ int main(int argc, char** argv) {
   pp->add_option("--count", ping.count, "Round trips recorded per run")->capture_default_str();
   pp->add_option("--warmup", ping.warmup, "Round trips before recording")->capture_default_str();
   pp->add_option("--size", ping.size, "Message size")->capture_default_str();
-  pp->add_option("--idle", idles, "Idle strategies to run (both sides)")->capture_default_str();
+  pp->add_option("--idle", idles, "Idle strategies to run (both sides); spin-fixed is spin with a fixed window")
+      ->capture_default_str();
   std::vector<std::string> pinned_idles = {"spin"};
   pp->add_option("--pinned-idle", pinned_idles,
                  "Strategies to run again with the server pinned to CPU 0 and the client to CPU 1 ('none': no such rows)")
       ->capture_default_str();
+  std::vector<std::string> same_cpu_idles;
+  pp->add_option("--same-cpu-idle", same_cpu_idles,
+                 "Strategies to run again with both processes on CPU 0 (a shared core); spin-fixed is spin "
+                 "with a fixed window");
   pp->add_option("--sockperf", sockperf, "sockperf binary, or 'none'")->capture_default_str();
   pp->add_option("--sockperf-seconds", sockperf_seconds, "sockperf ping-pong duration per run")->capture_default_str();
   bool no_plain = false;
@@ -1089,6 +1141,18 @@ int main(int argc, char** argv) {
   hl->add_option("--credit-kb", credit_kb, "Experiment: per-stream window both sides advertise, KiB (0: default)")
       ->capture_default_str();
   hl->add_flag("--also-pinned", hol_pinned, "Run every case again with the server on CPU 0 and the client on CPU 1");
+  bool hol_baseline = false;
+  hl->add_flag("--baseline", hol_baseline,
+               "Also run, interleaved, the former tuning: bulk_high_water = send_high_water, no TCP_NOTSENT_LOWAT");
+  slip::transport::TcpOptions hol_tcp;
+  std::size_t bulk_high_water_kb = hol_so.bulk_high_water >> 10;
+  int notsent_lowat_kb = hol_tcp.notsent_lowat >> 10;
+  std::int64_t hold_us = hol_so.interactive_hold.count();
+  hl->add_option("--bulk-high-water-kb", bulk_high_water_kb, "SessionOptions::bulk_high_water in KiB")
+      ->capture_default_str();
+  hl->add_option("--notsent-lowat-kb", notsent_lowat_kb, "TcpOptions::notsent_lowat in KiB (0: kernel default)")
+      ->capture_default_str();
+  hl->add_option("--hold-us", hold_us, "SessionOptions::interactive_hold in microseconds")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   c.spin = std::chrono::microseconds(spin_us);
@@ -1099,12 +1163,15 @@ int main(int argc, char** argv) {
   print_machine();
   if (pp->parsed()) {
     if (pinned_idles.size() == 1 && pinned_idles[0] == "none") pinned_idles.clear();
-    return cmd_pingpong(c, ping, idles, pinned_idles, sockperf, sockperf_seconds, !no_plain);
+    return cmd_pingpong(c, ping, idles, pinned_idles, same_cpu_idles, sockperf, sockperf_seconds, !no_plain);
   }
   if (tp->parsed()) return cmd_throughput(c, tp_size, tp_count, tp_plain, tp_batch, tp_idle);
   hol.bulk_bytes = bulk_mb << 20;
   hol_so.chunk_size = chunk_kb << 10;
   hol_so.send_high_water = high_water_kb << 10;
+  hol_so.bulk_high_water = bulk_high_water_kb << 10;
+  hol_so.interactive_hold = std::chrono::microseconds(hold_us);
+  hol_tcp.notsent_lowat = notsent_lowat_kb << 10;
   g_initial_credit = static_cast<std::uint32_t>(credit_kb << 10);
-  return cmd_hol(c, hol, hol_idle, hol_pinned, hol_so);
+  return cmd_hol(c, hol, hol_idle, hol_pinned, hol_baseline, hol_so, hol_tcp);
 }

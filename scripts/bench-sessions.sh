@@ -48,9 +48,9 @@ echo
 failed=()
 for b in "${benchmarks[@]}"; do
   case "$b" in
-    pingpong) args=(pingpong --sockperf "$sockperf_bin") ;;
+    pingpong) args=(pingpong --sockperf "$sockperf_bin" --same-cpu-idle spin spin-fixed) ;;
     throughput) args=(throughput) ;;
-    hol) args=(hol --also-pinned) ;;
+    hol) args=(hol --also-pinned --baseline) ;;
     *) echo "bench-sessions: unknown benchmark '$b' (pingpong, throughput, hol)" >&2; exit 2 ;;
   esac
   echo "---- $b: load average $(cut -d' ' -f1-3 /proc/loadavg); other busy processes: $(others)"

@@ -5,8 +5,18 @@
 // costs ~100 us against a ~15 us loopback round trip, so the idle strategy is the biggest
 // latency lever there is:
 //   kBlock     sleep in epoll until work arrives (lowest CPU, highest wake-up latency)
-//   kSpin      poll for `spin` after the last work, then sleep (the default: 50 us)
+//   kSpin      poll for up to `spin` after the last work, then sleep (the default: 50 us)
 //   kBusyPoll  never sleep (lowest latency, one core at 100%)
+//
+// The spin window adapts: a spin that ends without work halves the next one (down to none: the
+// loop then blocks at once), a spin that finds work restores it to `spin`, and every
+// kSpinProbeEvery-th idle period spins the full window again to find out whether spinning pays.
+// A spin that keeps expiring is either waiting for traffic that comes too rarely to catch, or
+// holding the core its peer needs: two spinning loops on one core (both ends of a round trip on
+// a busy machine) otherwise cost each other the whole window on every hand-over. sched_yield()
+// between polls is no cure: a scheduler that charges each yield (Linux EEVDF pushes the
+// yielder's deadline back a slice) starves a loop that yields thousands of times a second while
+// other work runs.
 #pragma once
 
 #include <atomic>
@@ -33,6 +43,8 @@ std::string_view idle_strategy_name(IdleStrategy s);
 struct LoopOptions {
   IdleStrategy idle = IdleStrategy::kSpin;
   std::chrono::microseconds spin{50};  // kSpin: how long to poll after the last work
+  // kSpin: adapt the spin window (see above); false always spins the full `spin`.
+  bool spin_adaptive = true;
 };
 
 class EventLoop {
@@ -61,6 +73,13 @@ class EventLoop {
   bool in_loop_thread() const { return std::this_thread::get_id() == thread_id_.load(std::memory_order_acquire); }
 
   const LoopOptions& options() const { return options_; }
+  // Spins that ended without work, and the current spin window. Safe from any thread.
+  std::uint64_t spins_expired() const { return spins_expired_.load(std::memory_order_relaxed); }
+  std::chrono::nanoseconds spin_window() const {
+    return std::chrono::nanoseconds(spin_window_ns_.load(std::memory_order_relaxed));
+  }
+  // Every this many idle periods an adaptive spin tries the full window again.
+  static constexpr std::uint64_t kSpinProbeEvery = 64;
 
   // Pooled 64 KiB blocks for socket reads. Call on the loop thread only.
   BufferPool& read_pool();
@@ -71,6 +90,9 @@ class EventLoop {
   boost::asio::io_context ctx_;
   std::atomic<bool> stop_{false};
   std::atomic<std::thread::id> thread_id_{};
+  // Written by the loop thread only.
+  std::atomic<std::uint64_t> spins_expired_{0};
+  std::atomic<std::int64_t> spin_window_ns_{0};
   std::unique_ptr<BufferPool> read_pool_;  // made on first use, so its owner is the loop thread
 };
 

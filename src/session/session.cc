@@ -1,6 +1,7 @@
 #include "session/session.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/clock.h"
 #include "core/logging.h"
@@ -26,6 +27,8 @@ Session::Session(Role role, transport::ConnectionPtr conn, const SessionOptions&
       heartbeat_timer_(conn_->loop().context()),
       drain_timer_(conn_->loop().context()) {
   next_stream_id_ = role == Role::kClient ? 1 : 2;
+  interactive_hold_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.interactive_hold).count();
+  last_interactive_ns_ = std::numeric_limits<std::int64_t>::min() / 2;
 }
 
 Session::~Session() = default;
@@ -253,6 +256,7 @@ Status Session::on_data(wire::Frame& f) {
     ++stats_.streams_opened;
   }
   if (s->remote_ended) return invalid_argument("DATA frame after END_STREAM on stream " + std::to_string(s->id));
+  if (class_of(s->priority) <= class_of(Priority::kInteractive)) last_interactive_ns_ = last_rx_ns_;
   if (static_cast<std::int64_t>(n) > s->recv_window) {
     return overloaded("peer exceeded the flow-control window of stream " + std::to_string(s->id));
   }
@@ -509,7 +513,14 @@ void Session::pump() {
   if (!ready_ || closed_ || in_pump_) return;
   in_pump_ = true;
   bool emitted = false;
-  while (conn_->queued_bytes() + encoder_.pending_bytes() < options_.send_high_water) {
+  // Stream and bulk chunks may fill the transport up to `low_limit` only.
+  std::size_t low_limit = options_.send_high_water;
+  if (options_.bulk_high_water < low_limit && mono_now_ns() - last_interactive_ns_ < interactive_hold_ns_) {
+    low_limit = options_.bulk_high_water;
+  }
+  while (true) {
+    const std::size_t queued = conn_->queued_bytes() + encoder_.pending_bytes();
+    if (queued >= options_.send_high_water) break;
     // Control streams strictly first; then the weighted classes, each spending its picks for
     // this round; a new round starts when every class with work has spent its picks.
     std::size_t cls = kPriorityClasses;
@@ -532,6 +543,14 @@ void Session::pump() {
       }
     }
     if (cls == kPriorityClasses) break;
+    if (cls > class_of(Priority::kInteractive) && queued > 0 && queued >= low_limit) {
+      // Interactive streams may still have picks left in this round: only they go now.
+      if (sendable_[class_of(Priority::kInteractive)].empty()) {
+        ++stats_.bulk_held;
+        break;
+      }
+      cls = class_of(Priority::kInteractive);
+    }
     const std::uint64_t id = sendable_[cls].front();
     sendable_[cls].pop_front();
     Stream* s = find(id);
@@ -590,6 +609,7 @@ bool Session::emit_chunk(Stream& s) {
   s.out_bytes -= n;
   stats_.send_buffered -= n;
   ++stats_.chunks_out[class_of(s.priority)];
+  if (class_of(s.priority) <= class_of(Priority::kInteractive)) last_interactive_ns_ = mono_now_ns();
   if (last) s.out.pop_front();
   if (s.overloaded && s.out_bytes < options_.max_stream_buffer / 2) {
     s.overloaded = false;

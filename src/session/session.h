@@ -13,7 +13,10 @@
 //     bounded by the window. The sender buffers at most max_stream_buffer bytes per stream and
 //     max_session_buffer per session: send() past that is kOverloaded.
 //   - The transport is fed only while its queue is under send_high_water; the rest waits in the
-//     streams, so priorities still apply to what has not left yet.
+//     streams, so priorities still apply to what has not left yet. While interactive traffic is
+//     active (a control or interactive DATA frame sent or received within interactive_hold),
+//     stream and bulk chunks are framed only while the transport holds less than
+//     bulk_high_water: a call then waits behind that much bulk, not behind send_high_water.
 //   - Heartbeats: a PING when nothing arrived for the heartbeat interval; nothing at all for
 //     idle_timeout closes the session with kTimeout.
 //   - GOAWAY drains: no new streams, streams in flight finish, then the connection closes.
@@ -91,6 +94,13 @@ struct SessionOptions {
   std::array<std::uint32_t, kPriorityClasses> weights = {0, 8, 4, 1};
   // Stop feeding the transport while it holds this many bytes.
   std::size_t send_high_water = 128 * 1024;
+  // While interactive traffic is active, stream and bulk chunks stop at this many bytes in the
+  // transport instead (control and interactive chunks still use send_high_water). At least
+  // one chunk always fits. Setting it to send_high_water turns the limit off.
+  std::size_t bulk_high_water = 16 * 1024;
+  // How long after the last control or interactive DATA frame, in either direction, the
+  // interactive traffic counts as active.
+  std::chrono::microseconds interactive_hold{2000};
   // Send-side bounds: send() past these is kOverloaded. A stream with nothing queued may always
   // queue one message, whatever its size.
   std::size_t max_stream_buffer = 4u << 20;
@@ -118,6 +128,7 @@ struct SessionStats {
   std::uint64_t send_buffered = 0;      // bytes accepted by send() and not yet framed, now
   std::uint64_t send_buffered_max = 0;  // the highest send_buffered has been
   std::uint64_t credit_stalls = 0;      // times a stream had data but no credit
+  std::uint64_t bulk_held = 0;  // times stream/bulk chunks waited for bulk_high_water
   std::uint64_t streams_opened = 0;
 };
 
@@ -284,6 +295,8 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   std::uint64_t conn_unacked_ = 0;
   std::size_t chunk_size_ = 0;
   std::int64_t last_rx_ns_ = 0;
+  std::int64_t last_interactive_ns_ = 0;  // last control/interactive DATA frame, either way
+  std::int64_t interactive_hold_ns_ = 0;
 
   bool ready_ = false;
   bool closed_ = false;

@@ -315,6 +315,58 @@ TEST(Session, InteractiveMessageOvertakesA100MBBulkTransfer) {
   run_on(client.loop(), [&] { EXPECT_EQ(client.received_[bulk][0].size(), 100u << 20); });
 }
 
+// Sends `bulk_bytes` on a bulk stream beside interactive echoes; returns the client's
+// SessionStats::bulk_held once the bulk message came back whole.
+std::uint64_t bulk_held_beside_calls(const SessionOptions& so, std::size_t bulk_bytes, int calls) {
+  TestServer server;
+  TestClient client(server.port(), so);
+  EXPECT_TRUE(client.wait_ready());
+  std::uint64_t bulk = 0, interactive = 0;
+  run_on(client.loop(), [&] {
+    bulk = *client.session().open_stream(Priority::kBulk, &client);
+    interactive = *client.session().open_stream(Priority::kInteractive, &client);
+    for (int i = 0; i < calls; ++i) {
+      EXPECT_TRUE(client.session().send(interactive, Chain(Slice::copy_of(std::string(64, 'i')))).is_ok());
+    }
+    EXPECT_TRUE(client.session().send(bulk, Chain(Slice::copy_of(std::string(bulk_bytes, 'b'))), true).is_ok());
+  });
+  EXPECT_TRUE(wait_until(client.loop(), [&] { return client.ended_.count(bulk) == 1; }));
+  std::uint64_t held = 0;
+  run_on(client.loop(), [&] {
+    EXPECT_EQ(client.received_[bulk].size(), 1u);
+    if (!client.received_[bulk].empty()) {
+      EXPECT_EQ(client.received_[bulk][0], std::string(bulk_bytes, 'b'));
+    }
+    EXPECT_EQ(client.received_[interactive].size(), static_cast<std::size_t>(calls));
+    held = client.session().stats().bulk_held;
+  });
+  return held;
+}
+
+TEST(Session, BulkStopsAtBulkHighWaterWhileInteractiveCallsAreActive) {
+  SessionOptions so;
+  so.compression.codecs = 0;
+  so.bulk_high_water = 16 * 1024;
+  so.interactive_hold = std::chrono::hours(1);  // active from the first call to the end
+  EXPECT_GT(bulk_held_beside_calls(so, 8u << 20, 4), 0u);
+}
+
+TEST(Session, BulkUsesSendHighWaterWithoutInteractiveCalls) {
+  SessionOptions so;
+  so.compression.codecs = 0;
+  so.bulk_high_water = 16 * 1024;
+  so.interactive_hold = std::chrono::hours(1);
+  EXPECT_EQ(bulk_held_beside_calls(so, 8u << 20, 0), 0u);
+}
+
+TEST(Session, BulkHighWaterAtSendHighWaterHoldsNothingBack) {
+  SessionOptions so;
+  so.compression.codecs = 0;
+  so.bulk_high_water = so.send_high_water;
+  so.interactive_hold = std::chrono::hours(1);
+  EXPECT_EQ(bulk_held_beside_calls(so, 8u << 20, 4), 0u);
+}
+
 // Completes the handshake, then never says another word.
 class BlackHole final : public transport::ConnectionHandler {
  public:

@@ -1,6 +1,9 @@
 // The TCP transport across event-loop threads: bytes arrive intact and in order, close()
 // flushes, abort() drops, callbacks come once. Runs under ThreadSanitizer too.
 #include <gtest/gtest.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <future>
 #include <mutex>
@@ -9,6 +12,7 @@
 
 #include "io/loop_group.h"
 #include "sink.h"
+#include "transport/tcp/sockets.h"
 #include "transport/tcp/tcp.h"
 
 namespace slip::transport {
@@ -231,6 +235,61 @@ TEST(TcpTransport, ListenOnBadHostIsInvalidArgument) {
   auto l = tcp_listen(loops, HostPort{"not-an-ip", 0}, TcpOptions{}, [](ConnectionPtr) {});
   ASSERT_FALSE(l.is_ok());
   EXPECT_EQ(l.status().code(), StatusCode::kInvalidArgument);
+}
+
+int notsent_lowat_of(int fd) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, &len) != 0) return -2;
+  return v;
+}
+
+// Both ends of a real connection: the accepted socket and the dialed one.
+void notsent_lowat_of_both_ends(const TcpOptions& o, int* accepted, int* dialed) {
+  io::LoopGroup loops(1, io::LoopOptions{io::IdleStrategy::kBlock, {}});
+  loops.start();
+  std::promise<int> on_accept;
+  auto l = detail::listen_sockets(loops, HostPort{"127.0.0.1", 0}, o, [&](io::EventLoop&, detail::tcp::socket s) {
+    on_accept.set_value(notsent_lowat_of(s.native_handle()));
+  });
+  ASSERT_TRUE(l.is_ok()) << l.status().to_string();
+  std::promise<int> on_dial;
+  std::shared_ptr<detail::tcp::socket> keep;
+  loops.loop(0).post([&] {
+    detail::dial(loops.loop(0), *parse_host_port((*l)->local_address()), o,
+                 [&](Result<std::shared_ptr<detail::tcp::socket>> s) {
+                   if (!s.is_ok()) return on_dial.set_value(-3);
+                   keep = *s;
+                   on_dial.set_value(notsent_lowat_of(keep->native_handle()));
+                 });
+  });
+  auto a = on_accept.get_future(), d = on_dial.get_future();
+  ASSERT_EQ(d.wait_for(kLiveness), std::future_status::ready);
+  ASSERT_EQ(a.wait_for(kLiveness), std::future_status::ready);
+  *accepted = a.get();
+  *dialed = d.get();
+  (*l)->stop();
+  loops.stop();  // `keep` goes before the loop that owns it
+}
+
+TEST(TcpTransport, NotSentLowatIsSetOnAcceptedAndDialedSockets) {
+  TcpOptions o;
+  o.notsent_lowat = 24 * 1024;
+  int accepted = 0, dialed = 0;
+  notsent_lowat_of_both_ends(o, &accepted, &dialed);
+  EXPECT_EQ(accepted, 24 * 1024);
+  EXPECT_EQ(dialed, 24 * 1024);
+}
+
+TEST(TcpTransport, NotSentLowatZeroKeepsTheKernelDefault) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  const int untouched = notsent_lowat_of(fd);
+  ::close(fd);
+  int accepted = 0, dialed = 0;
+  notsent_lowat_of_both_ends(TcpOptions{}, &accepted, &dialed);
+  EXPECT_EQ(accepted, untouched);
+  EXPECT_EQ(dialed, untouched);
 }
 
 TEST(Address, ParsesTheFormsPeopleType) {

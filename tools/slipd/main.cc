@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"block", "spin", "busy"}));
   app.add_option("--spin-us", spin_us, "Microseconds to poll before blocking, with --idle spin")->capture_default_str();
+  app.add_flag("!--fixed-spin", opts.loop.spin_adaptive,
+               "With --idle spin, always spin the whole --spin-us (by default a spin that finds no work halves "
+               "the next one, and one that finds work restores it)");
   app.add_option("--max-frame-size", opts.handshake.max_frame_size, "Largest frame body accepted, bytes")
       ->capture_default_str()
       ->check(CLI::Range(1024u, (1u << 28) - 1));
@@ -61,6 +64,16 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-size", opts.session.chunk_size, "Largest DATA chunk sent, bytes (big messages are cut)")
       ->capture_default_str()
       ->check(CLI::Range(256, 1 << 24));
+  app.add_option("--bulk-high-water", opts.session.bulk_high_water,
+                 "While interactive calls are active, stream and bulk data stop at this many bytes queued to the "
+                 "socket (so a call waits behind at most this much)")
+      ->capture_default_str();
+  app.add_option("--send-high-water", opts.session.send_high_water, "Bytes queued to the socket before a session stops feeding it")
+      ->capture_default_str();
+  std::int64_t hold_us = opts.session.interactive_hold.count();
+  app.add_option("--interactive-hold-us", hold_us,
+                 "How long after the last interactive message --bulk-high-water applies, microseconds")
+      ->capture_default_str();
   app.add_option("--max-streams", opts.session.max_streams, "Streams open at once per connection")
       ->capture_default_str();
   app.add_option("--max-message-size", opts.session.max_message_size, "Largest message accepted, bytes")
@@ -81,6 +94,10 @@ int main(int argc, char** argv) {
   app.add_option("--so-sndbuf", opts.tcp.send_buffer, "SO_SNDBUF for client sockets, bytes (0: kernel default)")
       ->capture_default_str();
   app.add_option("--so-rcvbuf", opts.tcp.receive_buffer, "SO_RCVBUF for client sockets, bytes (0: kernel default)")
+      ->capture_default_str();
+  app.add_option("--notsent-lowat", opts.tcp.notsent_lowat,
+                 "TCP_NOTSENT_LOWAT for client sockets, bytes: unsent data the kernel holds before it refuses more "
+                 "(0: kernel default)")
       ->capture_default_str();
   app.add_option("--max-pending-bytes", opts.broker.max_pending_bytes,
                  "Bytes waiting for one client before it is cut off as a slow consumer")
@@ -116,6 +133,7 @@ int main(int argc, char** argv) {
   }
   opts.loop.idle = slip::io::parse_idle_strategy(idle).value();
   opts.loop.spin = std::chrono::microseconds(spin_us);
+  opts.session.interactive_hold = std::chrono::microseconds(hold_us);
   opts.drain_timeout = std::chrono::milliseconds(drain_ms);
   opts.session.drain_timeout = opts.drain_timeout;
   opts.session.limits.max_frame_size = opts.handshake.max_frame_size;

@@ -1,5 +1,7 @@
 #include "transport/tcp/sockets.h"
 
+#include <netinet/tcp.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <thread>
@@ -12,6 +14,7 @@ namespace asio = boost::asio;
 
 namespace {
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using NotSentLowat = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_NOTSENT_LOWAT>;
 }  // namespace
 
 void apply_socket_options(tcp::socket& s, const TcpOptions& o) {
@@ -19,6 +22,7 @@ void apply_socket_options(tcp::socket& s, const TcpOptions& o) {
   s.set_option(tcp::no_delay(o.no_delay), ec);
   if (o.send_buffer > 0) s.set_option(asio::socket_base::send_buffer_size(o.send_buffer), ec);
   if (o.receive_buffer > 0) s.set_option(asio::socket_base::receive_buffer_size(o.receive_buffer), ec);
+  if (o.notsent_lowat > 0) s.set_option(NotSentLowat(o.notsent_lowat), ec);
   s.non_blocking(true, ec);
 }
 

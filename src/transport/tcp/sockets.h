@@ -16,7 +16,7 @@ namespace slip::transport::detail {
 
 using boost::asio::ip::tcp;
 
-// TCP_NODELAY, buffer sizes, non-blocking mode.
+// TCP_NODELAY, buffer sizes, TCP_NOTSENT_LOWAT, non-blocking mode.
 void apply_socket_options(tcp::socket& s, const TcpOptions& o);
 // "127.0.0.1:4300", "[::1]:4300".
 std::string endpoint_string(const tcp::endpoint& ep);

@@ -19,6 +19,10 @@ struct TcpOptions {
   int receive_buffer = 0;  // SO_RCVBUF bytes; 0 keeps the kernel's default
   bool reuse_port = true;  // one listening socket per loop
   std::size_t min_read = 4096;  // start a new read block when less than this is left
+  // TCP_NOTSENT_LOWAT bytes: the kernel takes more only while it holds fewer bytes than this
+  // not yet sent, so the rest waits above the socket where later, more urgent bytes can still
+  // overtake it. 0 keeps the kernel's default (net.ipv4.tcp_notsent_lowat).
+  int notsent_lowat = 0;
   // close() waits at most this long for queued bytes to leave (a peer that does not read
   // would otherwise hold the connection forever), then drops them.
   std::chrono::milliseconds close_linger{5000};
