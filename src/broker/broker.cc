@@ -417,14 +417,7 @@ void Broker::send_no_responders(io::EventLoop& from, std::string_view reply) {
 
 void SessionConnection::send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply,
                                  bool has_headers, const wire::Metadata& headers, const Slice& payload) {
-  wire::Msg m;
-  m.sid = sid;
-  m.subject = subject;
-  m.reply = reply;
-  m.has_headers = has_headers;
-  if (has_headers) m.headers = headers;
-  m.payload = payload;
-  session_.send_frame(m);
+  session_.send_msg(sid, subject, reply, has_headers, headers, payload);
 }
 
 // ---- BrokerClient --------------------------------------------------------------------------
