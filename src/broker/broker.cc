@@ -1,5 +1,7 @@
 #include "broker/broker.h"
 
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include "core/logging.h"
 
 namespace slip::broker {
@@ -14,12 +16,104 @@ constexpr std::string_view kNoRespondersStatus = "503";
 
 // ---- Broker --------------------------------------------------------------------------------
 
-struct Broker::Outbox {
-  io::EventLoop* to = nullptr;
-  std::vector<detail::Delivery> pending;  // touched only on the sending loop's thread
+namespace detail {
+
+// A counter with one writer (its shard's loop thread) and any number of readers: a plain load
+// and store, no read-modify-write.
+struct ShardCounter {
+  std::atomic<std::uint64_t> v{0};
+  void add(std::uint64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::uint64_t get() const { return v.load(std::memory_order_relaxed); }
 };
 
-Broker::Broker(BrokerOptions options) : options_(options), index_(SublistOptions{options.limits}) {}
+struct ShardStats {
+  ShardCounter messages_in, messages_out, bytes_in, bytes_out, no_responders, slow_consumers, dropped;
+};
+
+// One message of a batch: its subject, reply and headers live in Batch::bytes, stored once for
+// all of its receivers on the batch's shard.
+struct BatchMessage {
+  std::uint32_t subject = 0, subject_len = 0;
+  std::uint32_t reply = 0, reply_len = 0;
+  std::uint32_t headers_begin = 0, headers_end = 0;  // in Batch::header_fields, 4 per header
+  bool has_headers = false;
+  Slice payload;
+};
+struct BatchItem {
+  ClientLink* link = nullptr;  // kept alive by Batch::links
+  std::uint64_t sid = 0;
+  std::uint32_t message = 0;
+  std::uint32_t queue = 0, queue_len = 0;  // the queue group, in Batch::bytes (empty: plain)
+};
+// One loop turn's messages from one shard to another. Recycled: once it has grown, a batch
+// costs no allocation.
+struct Batch {
+  std::string bytes;
+  std::vector<std::uint32_t> header_fields;  // key offset, key length, value offset, value length
+  std::vector<BatchMessage> messages;
+  std::vector<BatchItem> items;
+  std::vector<std::shared_ptr<ClientLink>> links;  // every link in items, consecutive ones once
+  void clear() {
+    bytes.clear();
+    header_fields.clear();
+    messages.clear();
+    items.clear();
+    links.clear();
+  }
+};
+
+// Messages from one shard to another. `current` and `last_publish` are touched only on the
+// sending shard's thread; `spare` holds delivered batches for reuse, from either side.
+struct Outbox {
+  Shard* to = nullptr;
+  std::unique_ptr<Batch> current;
+  std::uint64_t last_publish = 0;  // the publish whose message is current->messages.back()
+  std::mutex spare_mu;
+  std::vector<std::unique_ptr<Batch>> spare;  // guarded by spare_mu
+};
+
+// What the broker keeps per event loop; touched only on that loop's thread, except `stats`
+// (read by stats()) and each Outbox's spare list.
+struct Shard {
+  io::EventLoop* loop = nullptr;
+  std::size_t index = 0;
+  ShardStats stats;
+  // Route cache: subject -> receivers, keys viewing Routes::subject.
+  boost::unordered_flat_map<std::string_view, std::unique_ptr<Routes>> routes;
+  std::vector<std::unique_ptr<Routes>> spare_routes;
+  Routes* last = nullptr;  // the last subject published here: checked before the map
+  std::uint64_t queue_cursor = 0;  // round robin over group members
+  std::uint64_t publishes = 0;
+  int depth = 0;  // publish() calls in progress on this shard
+  std::vector<std::unique_ptr<Outbox>> outboxes;  // by the receiving shard's index
+  wire::Metadata scratch_headers;
+};
+
+}  // namespace detail
+
+namespace {
+
+// Subjects one shard's route cache holds; when full it is emptied (amortized O(1) per miss).
+constexpr std::size_t kMaxCachedRoutes = 4096;
+// Delivered batches kept for reuse per pair of shards.
+constexpr std::size_t kSpareBatches = 4;
+
+std::atomic<std::uint64_t> next_broker_id{1};
+
+struct ShardMemo {
+  std::uint64_t broker = 0;
+  const io::EventLoop* loop = nullptr;
+  detail::Shard* shard = nullptr;
+};
+thread_local ShardMemo shard_memo;
+
+std::uint32_t u32(std::size_t v) { return static_cast<std::uint32_t>(v); }
+
+}  // namespace
+
+Broker::Broker(BrokerOptions options)
+    : options_(options), id_(next_broker_id.fetch_add(1, std::memory_order_relaxed)),
+      index_(SublistOptions{options.limits}) {}
 
 Broker::~Broker() = default;
 
@@ -28,114 +122,266 @@ std::size_t Broker::subscriptions() const {
   return index_.size();
 }
 
+const BrokerStats& Broker::stats() const {
+  std::lock_guard<std::mutex> g(shards_mu_);
+  std::uint64_t in = 0, out = 0, bin = 0, bout = 0, nr = 0, slow = 0, drop = 0;
+  for (const auto& sh : shards_) {
+    in += sh->stats.messages_in.get();
+    out += sh->stats.messages_out.get();
+    bin += sh->stats.bytes_in.get();
+    bout += sh->stats.bytes_out.get();
+    nr += sh->stats.no_responders.get();
+    slow += sh->stats.slow_consumers.get();
+    drop += sh->stats.dropped.get();
+  }
+  stats_.messages_in.store(in, std::memory_order_relaxed);
+  stats_.messages_out.store(out, std::memory_order_relaxed);
+  stats_.bytes_in.store(bin, std::memory_order_relaxed);
+  stats_.bytes_out.store(bout, std::memory_order_relaxed);
+  stats_.no_responders.store(nr, std::memory_order_relaxed);
+  stats_.slow_consumers.store(slow, std::memory_order_relaxed);
+  stats_.dropped.store(drop, std::memory_order_relaxed);
+  return stats_;
+}
+
 Status Broker::add(detail::Subscription* sub) {
   std::lock_guard<std::mutex> g(mu_);
-  return index_.insert(sub->subject, sub->queue, reinterpret_cast<SubscriptionHandle>(sub));
+  Status st = index_.insert(sub->subject, sub->queue, reinterpret_cast<SubscriptionHandle>(sub));
+  if (st.is_ok()) generation_.fetch_add(1, std::memory_order_release);
+  return st;
 }
 
 void Broker::remove(detail::Subscription* sub) {
   std::lock_guard<std::mutex> g(mu_);
   index_.remove(sub->subject, sub->queue, reinterpret_cast<SubscriptionHandle>(sub));
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
-Broker::Outbox& Broker::outbox(io::EventLoop& from, io::EventLoop& to) {
-  const std::uint64_t key = reinterpret_cast<std::uint64_t>(&from) * 31 + reinterpret_cast<std::uint64_t>(&to);
-  std::lock_guard<std::mutex> g(outbox_mu_);
-  auto& slot = outboxes_[key];
-  if (!slot) {
-    slot = std::make_unique<Outbox>();
-    slot->to = &to;
+detail::Shard& Broker::shard_of(io::EventLoop& loop) {
+  ShardMemo& m = shard_memo;
+  if (m.broker == id_ && m.loop == &loop) return *m.shard;
+  detail::Shard& sh = make_shard(loop);
+  m = ShardMemo{id_, &loop, &sh};
+  return sh;
+}
+
+detail::Shard& Broker::make_shard(io::EventLoop& loop) {
+  std::lock_guard<std::mutex> g(shards_mu_);
+  for (auto& sh : shards_) {
+    if (sh->loop == &loop) return *sh;
   }
-  return *slot;
+  auto sh = std::make_unique<detail::Shard>();
+  sh->loop = &loop;
+  sh->index = shards_.size();
+  shards_.push_back(std::move(sh));
+  return *shards_.back();
 }
 
-void Broker::hand_over(io::EventLoop& from, detail::Delivery d) {
-  Outbox& box = outbox(from, *d.link->loop);
-  const bool first = box.pending.empty();
-  box.pending.push_back(std::move(d));
-  if (!first) return;
-  // At the end of this loop turn, everything gathered for that shard goes over in one hand-off.
-  from.post([this, &box] {
-    std::vector<detail::Delivery> batch;
-    batch.swap(box.pending);
-    box.to->post([this, batch = std::move(batch)]() mutable {
-      for (detail::Delivery& d : batch) {
-        const bool taken = !d.link->closed.load(std::memory_order_acquire) && d.link->client->deliver(d.sid, *d.message);
-        if (!taken && !d.queue.empty()) requeue(*d.link->loop, std::move(d));
-      }
-    });
-  });
+void Broker::compute_routes(std::string_view subject, detail::Routes& out) {
+  out.plain.clear();
+  out.groups.clear();
+  std::lock_guard<std::mutex> g(mu_);
+  // The generation the result is current with: it only moves under mu_.
+  out.generation = generation_.load(std::memory_order_relaxed);
+  const SublistResult& r = index_.match(subject);
+  for (SubscriptionHandle h : r.plain()) {
+    auto* s = reinterpret_cast<detail::Subscription*>(h);
+    out.plain.push_back(detail::Route{s->link, s->sid});
+  }
+  for (const QueueGroupMatch& q : r.queue_groups()) {
+    detail::RouteGroup& group = out.groups.emplace_back();
+    group.name.assign(q.name);
+    for (SubscriptionHandle h : q.members) {
+      auto* s = reinterpret_cast<detail::Subscription*>(h);
+      group.members.push_back(detail::Route{s->link, s->sid});
+    }
+  }
+}
+
+const detail::Routes& Broker::routes_for(detail::Shard& sh, std::string_view subject) {
+  const std::uint64_t generation = generation_.load(std::memory_order_acquire);
+  detail::Routes* r = sh.last;
+  if (r != nullptr && r->subject == subject) {
+    if (r->generation != generation) compute_routes(subject, *r);
+    return *r;
+  }
+  auto it = sh.routes.find(subject);
+  if (it != sh.routes.end()) {
+    r = it->second.get();
+    if (r->generation != generation) compute_routes(subject, *r);
+    sh.last = r;
+    return *r;
+  }
+  if (sh.routes.size() >= kMaxCachedRoutes) {
+    for (auto& [key, routes] : sh.routes) {
+      routes->plain.clear();  // drop the link references now
+      routes->groups.clear();
+      if (sh.spare_routes.size() < kMaxCachedRoutes) sh.spare_routes.push_back(std::move(routes));
+    }
+    sh.routes.clear();
+  }
+  std::unique_ptr<detail::Routes> fresh;
+  if (sh.spare_routes.empty()) {
+    fresh = std::make_unique<detail::Routes>();
+  } else {
+    fresh = std::move(sh.spare_routes.back());
+    sh.spare_routes.pop_back();
+  }
+  fresh->subject.assign(subject);
+  compute_routes(subject, *fresh);
+  r = fresh.get();
+  sh.routes.emplace(std::string_view(r->subject), std::move(fresh));
+  sh.last = r;
+  return *r;
 }
 
 void Broker::publish(io::EventLoop& from, std::string_view subject, std::string_view reply, bool has_headers,
                      const wire::Metadata& headers, const Slice& payload, const detail::ClientLink* skip) {
-  stats_.messages_in.fetch_add(1, std::memory_order_relaxed);
-  stats_.bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
-  // The receivers, chosen under the lock (a Subscription may be freed as soon as it is released,
-  // so what delivery needs is copied out); delivered after it.
-  struct Target {
-    std::shared_ptr<detail::ClientLink> link;
-    std::uint64_t sid;
-    std::string queue;  // copied under the lock: the index's views die with it
-  };
-  // Reused per thread: no allocation per PUB once it has grown. publish() only recurses (for a
-  // no-responders answer) after it is done with the list.
-  static thread_local std::vector<Target> targets;
-  targets.clear();
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    const SublistResult& r = index_.match(subject);
-    targets.reserve(r.handle_count());
-    auto add = [&](SubscriptionHandle h) {
-      auto* s = reinterpret_cast<detail::Subscription*>(h);
-      targets.push_back(Target{s->link, s->sid, {}});
-    };
-    for (SubscriptionHandle h : r.plain()) {
-      if (skip == nullptr || reinterpret_cast<detail::Subscription*>(h)->link.get() != skip) add(h);
-    }
-    for (const QueueGroupMatch& q : r.queue_groups()) {
-      SubscriptionHandle pick = q.members[queue_cursor_++ % q.members.size()];
-      // Not to the publisher itself when it said so, if the group has anyone else.
-      for (std::size_t i = 1; skip != nullptr && i < q.members.size() &&
-                              reinterpret_cast<detail::Subscription*>(pick)->link.get() == skip;
-           ++i) {
-        pick = q.members[queue_cursor_++ % q.members.size()];
-      }
-      if (skip != nullptr && reinterpret_cast<detail::Subscription*>(pick)->link.get() == skip) continue;
-      add(pick);
-      targets.back().queue.assign(q.name);
-    }
+  detail::Shard& sh = shard_of(from);
+  sh.stats.messages_in.add(1);
+  sh.stats.bytes_in.add(payload.size());
+  const std::uint64_t before = sh.publishes;
+  if (sh.depth == 0) {
+    route(sh, routes_for(sh, subject), subject, reply, has_headers, headers, payload, skip);
+  } else {
+    // A publish made from inside a delivery (which nothing does today) must not change the
+    // cached routes being walked: it computes its own.
+    detail::Routes nested;
+    compute_routes(subject, nested);
+    route(sh, nested, subject, reply, has_headers, headers, payload, skip);
   }
+  if (sh.publishes == before && !reply.empty()) send_no_responders(from, reply);
+}
 
-  if (targets.empty()) {
-    if (!reply.empty()) send_no_responders(from, reply);
-    return;
-  }
-  std::shared_ptr<detail::SharedMessage> shared;  // made once, for the first remote receiver
-  for (Target& t : targets) {
-    const std::shared_ptr<detail::ClientLink>& link = t.link;
-    // The subscription may be gone since the lock was released; its sid then finds nothing.
-    const std::uint64_t sid = t.sid;
-    if (link->loop == &from) {
-      if (!link->closed.load(std::memory_order_acquire)) link->client->deliver(sid, subject, reply, has_headers, headers, payload);
-      continue;
+void Broker::route(detail::Shard& sh, const detail::Routes& r, std::string_view subject, std::string_view reply,
+                   bool has_headers, const wire::Metadata& headers, const Slice& payload,
+                   const detail::ClientLink* skip) {
+  if (r.plain.empty() && r.groups.empty()) return;
+  ++sh.depth;
+  ++sh.publishes;
+  auto one = [&](const detail::Route& t, std::string_view queue) {
+    detail::ClientLink* link = t.link.get();
+    // The subscription may be gone since the route was computed; its sid then finds nothing.
+    if (link->shard == &sh) {
+      if (!link->closed.load(std::memory_order_acquire)) {
+        link->client->deliver(t.sid, subject, reply, has_headers, headers, payload);
+      }
+      return;
     }
-    if (!shared) {
-      shared = std::make_shared<detail::SharedMessage>();
-      shared->subject = std::string(subject);
-      shared->reply = std::string(reply);
-      shared->has_headers = has_headers;
-      for (const auto& [k, v] : headers) shared->headers.emplace_back(std::string(k), std::string(v));
-      shared->payload = payload;
-    }
-    hand_over(from, detail::Delivery{link, sid, shared, t.queue, 0});
+    hand_over(sh, t, queue, subject, reply, has_headers, headers, payload);
+  };
+  for (const detail::Route& t : r.plain) {
+    if (t.link.get() != skip) one(t, {});
   }
-  targets.clear();  // drop the link references now, not at the next PUB
+  for (const detail::RouteGroup& g : r.groups) {
+    const detail::Route* pick = &g.members[sh.queue_cursor++ % g.members.size()];
+    // Not to the publisher itself when it said so, if the group has anyone else.
+    for (std::size_t i = 1; skip != nullptr && pick->link.get() == skip && i < g.members.size(); ++i) {
+      pick = &g.members[sh.queue_cursor++ % g.members.size()];
+    }
+    if (pick->link.get() != skip) one(*pick, g.name);
+  }
+  --sh.depth;
+}
+
+void Broker::hand_over(detail::Shard& from, const detail::Route& to, std::string_view queue, std::string_view subject,
+                       std::string_view reply, bool has_headers, const wire::Metadata& headers, const Slice& payload) {
+  detail::Shard* target = to.link->shard;
+  if (from.outboxes.size() <= target->index) from.outboxes.resize(target->index + 1);
+  std::unique_ptr<detail::Outbox>& slot = from.outboxes[target->index];
+  if (!slot) {
+    slot = std::make_unique<detail::Outbox>();
+    slot->to = target;
+  }
+  detail::Outbox& box = *slot;
+  const bool first = !box.current;
+  if (first) {
+    {
+      std::lock_guard<std::mutex> g(box.spare_mu);
+      if (!box.spare.empty()) {
+        box.current = std::move(box.spare.back());
+        box.spare.pop_back();
+      }
+    }
+    if (!box.current) box.current = std::make_unique<detail::Batch>();
+  }
+  detail::Batch& b = *box.current;
+  if (first || box.last_publish != from.publishes) {
+    // The message goes in once per batch, however many receivers it has on that shard.
+    box.last_publish = from.publishes;
+    detail::BatchMessage& m = b.messages.emplace_back();
+    m.subject = u32(b.bytes.size());
+    m.subject_len = u32(subject.size());
+    b.bytes.append(subject);
+    m.reply = u32(b.bytes.size());
+    m.reply_len = u32(reply.size());
+    b.bytes.append(reply);
+    m.has_headers = has_headers;
+    m.headers_begin = u32(b.header_fields.size());
+    for (const auto& [k, v] : headers) {
+      b.header_fields.push_back(u32(b.bytes.size()));
+      b.header_fields.push_back(u32(k.size()));
+      b.bytes.append(k);
+      b.header_fields.push_back(u32(b.bytes.size()));
+      b.header_fields.push_back(u32(v.size()));
+      b.bytes.append(v);
+    }
+    m.headers_end = u32(b.header_fields.size());
+    m.payload = payload;
+  }
+  detail::BatchItem& item = b.items.emplace_back();
+  item.link = to.link.get();
+  item.sid = to.sid;
+  item.message = u32(b.messages.size() - 1);
+  item.queue = u32(b.bytes.size());
+  item.queue_len = u32(queue.size());
+  b.bytes.append(queue);
+  if (b.links.empty() || b.links.back() != to.link) b.links.push_back(to.link);
+  // At the end of this loop turn, everything gathered for that shard goes over in one hand-off.
+  if (first) from.loop->post([this, &box] { send_batch(box); });
+}
+
+void Broker::send_batch(detail::Outbox& box) {
+  std::unique_ptr<detail::Batch> batch = std::move(box.current);
+  if (!batch) return;
+  box.to->loop->post([this, &box, batch = std::move(batch)]() mutable { deliver_batch(box, std::move(batch)); });
+}
+
+void Broker::deliver_batch(detail::Outbox& box, std::unique_ptr<detail::Batch> batch) {
+  detail::Batch& b = *batch;
+  const std::string_view bytes = b.bytes;
+  wire::Metadata& headers = box.to->scratch_headers;
+  for (const detail::BatchItem& item : b.items) {
+    const detail::BatchMessage& m = b.messages[item.message];
+    const std::string_view subject = bytes.substr(m.subject, m.subject_len);
+    const std::string_view reply = bytes.substr(m.reply, m.reply_len);
+    headers.clear();
+    for (std::uint32_t i = m.headers_begin; i < m.headers_end; i += 4) {
+      headers.emplace_back(bytes.substr(b.header_fields[i], b.header_fields[i + 1]),
+                           bytes.substr(b.header_fields[i + 2], b.header_fields[i + 3]));
+    }
+    detail::ClientLink* link = item.link;
+    const bool taken = !link->closed.load(std::memory_order_acquire) &&
+                       link->client->deliver(item.sid, subject, reply, m.has_headers, headers, m.payload);
+    if (taken || item.queue_len == 0) continue;
+    auto shared = std::make_shared<detail::SharedMessage>();
+    shared->subject = std::string(subject);
+    shared->reply = std::string(reply);
+    shared->has_headers = m.has_headers;
+    for (const auto& [k, v] : headers) shared->headers.emplace_back(std::string(k), std::string(v));
+    shared->payload = m.payload;
+    requeue(*link->loop, detail::Delivery{nullptr, item.sid, std::move(shared),
+                                           std::string(bytes.substr(item.queue, item.queue_len)), 0});
+  }
+  headers.clear();
+  b.clear();  // drops the payload and link references here, on the receiving shard
+  std::lock_guard<std::mutex> g(box.spare_mu);
+  if (box.spare.size() < kSpareBatches) box.spare.push_back(std::move(batch));
 }
 
 void Broker::requeue(io::EventLoop& at, detail::Delivery d) {
   if (++d.attempts > 3) {
-    stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+    shard_of(at).stats.dropped.add(1);
     return;
   }
   std::shared_ptr<detail::ClientLink> link;
@@ -151,7 +397,7 @@ void Broker::requeue(io::EventLoop& at, detail::Delivery d) {
     }
   }
   if (!link) {
-    stats_.dropped.fetch_add(1, std::memory_order_relaxed);  // the group is gone entirely
+    shard_of(at).stats.dropped.add(1);  // the group is gone entirely
     return;
   }
   if (link->loop == &at) {
@@ -163,11 +409,16 @@ void Broker::requeue(io::EventLoop& at, detail::Delivery d) {
   }
   d.link = std::move(link);
   d.sid = sid;
-  hand_over(at, std::move(d));
+  // Rare (a member left with messages on their way): one hand-off per message.
+  io::EventLoop* to = d.link->loop;
+  to->post([this, d = std::move(d)]() mutable {
+    const bool taken = !d.link->closed.load(std::memory_order_acquire) && d.link->client->deliver(d.sid, *d.message);
+    if (!taken) requeue(*d.link->loop, std::move(d));
+  });
 }
 
 void Broker::send_no_responders(io::EventLoop& from, std::string_view reply) {
-  stats_.no_responders.fetch_add(1, std::memory_order_relaxed);
+  shard_of(from).stats.no_responders.add(1);
   wire::Metadata status = {{kStatusHeader, kNoRespondersStatus}};
   publish(from, reply, {}, true, status, Slice());
 }
@@ -176,21 +427,19 @@ void Broker::send_no_responders(io::EventLoop& from, std::string_view reply) {
 
 void SessionConnection::send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply,
                                  bool has_headers, const wire::Metadata& headers, const Slice& payload) {
-  wire::Msg m;
-  m.sid = sid;
-  m.subject = subject;
-  m.reply = reply;
-  m.has_headers = has_headers;
-  if (has_headers) m.headers = headers;
-  m.payload = payload;
-  session_.send_frame(m);
+  session_.send_msg(sid, subject, reply, has_headers, headers, payload);
 }
 
 // ---- BrokerClient --------------------------------------------------------------------------
 
 BrokerClient::BrokerClient(Broker& broker, ClientConnection& conn, std::string name)
-    : broker_(broker), conn_(conn), name_(std::move(name)), link_(std::make_shared<detail::ClientLink>()) {
+    : broker_(broker),
+      conn_(conn),
+      name_(std::move(name)),
+      link_(std::make_shared<detail::ClientLink>()),
+      shard_(&broker.make_shard(conn.loop())) {
   link_->loop = &conn.loop();
+  link_->shard = shard_;
   link_->client = this;
 }
 
@@ -279,14 +528,14 @@ bool BrokerClient::admit(std::size_t bytes) {
   }
   if (!slow_logged_) {
     slow_logged_ = true;
-    broker_.stats_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
+    shard_->stats.slow_consumers.add(1);
     SLIP_LOG_WARN("slow consumer '{}' ({}): {} bytes pending, limit {}: {}", name_,
                   conn_.peer_address(), pending, broker_.options_.max_pending_bytes,
                   drop_when_slow_ ? "dropping its messages" : "disconnecting it");
   }
   if (drop_when_slow_) {
     ++dropped_;
-    broker_.stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+    shard_->stats.dropped.add(1);
     return false;
   }
   conn_.fail(overloaded("slow consumer: " + std::to_string(pending) + " bytes waiting, limit " +
@@ -303,8 +552,8 @@ bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::str
   if (!admit(payload.size() + subject.size() + reply.size())) return true;  // counted as dropped
   LocalSub& local = it->second;
   conn_.send_msg(sid, subject, reply, has_headers, headers, payload);
-  broker_.stats_.messages_out.fetch_add(1, std::memory_order_relaxed);
-  broker_.stats_.bytes_out.fetch_add(payload.size(), std::memory_order_relaxed);
+  shard_->stats.messages_out.add(1);
+  shard_->stats.bytes_out.add(payload.size());
   ++local.delivered;
   if (local.max_msgs != 0 && local.delivered >= local.max_msgs) remove_sub(sid);
   return true;

@@ -18,9 +18,10 @@
 // for it, new messages to it are dropped. Either way it is counted and logged with the client's
 // name, and nobody else waits.
 //
-// Threading: the index lives behind one mutex, taken once per PUB, SUB and UNSUB.
-// TODO(perf): one index replica per shard, with subscription changes broadcast, would take the
-// lock off the publish path.
+// Threading: the index lives behind one mutex, taken by SUB and UNSUB. A PUB takes no lock:
+// each shard keeps its own cache of routes (subject -> receivers), stamped with the index's
+// generation, which every SUB and UNSUB advances; a route computed before the latest change is
+// recomputed (under the mutex) on its next use. Counters are per shard and summed on read.
 #pragma once
 
 #include <atomic>
@@ -95,7 +96,9 @@ class SessionConnection final : public ClientConnection {
 };
 
 namespace detail {
-// What another shard needs to deliver one message: shared by every receiver of a PUB.
+struct Shard;
+
+// A queue group message whose member left before it arrived, on its way to another member.
 struct SharedMessage {
   std::string subject;
   std::string reply;
@@ -107,9 +110,29 @@ struct SharedMessage {
 // A client as other shards see it: where it lives and whether it is still there.
 struct ClientLink {
   io::EventLoop* loop = nullptr;
+  Shard* shard = nullptr;
   BrokerClient* client = nullptr;  // touched only on `loop`
   std::atomic<bool> closed{false};
 };
+
+// One receiver of a subject's messages, as a shard's route cache holds it.
+struct Route {
+  std::shared_ptr<ClientLink> link;
+  std::uint64_t sid = 0;
+};
+struct RouteGroup {
+  std::string name;
+  std::vector<Route> members;  // non-empty
+};
+// Who gets a subject's messages, as of index generation `generation`.
+struct Routes {
+  std::string subject;
+  std::uint64_t generation = 0;
+  std::vector<Route> plain;
+  std::vector<RouteGroup> groups;
+};
+struct Outbox;
+struct Batch;
 
 struct Subscription {
   std::shared_ptr<ClientLink> link;
@@ -118,7 +141,7 @@ struct Subscription {
   std::string queue;
 };
 
-// One shard's deliveries to clients on another shard, handed over once per loop turn.
+// A requeued queue group message for a member on another shard.
 struct Delivery {
   std::shared_ptr<ClientLink> link;
   std::uint64_t sid = 0;
@@ -182,6 +205,7 @@ class BrokerClient {
   ClientConnection& conn_;
   std::string name_;
   std::shared_ptr<detail::ClientLink> link_;
+  detail::Shard* shard_;  // of conn's loop
   std::unordered_map<std::uint64_t, LocalSub> subs_;
   bool drop_when_slow_ = false;
   bool echo_ = true;
@@ -196,7 +220,8 @@ class Broker {
   ~Broker();
 
   const BrokerOptions& options() const { return options_; }
-  const BrokerStats& stats() const { return stats_; }
+  // Summed over the shards at the call: a snapshot.
+  const BrokerStats& stats() const;
   std::size_t subscriptions() const;
 
  private:
@@ -211,18 +236,32 @@ class Broker {
   void send_no_responders(io::EventLoop& from, std::string_view reply);
   // A queue group message whose member left before it arrived goes to another member.
   void requeue(io::EventLoop& at, detail::Delivery d);
-  void hand_over(io::EventLoop& from, detail::Delivery d);
 
-  struct Outbox;
-  Outbox& outbox(io::EventLoop& from, io::EventLoop& to);
+  // The shard of `loop` (made on first use); the calling thread's last answer is remembered.
+  detail::Shard& shard_of(io::EventLoop& loop);
+  detail::Shard& make_shard(io::EventLoop& loop);
+  // The routes of `subject` on `shard`, current with the index (computed on a miss).
+  const detail::Routes& routes_for(detail::Shard& shard, std::string_view subject);
+  void compute_routes(std::string_view subject, detail::Routes& out);
+  // Delivers one PUB along `r`: directly on this shard, through outboxes to the others.
+  void route(detail::Shard& shard, const detail::Routes& r, std::string_view subject, std::string_view reply,
+             bool has_headers, const wire::Metadata& headers, const Slice& payload, const detail::ClientLink* skip);
+  // Queues one message for a receiver on another shard, in the batch for that shard.
+  void hand_over(detail::Shard& from, const detail::Route& to, std::string_view queue, std::string_view subject,
+                 std::string_view reply, bool has_headers, const wire::Metadata& headers, const Slice& payload);
+  void send_batch(detail::Outbox& box);
+  void deliver_batch(detail::Outbox& box, std::unique_ptr<detail::Batch> batch);
 
   BrokerOptions options_;
-  BrokerStats stats_;
+  const std::uint64_t id_;  // tells brokers apart in the per-thread shard memo
+  mutable BrokerStats stats_;  // the last snapshot stats() took
   mutable std::mutex mu_;
   Sublist index_;                              // guarded by mu_
-  std::uint64_t queue_cursor_ = 0;             // guarded by mu_: round robin over group members
-  std::mutex outbox_mu_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<Outbox>> outboxes_;  // guarded by outbox_mu_
+  std::uint64_t queue_cursor_ = 0;             // guarded by mu_: round robin for requeued messages
+  // Advanced (under mu_) by every change of index_; read without a lock by publishers.
+  std::atomic<std::uint64_t> generation_{1};
+  mutable std::mutex shards_mu_;
+  std::vector<std::unique_ptr<detail::Shard>> shards_;  // guarded by shards_mu_; never shrinks
 };
 
 }  // namespace slip::broker

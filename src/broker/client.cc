@@ -142,7 +142,6 @@ Status PubSubClient::on_frame(session::Session& s, const wire::Frame& f) {
     return unimplemented(std::string(wire::frame_type_name(f.type)) + " frames are not expected by a client");
   }
   SLIP_ASSIGN_OR_RETURN(wire::Msg m, wire::decode_msg(f, s.options().limits));
-  Message msg{m.subject, m.reply, m.has_headers ? &m.headers : nullptr, m.payload};
   if (m.sid == inbox_sid_ && inbox_sid_ != 0) {
     std::string_view tail = m.subject.substr(std::min(m.subject.size(), inbox_prefix_.size()));
     std::uint64_t id = 0;
@@ -150,10 +149,12 @@ Status PubSubClient::on_frame(session::Session& s, const wire::Frame& f) {
     if (is_no_responders(m)) {
       finish_request(id, not_found("no responders for the request"));
     } else {
-      finish_request(id, msg);
+      finish_request(id, Message{m.subject, m.reply, m.has_headers ? &m.headers : nullptr, std::move(m.payload)});
     }
     return Status();
   }
+  // The payload's reference moves over: no reference count traffic per message.
+  Message msg{m.subject, m.reply, m.has_headers ? &m.headers : nullptr, std::move(m.payload)};
   auto it = subs_.find(m.sid);
   if (it != subs_.end() && it->second.handler) it->second.handler(msg);
   return Status();

@@ -35,18 +35,12 @@ void EventLoop::stop() {
   ctx_.stop();
 }
 
-namespace {
-// Below this an adaptive spin window is not worth a clock read: the loop blocks at once.
-constexpr std::int64_t kMinSpinNs = 1000;
-}  // namespace
-
 void EventLoop::run() {
   thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
   auto guard = boost::asio::make_work_guard(ctx_);
   const std::int64_t spin_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.spin).count();
-  std::int64_t window_ns = spin_ns;  // the adaptive window, mirrored in spin_window_ns_
-  spin_window_ns_.store(window_ns, std::memory_order_relaxed);
-  std::uint64_t idle_periods = 0;
+  SpinWindow window(spin_ns, options_.spin_adaptive);  // mirrored in spin_window_ns_
+  spin_window_ns_.store(window.window_ns(), std::memory_order_relaxed);
   while (!stopped()) {
     switch (options_.idle) {
       case IdleStrategy::kBlock:
@@ -57,8 +51,7 @@ void EventLoop::run() {
         break;
       case IdleStrategy::kSpin: {
         if (ctx_.poll() > 0) break;
-        std::int64_t limit = spin_ns;
-        if (options_.spin_adaptive && ++idle_periods % kSpinProbeEvery != 0) limit = window_ns;
+        const std::int64_t limit = window.next_limit();
         bool worked = false;
         if (limit > 0) {
           const std::int64_t idle_since = mono_now_ns();
@@ -69,13 +62,8 @@ void EventLoop::run() {
             }
           }
         }
-        if (options_.spin_adaptive) {
-          const std::int64_t next = worked ? spin_ns : (window_ns / 2 < kMinSpinNs ? 0 : window_ns / 2);
-          if (next != window_ns) {
-            window_ns = next;
-            spin_window_ns_.store(window_ns, std::memory_order_relaxed);
-          }
-        }
+        const std::int64_t before = window.window_ns();
+        if (window.update(worked) != before) spin_window_ns_.store(window.window_ns(), std::memory_order_relaxed);
         if (!worked && !stopped()) {
           if (limit > 0) spins_expired_.store(spins_expired_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
           ctx_.run_one();

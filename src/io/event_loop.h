@@ -47,6 +47,35 @@ struct LoopOptions {
   bool spin_adaptive = true;
 };
 
+// The adaptive spin window's rule, apart from the clock so that it can be tested exactly.
+class SpinWindow {
+ public:
+  // Below this a spin is not worth a clock read: the loop blocks at once.
+  static constexpr std::int64_t kMinNs = 1000;
+  // Every this many idle periods the full window is tried again.
+  static constexpr std::uint64_t kProbeEvery = 64;
+
+  SpinWindow(std::int64_t full_ns, bool adaptive) : full_ns_(full_ns), window_ns_(full_ns), adaptive_(adaptive) {}
+
+  // How long the next idle period may spin.
+  std::int64_t next_limit() {
+    if (!adaptive_ || ++idle_periods_ % kProbeEvery == 0) return full_ns_;
+    return window_ns_;
+  }
+  // After the spin: whether it found work. Returns the window now in force.
+  std::int64_t update(bool worked) {
+    if (adaptive_) window_ns_ = worked ? full_ns_ : (window_ns_ / 2 < kMinNs ? 0 : window_ns_ / 2);
+    return window_ns_;
+  }
+  std::int64_t window_ns() const { return window_ns_; }
+
+ private:
+  std::int64_t full_ns_;
+  std::int64_t window_ns_;
+  bool adaptive_;
+  std::uint64_t idle_periods_ = 0;
+};
+
 class EventLoop {
  public:
   explicit EventLoop(LoopOptions options = {});
@@ -79,7 +108,7 @@ class EventLoop {
     return std::chrono::nanoseconds(spin_window_ns_.load(std::memory_order_relaxed));
   }
   // Every this many idle periods an adaptive spin tries the full window again.
-  static constexpr std::uint64_t kSpinProbeEvery = 64;
+  static constexpr std::uint64_t kSpinProbeEvery = SpinWindow::kProbeEvery;
 
   // Pooled 64 KiB blocks for socket reads. Call on the loop thread only.
   BufferPool& read_pool();

@@ -193,6 +193,14 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
     flush_soon();
   }
 
+  // send_frame(wire::Msg{...}) from the message's parts, without building the Msg.
+  void send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+                const wire::Metadata& headers, const Slice& payload) {
+    if (!ready_ || closed_) return;
+    encoder_.add_msg(sid, subject, reply, has_headers, headers, payload);
+    flush_soon();
+  }
+
   // Sends PING; on_pong reports the round trip.
   void ping();
   // Announces shutdown (GOAWAY with `reason`): no new streams; closes once streams in flight

@@ -46,6 +46,31 @@ Result<bool> FrameDecoder::next(Frame& out) {
     need_preface_ = false;
   }
 
+  // The common case: the whole frame lies in the first slice (a read holds many small frames)
+  // and its length takes one or two bytes. Anything else, and every error, takes the general
+  // path below.
+  if (pending_.slice_count() != 0) {
+    const Slice& front = pending_.slice(0);
+    const std::uint8_t* p = front.data();
+    const std::size_t n = front.size();
+    if (n >= 3) {
+      std::size_t body = p[2];
+      std::size_t header = 3;
+      if (body & 0x80) {
+        body = n >= 4 && (p[3] & 0x80) == 0 ? (body & 0x7f) | (std::size_t{p[3]} << 7) : ~std::size_t{0};
+        header = 4;
+      }
+      if (body <= limits_.max_frame_size && n - header >= body &&
+          (is_known_frame_type(p[0]) || is_extension_frame_type(p[0]))) {
+        out.type = static_cast<FrameType>(p[0]);
+        out.flags = p[1];
+        out.body = front.sub(header, body);
+        pending_.consume(header + body);
+        return true;
+      }
+    }
+  }
+
   std::uint8_t hdr[kMaxFrameHeaderSize];
   const std::size_t have = pending_.copy_to(hdr, sizeof(hdr));
   if (have == 0) return false;

@@ -223,7 +223,45 @@ std::uint8_t message_flags(std::string_view reply, bool has_headers) {
 }
 }  // namespace
 
+// PUB and MSG without headers, with names under 128 bytes and an inlined payload (the common
+// case) are written in one pass; they come out byte for byte as emit() would write them.
+namespace {
+// Type, flags and a one- or two-byte length (body < 2^14).
+std::size_t small_message_header(std::size_t body) { return body < 0x80 ? 3 : 4; }
+}  // namespace
+
+std::uint8_t* FrameEncoder::begin_small_message(FrameType type, std::uint8_t flags, std::size_t body) {
+  std::uint8_t* p = reserve(small_message_header(body) + body);
+  *p++ = static_cast<std::uint8_t>(type);
+  *p++ = flags;
+  if (body < 0x80) {
+    *p++ = static_cast<std::uint8_t>(body);
+  } else {
+    *p++ = static_cast<std::uint8_t>(body | 0x80);
+    *p++ = static_cast<std::uint8_t>(body >> 7);
+  }
+  return p;
+}
+
+namespace {
+std::uint8_t* put_name(std::uint8_t* p, std::string_view s) {
+  *p++ = static_cast<std::uint8_t>(s.size());
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+}  // namespace
+
 void FrameEncoder::add(const Pub& f) {
+  const std::size_t plen = f.payload.size();
+  if (!f.has_headers && f.subject.size() < 0x80 && f.reply.size() < 0x80 && plen < inline_payload_max_) {
+    const std::size_t body = 1 + f.subject.size() + (f.reply.empty() ? 0 : 1 + f.reply.size()) + plen;
+    std::uint8_t* p = begin_small_message(FrameType::kPub, message_flags(f.reply, false), body);
+    p = put_name(p, f.subject);
+    if (!f.reply.empty()) p = put_name(p, f.reply);
+    if (plen > 0) std::memcpy(p, f.payload.data(), plen);
+    buf_.commit(small_message_header(body) + body);
+    return;
+  }
   emit(FrameType::kPub, message_flags(f.reply, f.has_headers), [&](auto& s) {
     s.str(f.subject);
     if (!f.reply.empty()) s.str(f.reply);
@@ -231,13 +269,27 @@ void FrameEncoder::add(const Pub& f) {
   }, &f.payload);
 }
 
-void FrameEncoder::add(const Msg& f) {
-  emit(FrameType::kMsg, message_flags(f.reply, f.has_headers), [&](auto& s) {
-    s.varint(f.sid);
-    s.str(f.subject);
-    if (!f.reply.empty()) s.str(f.reply);
-    if (f.has_headers) metadata(s, f.headers);
-  }, &f.payload);
+void FrameEncoder::add(const Msg& f) { add_msg(f.sid, f.subject, f.reply, f.has_headers, f.headers, f.payload); }
+
+void FrameEncoder::add_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+                           const Metadata& headers, const Slice& payload) {
+  const std::size_t plen = payload.size();
+  if (!has_headers && sid < 0x80 && subject.size() < 0x80 && reply.size() < 0x80 && plen < inline_payload_max_) {
+    const std::size_t body = 1 + 1 + subject.size() + (reply.empty() ? 0 : 1 + reply.size()) + plen;
+    std::uint8_t* p = begin_small_message(FrameType::kMsg, message_flags(reply, false), body);
+    *p++ = static_cast<std::uint8_t>(sid);
+    p = put_name(p, subject);
+    if (!reply.empty()) p = put_name(p, reply);
+    if (plen > 0) std::memcpy(p, payload.data(), plen);
+    buf_.commit(small_message_header(body) + body);
+    return;
+  }
+  emit(FrameType::kMsg, message_flags(reply, has_headers), [&](auto& s) {
+    s.varint(sid);
+    s.str(subject);
+    if (!reply.empty()) s.str(reply);
+    if (has_headers) metadata(s, headers);
+  }, &payload);
 }
 
 void FrameEncoder::add(const Call& f) {

@@ -36,6 +36,10 @@ class FrameEncoder {
   void add(const Unsub& f);
   void add(const Pub& f);
   void add(const Msg& f);
+  // A MSG from its parts: what add(Msg) does, without building a Msg (and copying the payload's
+  // reference) first.
+  void add_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+               const Metadata& headers, const Slice& payload);
   void add(const Call& f);
   void add(const Response& f);
   void add(const Trailers& f);
@@ -56,6 +60,9 @@ class FrameEncoder {
   template <typename Fields>
   void emit(FrameType type, std::uint8_t flags, const Fields& fields, const Slice* payload);
   std::uint8_t* reserve(std::size_t n);
+  // Reserves a small PUB or MSG, writes its frame header and returns where the body goes; the
+  // caller writes exactly `body` bytes and commits them with the header.
+  std::uint8_t* begin_small_message(FrameType type, std::uint8_t flags, std::size_t body);
   void seal();  // moves the bytes written into buf_ since mark_ onto out_
 
   std::size_t block_size_;

@@ -356,9 +356,38 @@ Status read_message(Reader& r, const Frame& f, M& m) {
   return Status();
 }
 
+// The common PUB and MSG shape without the Reader: no headers, subject and reply under 128
+// bytes (one-byte lengths), `pos` just past the sid. False, with `m` untouched, leaves the frame
+// to read_message, which also reports every error.
+template <typename M>
+bool read_plain_message(const Frame& f, const WireLimits& limits, std::size_t pos, M& m) {
+  if ((f.flags & ~msg_flags::kHasReply) != 0) return false;
+  const std::uint8_t* p = f.body.data();
+  const std::size_t n = f.body.size();
+  auto name = [&](std::string_view& out) {
+    if (pos >= n) return false;
+    const std::size_t len = p[pos];
+    if (len == 0 || len >= 0x80 || len > limits.max_name_size || n - pos - 1 < len) return false;
+    out = std::string_view(reinterpret_cast<const char*>(p + pos + 1), len);
+    pos += 1 + len;
+    return true;
+  };
+  std::string_view subject, reply;
+  if (!name(subject)) return false;
+  if ((f.flags & msg_flags::kHasReply) && !name(reply)) return false;
+  m.subject = subject;
+  m.reply = reply;
+  m.payload = f.body.sub(pos);
+  return true;
+}
+
 }  // namespace
 
 Result<Pub> decode_pub(const Frame& f, const WireLimits& limits) {
+  {
+    Pub p;
+    if (read_plain_message(f, limits, 0, p)) return p;
+  }
   Reader r(f, &limits);
   SLIP_TRY(r.flags_within(msg_flags::kHasReply | msg_flags::kHasHeaders));
   Pub p;
@@ -367,6 +396,11 @@ Result<Pub> decode_pub(const Frame& f, const WireLimits& limits) {
 }
 
 Result<Msg> decode_msg(const Frame& f, const WireLimits& limits) {
+  if (!f.body.empty() && f.body.data()[0] < 0x80) {
+    Msg m;
+    m.sid = f.body.data()[0];
+    if (read_plain_message(f, limits, 1, m)) return m;
+  }
   Reader r(f, &limits);
   SLIP_TRY(r.flags_within(msg_flags::kHasReply | msg_flags::kHasHeaders));
   Msg m;

@@ -47,20 +47,40 @@ TEST(EventLoop, SpinWindowShrinksWhileSpinsFindNoWork) {
   EXPECT_LT(loops.loop(0).spin_window(), kSpin);
 }
 
-TEST(EventLoop, SpinWindowComesBackWhenASpinFindsWork) {
-  LoopGroup loops(1, spin_options(true));
-  loops.start();
-  EventLoop& loop = loops.loop(0);
-  sparse_work(loop, 3);
-  ASSERT_LT(loop.spin_window(), kSpin);
-  // Work handed over without pause: within one probe period a full spin catches the next
-  // handler, and the window is whole again (until spins run dry again, so it is looked at once).
-  bool restored = false;
-  for (std::uint64_t i = 0; i < 4 * EventLoop::kSpinProbeEvery && !restored; ++i) {
-    round_trip(loop);
-    restored = loop.spin_window() == kSpin;
+// The rule itself, without a clock.
+TEST(SpinWindow, HalvesWhileSpinsFindNothingThenBlocksAtOnce) {
+  SpinWindow w(50000, true);
+  EXPECT_EQ(w.next_limit(), 50000);
+  EXPECT_EQ(w.update(false), 25000);
+  EXPECT_EQ(w.update(false), 12500);
+  for (int i = 0; i < 10; ++i) w.update(false);
+  EXPECT_EQ(w.window_ns(), 0);  // below SpinWindow::kMinNs: no spin at all
+}
+
+TEST(SpinWindow, WorkRestoresTheFullWindow) {
+  SpinWindow w(50000, true);
+  for (int i = 0; i < 20; ++i) w.update(false);
+  ASSERT_EQ(w.window_ns(), 0);
+  EXPECT_EQ(w.update(true), 50000);
+}
+
+TEST(SpinWindow, EveryProbePeriodTriesTheFullWindow) {
+  SpinWindow w(50000, true);
+  for (int i = 0; i < 20; ++i) w.update(false);
+  std::uint64_t full = 0;
+  for (std::uint64_t i = 0; i < 4 * SpinWindow::kProbeEvery; ++i) {
+    if (w.next_limit() == 50000) ++full;
+    w.update(false);
   }
-  EXPECT_TRUE(restored);
+  EXPECT_EQ(full, 4u);
+}
+
+TEST(SpinWindow, FixedWindowNeverChanges) {
+  SpinWindow w(50000, false);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(w.next_limit(), 50000);
+    EXPECT_EQ(w.update(i % 3 == 0), 50000);
+  }
 }
 
 TEST(EventLoop, FixedSpinWindowNeverShrinks) {

@@ -89,18 +89,25 @@ void Server::accept(transport::ConnectionPtr conn) {
 void Server::on_ready(session::Session& s) {
   std::string name = s.negotiated().peer_name.empty() ? s.connection().peer_address()
                                                        : s.negotiated().peer_name + "@" + s.connection().peer_address();
-  shard_of(s.connection().loop()).clients[&s] = std::make_unique<NativeClient>(broker_, s, std::move(name));
+  Shard& shard = shard_of(s.connection().loop());
+  shard.last_session = nullptr;
+  shard.clients[&s] = std::make_unique<NativeClient>(broker_, s, std::move(name));
 }
 
 Status Server::on_frame(session::Session& s, const wire::Frame& f) {
-  auto& clients = shard_of(s.connection().loop()).clients;
-  auto it = clients.find(&s);
-  if (it == clients.end()) return failed_precondition("no broker client for this session");
-  return it->second->client.on_frame(f, s.options().limits);
+  Shard& shard = shard_of(s.connection().loop());
+  if (&s != shard.last_session) {
+    auto it = shard.clients.find(&s);
+    if (it == shard.clients.end()) return failed_precondition("no broker client for this session");
+    shard.last_session = &s;
+    shard.last_client = it->second.get();
+  }
+  return shard.last_client->client.on_frame(f, s.options().limits);
 }
 
 void Server::on_closed(session::Session& s, const Status& reason) {
   SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
+  if (shard_of(s.connection().loop()).last_session == &s) shard_of(s.connection().loop()).last_session = nullptr;
   shard_of(s.connection().loop()).clients.erase(&s);
   if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) open_sessions_.fetch_sub(1, std::memory_order_relaxed);
 }

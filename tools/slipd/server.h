@@ -68,6 +68,9 @@ class Server final : public session::SessionHandler {
     std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
     std::unordered_map<session::Session*, std::unique_ptr<NativeClient>> clients;
     std::unordered_map<gateway::nats::NatsConnection*, std::shared_ptr<gateway::nats::NatsConnection>> nats;
+    // The session whose frame came last, and its client: frames arrive in runs per session.
+    session::Session* last_session = nullptr;
+    NativeClient* last_client = nullptr;
   };
 
   void accept(transport::ConnectionPtr conn);
