@@ -6,6 +6,11 @@
 // request ends with the reply, with kNotFound when no responder exists (the broker answers
 // for it at once), or with kTimeout.
 //
+// Refusals: a SUB or PUB the broker refuses (permissions, the subscription limit) comes back
+// as a PUBSUB_ERROR and the connection continues. A refused subscription is dropped (its
+// handler never runs); a refused request fails with the broker's status; every refusal is
+// also reported to the on_refused callback.
+//
 // Every method and callback runs on the loop given to the constructor.
 #pragma once
 
@@ -34,6 +39,14 @@ struct Message {
 using MessageHandler = std::function<void(const Message&)>;
 using ReplyHandler = std::function<void(Result<Message>)>;
 
+// A SUB or PUB the broker refused.
+struct Refusal {
+  wire::FrameType op = wire::FrameType::kPub;  // kSub or kPub
+  std::uint64_t sid = 0;                       // the subscription, for kSub
+  std::string subject;
+  Status status;  // e.g. PERMISSION_DENIED: permission denied: publish to "x.y" for user "bob"
+};
+
 class PubSubClient final : public session::SessionHandler {
  public:
   // `loop` must outlive the client.
@@ -57,6 +70,8 @@ class PubSubClient final : public session::SessionHandler {
   // Sends a request and calls `done` once with the reply, kNotFound (no responders) or kTimeout.
   Status request(std::string_view subject, Slice payload, std::chrono::milliseconds timeout, ReplyHandler done);
 
+  // Runs for every SUB or PUB the broker refused.
+  void set_on_refused(std::function<void(const Refusal&)> f) { on_refused_ = std::move(f); }
   // Runs after every session close (the client may reconnect afterwards).
   void set_on_closed(std::function<void(const Status&)> f) { on_closed_ = std::move(f); }
 
@@ -75,17 +90,20 @@ class PubSubClient final : public session::SessionHandler {
     bool draining = false;  // UNSUB sent; messages already routed here are still delivered
   };
   struct Pending {
+    std::string subject;  // to match a refused request PUB
     ReplyHandler done;
     std::unique_ptr<boost::asio::steady_timer> timer;
   };
 
   void send_sub(std::uint64_t sid, const Sub& s);
   void finish_request(std::uint64_t id, Result<Message> r);
+  Status on_refusal(const wire::Frame& f, const wire::WireLimits& limits);
 
   io::EventLoop& loop_;
   session::Client client_;
   std::function<void()> on_ready_;
   std::function<void(const Status&)> on_closed_;
+  std::function<void(const Refusal&)> on_refused_;
   std::map<std::uint64_t, Sub> subs_;
   std::uint64_t next_sid_ = 1;
   std::string inbox_prefix_;  // "_INBOX.<random>."
