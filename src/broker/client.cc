@@ -186,7 +186,22 @@ Status PubSubClient::on_frame(session::Session& s, const wire::Frame& f) {
   return Status();
 }
 
+Status PubSubClient::flush(std::function<void()> done) {
+  if (!ready()) return disconnected("not connected to the broker");
+  flushes_.push_back(std::move(done));
+  client_.session()->ping();
+  return Status();
+}
+
+void PubSubClient::on_pong(session::Session&, std::int64_t) {
+  if (flushes_.empty()) return;
+  std::function<void()> done = std::move(flushes_.front());
+  flushes_.pop_front();
+  done();
+}
+
 void PubSubClient::on_closed(session::Session&, const Status& reason) {
+  flushes_.clear();  // their PONGs will not come
   // Requests in flight cannot be answered on a new session: fail them now.
   std::vector<std::uint64_t> ids;
   for (const auto& [id, p] : pending_) ids.push_back(id);

@@ -16,6 +16,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -70,6 +71,11 @@ class PubSubClient final : public session::SessionHandler {
   // Sends a request and calls `done` once with the reply, kNotFound (no responders) or kTimeout.
   Status request(std::string_view subject, Slice payload, std::chrono::milliseconds timeout, ReplyHandler done);
 
+  // Calls `done` once the broker has answered a PING sent after everything sent so far, so
+  // any refusal of earlier SUBs and PUBs has been reported by then. kDisconnected while not
+  // connected.
+  Status flush(std::function<void()> done);
+
   // Runs for every SUB or PUB the broker refused.
   void set_on_refused(std::function<void(const Refusal&)> f) { on_refused_ = std::move(f); }
   // Runs after every session close (the client may reconnect afterwards).
@@ -80,6 +86,7 @@ class PubSubClient final : public session::SessionHandler {
   // session::SessionHandler
   void on_ready(session::Session& s) override;
   Status on_frame(session::Session& s, const wire::Frame& f) override;
+  void on_pong(session::Session& s, std::int64_t rtt_ns) override;
   void on_closed(session::Session& s, const Status& reason) override;
 
  private:
@@ -104,6 +111,7 @@ class PubSubClient final : public session::SessionHandler {
   std::function<void()> on_ready_;
   std::function<void(const Status&)> on_closed_;
   std::function<void(const Refusal&)> on_refused_;
+  std::deque<std::function<void()>> flushes_;  // waiting for PONGs, oldest first
   std::map<std::uint64_t, Sub> subs_;
   std::uint64_t next_sid_ = 1;
   std::string inbox_prefix_;  // "_INBOX.<random>."
