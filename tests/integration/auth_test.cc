@@ -424,6 +424,28 @@ TEST(Limits, PerIpConnectionLimitRefusesTheNextConnection) {
   EXPECT_TRUE(eventually([&] { return slip({"ping", "-s", slipd.address(), "-c", "1"}, &out) == 0; })) << out;
 }
 
+TEST(Limits, SubscriptionOverTheLimitIsRefusedAndTheConnectionStaysUsable) {
+  ConfigFile cfg("max_subscriptions = 2\n");
+  test::SlipdProcess slipd({"--config", cfg.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  Peer sub(slipd.address(), ""), pub(slipd.address(), "");
+  ASSERT_TRUE(sub.wait_ready() && pub.wait_ready());
+  sub.subscribe("a");
+  sub.subscribe("b");
+  const std::uint64_t third = sub.subscribe("c");
+  ASSERT_EQ(sub.refusals().size(), 1u);
+  EXPECT_EQ(sub.refusals()[0].sid, third);
+  EXPECT_EQ(sub.refusals()[0].status.code(), StatusCode::kOverloaded);
+  EXPECT_NE(sub.refusals()[0].status.message().find("max_subscriptions 2"), std::string_view::npos);
+  pub.publish("b", "1");
+  pub.publish("c", "2");
+  pub.sync();
+  ASSERT_TRUE(sub.wait_for([&] { return sub.received("b").size() == 1; }));
+  sub.sync();
+  EXPECT_TRUE(sub.received("c").empty());
+  EXPECT_TRUE(sub.closed().empty());
+}
+
 TEST(Limits, CommandLineFlagsOverrideTheConfigFile) {
   ConfigFile cfg("max_connections_per_ip = 1\nname = \"from-file\"\n");
   test::SlipdProcess slipd({"--config", cfg.path(), "--max-connections-per-ip", "3"});
