@@ -11,6 +11,8 @@ namespace {
 // The no-responders answer: an empty message with this header.
 constexpr std::string_view kStatusHeader = ":status";
 constexpr std::string_view kNoRespondersStatus = "503";
+// Reply subjects a client with restricted publish permissions may still answer (auth.h).
+constexpr std::size_t kMaxRememberedResponses = 1024;
 
 }  // namespace
 
@@ -430,6 +432,16 @@ void SessionConnection::send_msg(std::uint64_t sid, std::string_view subject, st
   session_.send_msg(sid, subject, reply, has_headers, headers, payload);
 }
 
+void SessionConnection::refuse(wire::FrameType op, std::uint64_t sid, std::string_view subject, const Status& why) {
+  wire::PubSubError e;
+  e.op = op;
+  e.sid = sid;
+  e.code = why.code();
+  e.subject = subject;
+  e.message = why.message();
+  session_.send_frame(e);
+}
+
 // ---- BrokerClient --------------------------------------------------------------------------
 
 BrokerClient::BrokerClient(Broker& broker, ClientConnection& conn, std::string name)
@@ -457,12 +469,18 @@ Status BrokerClient::on_frame(const wire::Frame& f, const wire::WireLimits& limi
   switch (f.type) {
     case wire::FrameType::kPub: {
       SLIP_ASSIGN_OR_RETURN(wire::Pub p, wire::decode_pub(f, limits));
-      return publish(p.subject, p.reply, p.has_headers, p.headers, p.payload);
+      Status st = publish(p.subject, p.reply, p.has_headers, p.headers, p.payload);
+      if (st.code() != StatusCode::kPermissionDenied) return st;
+      conn_.refuse(wire::FrameType::kPub, 0, p.subject, st);
+      return Status();
     }
     case wire::FrameType::kSub: {
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
       const auto& s = std::get<wire::Sub>(any);
-      return subscribe(s.sid, s.subject, s.queue);
+      Status st = subscribe(s.sid, s.subject, s.queue);
+      if (st.code() != StatusCode::kPermissionDenied && st.code() != StatusCode::kOverloaded) return st;
+      conn_.refuse(wire::FrameType::kSub, s.sid, s.subject, st);
+      return Status();
     }
     case wire::FrameType::kUnsub: {
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
@@ -482,6 +500,9 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   }
   SLIP_TRY(validate_publish_subject(subject, broker_.options_.limits));
   if (!reply.empty()) SLIP_TRY(validate_publish_subject(reply, broker_.options_.limits));
+  if (identity_.permissions && !identity_.permissions->may_publish(subject) && !take_response(subject)) {
+    return denied("publish to", subject);
+  }
   broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, echo_ ? nullptr : link_.get());
   return Status();
 }
@@ -491,6 +512,10 @@ Status BrokerClient::subscribe(std::uint64_t sid, std::string_view subject, std:
   if (subs_.size() >= broker_.options_.max_subscriptions) {
     return overloaded("too many subscriptions (max_subscriptions " +
                       std::to_string(broker_.options_.max_subscriptions) + ")");
+  }
+  if (identity_.permissions) {
+    SLIP_TRY(validate_subscription_subject(subject, broker_.options_.limits));
+    if (!identity_.permissions->may_subscribe(subject)) return denied("subscribe to", subject);
   }
   auto sub = std::make_unique<detail::Subscription>();
   sub->link = link_;
@@ -511,6 +536,43 @@ Status BrokerClient::unsubscribe(std::uint64_t sid, std::uint64_t max_msgs) {
     it->second.max_msgs = max_msgs;
   }
   return Status();
+}
+
+Status BrokerClient::denied(std::string_view what, std::string_view subject) {
+  broker_.stats_.permission_denied.fetch_add(1, std::memory_order_relaxed);
+  Status s = permission_denied("permission denied: " + std::string(what) + " \"" + std::string(subject) +
+                               "\" for user \"" + identity_.user + "\"");
+  SLIP_LOG_DEBUG("{} ({}): {}", name_, conn_.peer_address(), s.message());
+  return s;
+}
+
+void BrokerClient::remember_response(std::string_view reply) {
+  if (responses_.size() >= kMaxRememberedResponses) responses_.pop_front();
+  responses_.emplace_back(reply);
+}
+
+bool BrokerClient::take_response(std::string_view subject) {
+  for (auto it = responses_.begin(); it != responses_.end(); ++it) {
+    if (*it == subject) {
+      responses_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void BrokerClient::set_identity(Identity identity) {
+  identity_ = std::move(identity);
+  responses_.clear();
+  if (!identity_.permissions) return;
+  std::vector<std::pair<std::uint64_t, std::string>> revoked;
+  for (const auto& [sid, local] : subs_) {
+    if (!identity_.permissions->may_subscribe(local.sub->subject)) revoked.emplace_back(sid, local.sub->subject);
+  }
+  for (const auto& [sid, subject] : revoked) {
+    remove_sub(sid);
+    conn_.refuse(wire::FrameType::kSub, sid, subject, denied("subscribe to", subject));
+  }
 }
 
 void BrokerClient::remove_sub(std::uint64_t sid) {
@@ -551,6 +613,10 @@ bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::str
   if (it == subs_.end()) return false;
   if (!admit(payload.size() + subject.size() + reply.size())) return true;  // counted as dropped
   LocalSub& local = it->second;
+  if (const Permissions* p = identity_.permissions.get()) {
+    if (!p->subscribe.deny.empty() && !p->may_receive(subject)) return true;  // filtered, not lost
+    if (!reply.empty() && p->allow_responses && p->publish.restricted()) remember_response(reply);
+  }
   conn_.send_msg(sid, subject, reply, has_headers, headers, payload);
   shard_->stats.messages_out.add(1);
   shard_->stats.bytes_out.add(payload.size());

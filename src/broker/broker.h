@@ -26,12 +26,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "broker/auth.h"
 #include "broker/sublist.h"
 #include "io/event_loop.h"
 #include "session/session.h"
@@ -56,6 +58,7 @@ struct BrokerStats {
   std::atomic<std::uint64_t> no_responders{0};
   std::atomic<std::uint64_t> slow_consumers{0};  // clients cut off or dropping
   std::atomic<std::uint64_t> dropped{0};         // messages dropped for slow consumers
+  std::atomic<std::uint64_t> permission_denied{0};  // PUBs and SUBs refused by permissions
 };
 
 class Broker;
@@ -76,6 +79,13 @@ class ClientConnection {
                         const wire::Metadata& headers, const Slice& payload) = 0;
   // Tells the peer why and closes the connection.
   virtual void fail(const Status& reason) = 0;
+  // Tells the peer that one SUB (`op` kSub, with its sid) or PUB (kPub, sid 0) was refused and
+  // changed nothing; the connection continues. A protocol without such an answer may keep the
+  // default, which closes the connection.
+  virtual void refuse(wire::FrameType op, std::uint64_t sid, std::string_view subject, const Status& why) {
+    (void)op, (void)sid, (void)subject;
+    fail(why);
+  }
 };
 
 // A native-protocol session as a ClientConnection: MSG frames on the session.
@@ -89,6 +99,8 @@ class SessionConnection final : public ClientConnection {
   void send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
                 const wire::Metadata& headers, const Slice& payload) override;
   void fail(const Status& reason) override { session_.fail(reason); }
+  // A PUBSUB_ERROR frame.
+  void refuse(wire::FrameType op, std::uint64_t sid, std::string_view subject, const Status& why) override;
   session::Session& session() { return session_; }
 
  private:
@@ -161,12 +173,16 @@ class BrokerClient {
   BrokerClient(const BrokerClient&) = delete;
   BrokerClient& operator=(const BrokerClient&) = delete;
 
-  // Native protocol: handles SUB, UNSUB and PUB; other frames are kUnimplemented. A failed
-  // Status closes the session with an ERROR frame.
+  // Native protocol: handles SUB, UNSUB and PUB; other frames are kUnimplemented. A SUB or PUB
+  // refused by permissions (or a SUB over max_subscriptions) is answered through
+  // ClientConnection::refuse and the result is OK; any other failed Status closes the session
+  // with an ERROR frame.
   Status on_frame(const wire::Frame& f, const wire::WireLimits& limits);
 
   // The protocol-neutral operations every gateway maps its commands onto. Subjects are
-  // validated here; a failed Status says what was wrong and changed nothing.
+  // validated here; a failed Status says what was wrong and changed nothing. An operation the
+  // client's permissions forbid is kPermissionDenied, e.g.
+  // `permission denied: publish to "x.y" for user "bob"`.
   Status publish(std::string_view subject, std::string_view reply, bool has_headers, const wire::Metadata& headers,
                  const Slice& payload);
   Status subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue);
@@ -180,6 +196,12 @@ class BrokerClient {
   bool deliver(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
                const wire::Metadata& headers, const Slice& payload);
   bool deliver(std::uint64_t sid, const detail::SharedMessage& m);
+
+  // Who the client authenticated as (auth.h); without a call, everything is allowed. Called
+  // again after a configuration reload: subscriptions the new permissions forbid are ended and
+  // reported through ClientConnection::refuse (PERMISSION_DENIED).
+  void set_identity(Identity identity);
+  const std::string& user() const { return identity_.user; }
 
   // When set, a slow consumer drops new messages instead of being disconnected.
   void set_drop_when_slow(bool drop) { drop_when_slow_ = drop; }
@@ -200,6 +222,11 @@ class BrokerClient {
 
   void remove_sub(std::uint64_t sid);
   bool admit(std::size_t bytes);
+  Status denied(std::string_view what, std::string_view subject);
+  // allow_responses: reply subjects of messages delivered to this client, each good for one
+  // PUB. Bounded; the oldest are forgotten first.
+  void remember_response(std::string_view reply);
+  bool take_response(std::string_view subject);
 
   Broker& broker_;
   ClientConnection& conn_;
@@ -212,6 +239,8 @@ class BrokerClient {
   bool slow_logged_ = false;
   std::uint64_t dropped_ = 0;
   bool closed_ = false;
+  Identity identity_;  // permissions null: everything allowed
+  std::deque<std::string> responses_;
 };
 
 class Broker {

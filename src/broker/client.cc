@@ -104,6 +104,7 @@ Status PubSubClient::request(std::string_view subject, Slice payload, std::chron
   }
   const std::uint64_t id = next_request_++;
   Pending& p = pending_[id];
+  p.subject = std::string(subject);
   p.done = std::move(done);
   p.timer = std::make_unique<boost::asio::steady_timer>(loop_.context());
   p.timer->expires_after(timeout);
@@ -137,7 +138,33 @@ void PubSubClient::on_ready(session::Session&) {
   if (on_ready_) on_ready_();
 }
 
+Status PubSubClient::on_refusal(const wire::Frame& f, const wire::WireLimits& limits) {
+  SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
+  const auto& e = std::get<wire::PubSubError>(any);
+  Refusal r{e.op, e.sid, std::string(e.subject), Status(e.code, e.message)};
+  if (e.op == wire::FrameType::kSub) {
+    subs_.erase(e.sid);
+    if (e.sid == inbox_sid_ && inbox_sid_ != 0) {
+      // No replies can arrive: every request in flight fails, and the next one tries again.
+      inbox_sid_ = 0;
+      std::vector<std::uint64_t> ids;
+      for (const auto& [id, p] : pending_) ids.push_back(id);
+      for (std::uint64_t id : ids) finish_request(id, r.status);
+    }
+  } else {
+    // PUBs are refused in the order they were sent: the oldest request to that subject.
+    std::uint64_t oldest = 0;
+    for (const auto& [id, p] : pending_) {
+      if (p.subject == r.subject && (oldest == 0 || id < oldest)) oldest = id;
+    }
+    if (oldest != 0) finish_request(oldest, r.status);
+  }
+  if (on_refused_) on_refused_(r);
+  return Status();
+}
+
 Status PubSubClient::on_frame(session::Session& s, const wire::Frame& f) {
+  if (f.type == wire::FrameType::kPubSubError) return on_refusal(f, s.options().limits);
   if (f.type != wire::FrameType::kMsg) {
     return unimplemented(std::string(wire::frame_type_name(f.type)) + " frames are not expected by a client");
   }
@@ -160,7 +187,22 @@ Status PubSubClient::on_frame(session::Session& s, const wire::Frame& f) {
   return Status();
 }
 
+Status PubSubClient::flush(std::function<void()> done) {
+  if (!ready()) return disconnected("not connected to the broker");
+  flushes_.push_back(std::move(done));
+  client_.session()->ping();
+  return Status();
+}
+
+void PubSubClient::on_pong(session::Session&, std::int64_t) {
+  if (flushes_.empty()) return;
+  std::function<void()> done = std::move(flushes_.front());
+  flushes_.pop_front();
+  done();
+}
+
 void PubSubClient::on_closed(session::Session&, const Status& reason) {
+  flushes_.clear();  // their PONGs will not come
   // Requests in flight cannot be answered on a new session: fail them now.
   std::vector<std::uint64_t> ids;
   for (const auto& [id, p] : pending_) ids.push_back(id);

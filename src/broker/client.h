@@ -6,11 +6,17 @@
 // request ends with the reply, with kNotFound when no responder exists (the broker answers
 // for it at once), or with kTimeout.
 //
+// Refusals: a SUB or PUB the broker refuses (permissions, the subscription limit) comes back
+// as a PUBSUB_ERROR and the connection continues. A refused subscription is dropped (its
+// handler never runs); a refused request fails with the broker's status; every refusal is
+// also reported to the on_refused callback.
+//
 // Every method and callback runs on the loop given to the constructor.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -33,6 +39,14 @@ struct Message {
 
 using MessageHandler = std::function<void(const Message&)>;
 using ReplyHandler = std::function<void(Result<Message>)>;
+
+// A SUB or PUB the broker refused.
+struct Refusal {
+  wire::FrameType op = wire::FrameType::kPub;  // kSub or kPub
+  std::uint64_t sid = 0;                       // the subscription, for kSub
+  std::string subject;
+  Status status;  // e.g. PERMISSION_DENIED: permission denied: publish to "x.y" for user "bob"
+};
 
 class PubSubClient final : public session::SessionHandler {
  public:
@@ -57,6 +71,13 @@ class PubSubClient final : public session::SessionHandler {
   // Sends a request and calls `done` once with the reply, kNotFound (no responders) or kTimeout.
   Status request(std::string_view subject, Slice payload, std::chrono::milliseconds timeout, ReplyHandler done);
 
+  // Calls `done` once the broker has answered a PING sent after everything sent so far, so
+  // any refusal of earlier SUBs and PUBs has been reported by then. kDisconnected while not
+  // connected.
+  Status flush(std::function<void()> done);
+
+  // Runs for every SUB or PUB the broker refused.
+  void set_on_refused(std::function<void(const Refusal&)> f) { on_refused_ = std::move(f); }
   // Runs after every session close (the client may reconnect afterwards).
   void set_on_closed(std::function<void(const Status&)> f) { on_closed_ = std::move(f); }
 
@@ -65,6 +86,7 @@ class PubSubClient final : public session::SessionHandler {
   // session::SessionHandler
   void on_ready(session::Session& s) override;
   Status on_frame(session::Session& s, const wire::Frame& f) override;
+  void on_pong(session::Session& s, std::int64_t rtt_ns) override;
   void on_closed(session::Session& s, const Status& reason) override;
 
  private:
@@ -75,17 +97,21 @@ class PubSubClient final : public session::SessionHandler {
     bool draining = false;  // UNSUB sent; messages already routed here are still delivered
   };
   struct Pending {
+    std::string subject;  // to match a refused request PUB
     ReplyHandler done;
     std::unique_ptr<boost::asio::steady_timer> timer;
   };
 
   void send_sub(std::uint64_t sid, const Sub& s);
   void finish_request(std::uint64_t id, Result<Message> r);
+  Status on_refusal(const wire::Frame& f, const wire::WireLimits& limits);
 
   io::EventLoop& loop_;
   session::Client client_;
   std::function<void()> on_ready_;
   std::function<void(const Status&)> on_closed_;
+  std::function<void(const Refusal&)> on_refused_;
+  std::deque<std::function<void()>> flushes_;  // waiting for PONGs, oldest first
   std::map<std::uint64_t, Sub> subs_;
   std::uint64_t next_sid_ = 1;
   std::string inbox_prefix_;  // "_INBOX.<random>."

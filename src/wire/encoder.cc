@@ -341,6 +341,16 @@ void FrameEncoder::add(const LogAck& f) {
   }, nullptr);
 }
 
+void FrameEncoder::add(const PubSubError& f) {
+  emit(FrameType::kPubSubError, 0, [&](auto& s) {
+    s.u8(static_cast<std::uint8_t>(f.op));
+    s.varint(f.sid);
+    s.varint(code_of(f.code));
+    s.str(f.subject);
+    s.raw(ByteView(f.message));
+  }, nullptr);
+}
+
 void FrameEncoder::add(const AnyFrame& f) {
   std::visit([this](const auto& typed) { add(typed); }, f);
 }

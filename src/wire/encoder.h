@@ -46,6 +46,7 @@ class FrameEncoder {
   void add(const Cancel& f);
   void add(const LogPublish& f);
   void add(const LogAck& f);
+  void add(const PubSubError& f);
   void add(const AnyFrame& f);
 
   // A frame with an arbitrary type, flags and body; for extensions and for tests.

@@ -46,6 +46,7 @@ enum class FrameType : std::uint8_t {
   kUnsub = 0x21,
   kPub = 0x22,
   kMsg = 0x23,
+  kPubSubError = 0x24,  // broker -> client: a SUB or PUB was refused; the connection continues
   // RPC (0x30-0x3F).
   kCall = 0x30,      // opens an RPC on a stream: method, deadline, metadata
   kResponse = 0x31,  // response headers (metadata)

@@ -214,7 +214,7 @@ bool is_known_frame_type(std::uint8_t t) {
     case FrameType::kGoAway: case FrameType::kError: case FrameType::kCredit: case FrameType::kData:
     case FrameType::kReset: case FrameType::kSub: case FrameType::kUnsub: case FrameType::kPub:
     case FrameType::kMsg: case FrameType::kCall: case FrameType::kResponse: case FrameType::kTrailers:
-    case FrameType::kCancel: case FrameType::kLogPublish: case FrameType::kLogAck:
+    case FrameType::kCancel: case FrameType::kLogPublish: case FrameType::kLogAck: case FrameType::kPubSubError:
       return true;
   }
   return false;
@@ -235,6 +235,7 @@ std::string_view frame_type_name(FrameType t) {
     case FrameType::kUnsub: return "UNSUB";
     case FrameType::kPub: return "PUB";
     case FrameType::kMsg: return "MSG";
+    case FrameType::kPubSubError: return "PUBSUB_ERROR";
     case FrameType::kCall: return "CALL";
     case FrameType::kResponse: return "RESPONSE";
     case FrameType::kTrailers: return "TRAILERS";
@@ -495,6 +496,21 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       SLIP_ASSIGN_OR_RETURN(Msg m, decode_msg(f, limits));
       return AnyFrame(std::move(m));
     }
+    case FrameType::kPubSubError: {
+      SLIP_TRY(no_flags());
+      PubSubError e;
+      std::uint8_t op = 0;
+      SLIP_TRY(r.u8(op, "op"));
+      if (op != static_cast<std::uint8_t>(FrameType::kSub) && op != static_cast<std::uint8_t>(FrameType::kPub)) {
+        return r.fail(StatusCode::kInvalidArgument, "op", "must be 0x20 (SUB) or 0x22 (PUB)");
+      }
+      e.op = static_cast<FrameType>(op);
+      SLIP_TRY(r.varint(e.sid, "sid"));
+      SLIP_TRY(r.failure_code(e.code, "code"));
+      SLIP_TRY(r.name(e.subject, "subject"));
+      e.message = r.rest_str();
+      return AnyFrame(e);
+    }
     case FrameType::kCall: {
       SLIP_TRY(no_flags());
       Call c;
@@ -561,7 +577,7 @@ FrameType type_of(const AnyFrame& frame) {
       FrameType::kHello, FrameType::kWelcome, FrameType::kPing,     FrameType::kPong,     FrameType::kGoAway,
       FrameType::kError, FrameType::kCredit,  FrameType::kData,     FrameType::kReset,    FrameType::kSub,
       FrameType::kUnsub, FrameType::kPub,     FrameType::kMsg,      FrameType::kCall,     FrameType::kResponse,
-      FrameType::kTrailers, FrameType::kCancel, FrameType::kLogPublish, FrameType::kLogAck,
+      FrameType::kTrailers, FrameType::kCancel, FrameType::kLogPublish, FrameType::kLogAck, FrameType::kPubSubError,
   };
   return kTypes[frame.index()];
 }

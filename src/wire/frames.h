@@ -140,6 +140,16 @@ struct Msg {
   Slice payload;
 };
 
+// The broker refused one SUB or PUB (e.g. permission denied) and changed nothing; unlike ERROR
+// on stream 0, the connection continues.
+struct PubSubError {
+  FrameType op = FrameType::kPub;  // kSub or kPub: the frame refused
+  std::uint64_t sid = 0;           // the SUB's sid; 0 for PUB
+  StatusCode code = StatusCode::kPermissionDenied;
+  std::string_view subject;        // the refused SUB's pattern or PUB's subject
+  std::string_view message;
+};
+
 struct Call {
   std::uint64_t stream_id = 0;
   std::string_view method;    // "/package.Service/Method"
@@ -180,7 +190,7 @@ struct LogAck {
 };
 
 using AnyFrame = std::variant<Hello, Welcome, Ping, Pong, GoAway, ErrorFrame, Credit, Data, Reset, Sub, Unsub,
-                              Pub, Msg, Call, Response, Trailers, Cancel, LogPublish, LogAck>;
+                              Pub, Msg, Call, Response, Trailers, Cancel, LogPublish, LogAck, PubSubError>;
 
 // Interprets a frame's body. Errors name the frame type and the field; the code is
 // kInvalidArgument for malformed fields, kOverloaded for fields over a limit and kUnimplemented

@@ -73,7 +73,7 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
   }
   if (Status s = check_frame_size("HELLO", h.max_frame_size); !s.is_ok()) return refuse(s);
   if (config_.authenticate) {
-    Status auth = config_.authenticate(h);
+    Status auth = config_.authenticate(h, negotiated_.identity);
     // Whatever the hook says, the client learns only that its credentials were not accepted.
     if (!auth.is_ok()) return refuse(Status(StatusCode::kUnauthenticated, auth.message()));
   }

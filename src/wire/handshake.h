@@ -46,8 +46,10 @@ struct Negotiated {
   std::string peer_name;
   std::string server_id;
   std::uint64_t connection_id = 0;
-  // Credentials as the client sent them (server side only), for per-user permissions later.
+  // Credentials as the client sent them (server side only).
   std::string auth_user;
+  // Who the authenticate hook said the client is (server side only; empty without a hook).
+  std::string identity;
 };
 
 struct ServerHandshakeConfig {
@@ -59,8 +61,11 @@ struct ServerHandshakeConfig {
   std::string server_name = "slipd";
   std::string server_id;
   bool link_encrypted = false;  // true on a TLS listener
-  // Decides whether the client's credentials are good; empty accepts everyone.
-  std::function<Status(const Hello&)> authenticate;
+  // Decides whether the client's credentials are good and, when they are, may set `identity`
+  // (kept in Negotiated::identity, e.g. the user name permissions are looked up by). A failure
+  // refuses the client with UNAUTHENTICATED and the Status's message, so the message must not
+  // contain secrets. Empty accepts everyone.
+  std::function<Status(const Hello& hello, std::string& identity)> authenticate;
 };
 
 class ServerHandshake {

@@ -115,7 +115,7 @@ ServerHandshakeConfig server_config(std::uint8_t options) {
   ServerHandshakeConfig sc;
   sc.link_encrypted = options & 4;
   if (options & 8) {
-    sc.authenticate = [](const Hello& h) {
+    sc.authenticate = [](const Hello& h, std::string&) {
       return h.auth_token == "bad" ? unauthenticated("bad token") : Status();
     };
   }

@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PREFACE = b"SLIP"
 
 HELLO, WELCOME, PING, PONG, GOAWAY, ERROR, CREDIT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
-DATA, RESET, SUB, UNSUB, PUB, MSG = 0x10, 0x11, 0x20, 0x21, 0x22, 0x23
+DATA, RESET, SUB, UNSUB, PUB, MSG, PUBSUB_ERROR = 0x10, 0x11, 0x20, 0x21, 0x22, 0x23, 0x24
 CALL, RESPONSE, TRAILERS, CANCEL, LOG_PUBLISH, LOG_ACK = 0x30, 0x31, 0x32, 0x33, 0x40, 0x41
 
 
@@ -101,6 +101,8 @@ def every_frame():
         frame(LOG_PUBLISH, 0x02, varint(9) + string("log") + metadata([("key", "1")]) + b"abc"),
         frame(LOG_ACK, 0, varint(9) + varint(0) + varint(1000)),
         frame(0xF3, 0x55, b"extension"),
+        frame(PUBSUB_ERROR, 0, bytes([PUB]) + varint(0) + varint(7) + string("x.y") + b"denied"),
+        frame(PUBSUB_ERROR, 0, bytes([SUB]) + varint(2) + varint(7) + string(">") + b"no"),
     ]
 
 
@@ -124,6 +126,8 @@ def broken_frames():
         hello(min_v=3, max_v=2),                                      # bad version range
         hello(extra=tlv_str(7, "again")),                             # duplicate TLV
         frame(HELLO, 0, b"\x01\x01" + varint(1) + varint(5000) + b"x"),  # TLV runs past the body
+        frame(PUBSUB_ERROR, 0, bytes([UNSUB]) + varint(1) + varint(7) + string("a")),  # op not SUB or PUB
+        frame(PUBSUB_ERROR, 0, bytes([PUB]) + varint(0) + varint(7) + varint(9) + b"a"),  # subject truncated
     ]
 
 

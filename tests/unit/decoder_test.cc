@@ -235,7 +235,7 @@ TEST(DecoderTest, PrefaceIsNotExpectedUnlessAsked) {
 }
 
 TEST(DecoderTest, RejectsUnknownFrameType) {
-  for (std::uint8_t t : {0x00, 0x08, 0x0F, 0x12, 0x24, 0x34, 0x42, 0x50, 0xEF}) {
+  for (std::uint8_t t : {0x00, 0x08, 0x0F, 0x12, 0x25, 0x34, 0x42, 0x50, 0xEF}) {
     Bytes b;
     b.frame(t, 0, Bytes().raw("x"));
     char hex[8];

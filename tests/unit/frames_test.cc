@@ -231,6 +231,9 @@ TEST(FramesTest, EncodingMatchesTheProtocolDocExamples) {
   lp.payload = Slice::copy_of(ByteView("abc"));
   check(lp, "40 00 08  09  03 6C 6F 67  61 62 63");
   check(LogAck{9, StatusCode::kOk, 1000, ""}, "41 00 04  09  00  E8 07");
+  check(PubSubError{FrameType::kPub, 0, StatusCode::kPermissionDenied, "x.y", "denied"},
+        "24 00 0D  22  00  07  03 78 2E 79  64 65 6E 69 65 64");
+  check(PubSubError{FrameType::kSub, 2, StatusCode::kPermissionDenied, ">", "no"}, "24 00 07  20  02  07  01 3E  6E 6F");
 }
 
 TEST(FramesTest, PingOpaqueIsBigEndianOnTheWire) {
@@ -439,7 +442,7 @@ TEST(FramesTest, TypeOfMapsEveryAlternative) {
       FrameType::kHello, FrameType::kWelcome,  FrameType::kPing,     FrameType::kPong,       FrameType::kGoAway,
       FrameType::kError, FrameType::kCredit,   FrameType::kData,     FrameType::kReset,      FrameType::kSub,
       FrameType::kUnsub, FrameType::kPub,      FrameType::kMsg,      FrameType::kCall,       FrameType::kResponse,
-      FrameType::kTrailers, FrameType::kCancel, FrameType::kLogPublish, FrameType::kLogAck,
+      FrameType::kTrailers, FrameType::kCancel, FrameType::kLogPublish, FrameType::kLogAck, FrameType::kPubSubError,
   };
   std::vector<AnyFrame> all = test::every_frame_type();
   for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(type_of(all[i]), expected[i]);
@@ -456,13 +459,47 @@ TEST(FramesTest, KnownTypesAreExactlyTheListedOnes) {
     }
     EXPECT_EQ(is_extension_frame_type(b), t >= 0xF0);
   }
-  EXPECT_EQ(known, 19);
+  EXPECT_EQ(known, 20);
   EXPECT_FALSE(is_known_frame_type(0x00));
   EXPECT_FALSE(is_known_frame_type(0x08));
   EXPECT_FALSE(is_known_frame_type(0x50));
   EXPECT_EQ(frame_type_name(static_cast<FrameType>(0x50)), "UNKNOWN");
   EXPECT_EQ(frame_type_name(static_cast<FrameType>(0xF3)), "EXTENSION");
   EXPECT_EQ(frame_type_name(FrameType::kLogPublish), "LOG_PUBLISH");
+}
+
+TEST(FramesTest, PubSubErrorRejectsMalformedBodies) {
+  // op other than SUB or PUB.
+  Bytes bad_op;
+  bad_op.u8(0x21).varint(1).varint(7).str("a").raw("m");
+  expect_error(parse_error(raw_frame(FrameType::kPubSubError, 0, bad_op)), StatusCode::kInvalidArgument,
+               "PUBSUB_ERROR frame: op: must be 0x20 (SUB) or 0x22 (PUB)");
+  // Truncated at every byte of a valid body: each prefix fails, naming the missing field.
+  const std::string good = encode_frame(PubSubError{FrameType::kSub, 300, StatusCode::kPermissionDenied, "a.b", ""})
+                               .to_string()
+                               .substr(3);
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    Bytes b;
+    b.raw(good.substr(0, n));
+    EXPECT_EQ(parse_error(raw_frame(FrameType::kPubSubError, 0, b)).code(), StatusCode::kInvalidArgument) << n;
+  }
+  // Reserved flag bits.
+  Bytes ok;
+  ok.raw(good);
+  expect_error(parse_error(raw_frame(FrameType::kPubSubError, 0x01, ok)), StatusCode::kInvalidArgument, "flags");
+  // Subject over the name limit.
+  Bytes longer;
+  longer.u8(0x22).varint(0).varint(7).str(std::string(1025, 'a'));
+  expect_error(parse_error(raw_frame(FrameType::kPubSubError, 0, longer)), StatusCode::kOverloaded,
+               "subject: length 1025 exceeds limit 1024");
+  // OK as the code reads as UNKNOWN; the message is the rest of the body.
+  Bytes okcode;
+  okcode.u8(0x22).varint(0).varint(0).str("s").raw("why");
+  const Frame okframe = raw_frame(FrameType::kPubSubError, 0, okcode);  // the parsed views point into it
+  Result<AnyFrame> r = parse_frame(okframe, {});
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(std::get<PubSubError>(*r).code, StatusCode::kUnknown);
+  EXPECT_EQ(std::get<PubSubError>(*r).message, "why");
 }
 
 TEST(FramesTest, HelloSkipsUnknownFields) {

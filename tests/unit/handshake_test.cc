@@ -269,7 +269,8 @@ TEST(HandshakeTest, RequireEncryptionOnEncryptedLinkIsAccepted) {
 TEST(HandshakeTest, AuthenticateHookSeesCredentials) {
   std::string seen_user, seen_password, seen_token;
   ServerHandshakeConfig sc;
-  sc.authenticate = [&](const Hello& h) {
+  sc.authenticate = [&](const Hello& h, std::string& identity) {
+    identity = "id-" + std::string(h.auth_user);
     seen_user = std::string(h.auth_user);
     seen_password = std::string(h.auth_password);
     seen_token = std::string(h.auth_token);
@@ -287,11 +288,12 @@ TEST(HandshakeTest, AuthenticateHookSeesCredentials) {
   EXPECT_EQ(seen_password, "hunter2");
   EXPECT_EQ(seen_token, "tkn");
   EXPECT_EQ(server.negotiated().auth_user, "bob");
+  EXPECT_EQ(server.negotiated().identity, "id-bob");
 }
 
 TEST(HandshakeTest, AuthenticateRejectionReachesTheClient) {
   ServerHandshakeConfig sc;
-  sc.authenticate = [](const Hello& h) {
+  sc.authenticate = [](const Hello& h, std::string&) {
     return h.auth_token == "good" ? Status() : unauthenticated("bad token");
   };
   ClientHandshakeConfig cc;
@@ -460,7 +462,7 @@ TEST(HandshakeTest, ClientLimitsCapTheAdvertisedFrameSize) {
 // docs/protocol.md, section 11 (HELLO and WELCOME bytes are checked in frames_test.cc).
 TEST(HandshakeTest, RefusalMatchesTheProtocolDoc) {
   ServerHandshakeConfig sc;
-  sc.authenticate = [](const Hello&) { return unauthenticated("bad token"); };
+  sc.authenticate = [](const Hello&, std::string&) { return unauthenticated("bad token"); };
   ServerHandshake server(sc, 1);
   ClientHandshakeConfig cc;
   ClientHandshake client(cc);
@@ -471,7 +473,7 @@ TEST(HandshakeTest, RefusalMatchesTheProtocolDoc) {
 
 TEST(HandshakeTest, AnyAuthenticateFailureIsReportedAsUnauthenticated) {
   ServerHandshakeConfig sc;
-  sc.authenticate = [](const Hello&) { return permission_denied("user is banned"); };
+  sc.authenticate = [](const Hello&, std::string&) { return permission_denied("user is banned"); };
   ClientHandshakeConfig cc;
   ServerHandshake server(sc, 1);
   ClientHandshake client(cc);

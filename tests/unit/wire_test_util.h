@@ -133,6 +133,9 @@ inline std::string describe(const AnyFrame& any) {
         } else if constexpr (std::is_same_v<T, LogAck>) {
           s += " request_id=" + num(f.request_id) + " code=" + code_str(f.code) + " sequence=" + num(f.sequence) +
                " message=" + quoted(f.message);
+        } else if constexpr (std::is_same_v<T, PubSubError>) {
+          s += " op=" + num(static_cast<unsigned>(f.op)) + " sid=" + num(f.sid) + " code=" + code_str(f.code) +
+               " subject=" + quoted(f.subject) + " message=" + quoted(f.message);
         } else {
           static_assert(!sizeof(T), "describe() misses a frame type");
         }
@@ -246,6 +249,7 @@ inline std::vector<AnyFrame> every_frame_type() {
   v.emplace_back(lp);
 
   v.emplace_back(LogAck{77, StatusCode::kOk, 123456789, ""});
+  v.emplace_back(PubSubError{FrameType::kSub, 9, StatusCode::kPermissionDenied, "orders.>", "permission denied"});
   return v;
 }
 

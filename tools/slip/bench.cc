@@ -607,6 +607,7 @@ int run_bench(const Common& c, const BenchOptions& o) {
   co.reconnect.enabled = false;  // a lost connection loses messages: report it, do not paper over it
   for (std::size_t i = 0; i < workers.size(); ++i) {
     co.handshake.client_name = c.name + "-bench-" + role_name(workers[i]->role());
+    set_credentials(c, co.handshake);
     run_on(loop_of(i), [&] { workers[i]->connect(co); });
   }
 

@@ -15,7 +15,17 @@ struct Common {
   bool use_tls = false;
   std::string name = "slip";
   unsigned timeout_ms = 5000;
+  // Credentials for a server that requires them (--token, or --user and --password).
+  std::string token;
+  std::string user;
+  std::string password;
 };
+
+inline void set_credentials(const Common& c, wire::ClientHandshakeConfig& hs) {
+  hs.auth_token = c.token;
+  hs.auth_user = c.user;
+  hs.auth_password = c.password;
+}
 
 // Dials the server, by TCP or TLS as the flags say.
 session::Dialer make_dialer(const Common& c, const transport::HostPort& hp);

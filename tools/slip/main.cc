@@ -17,6 +17,7 @@ namespace {
 
 using slip::cli::Common;
 using slip::cli::make_dialer;
+using slip::cli::set_credentials;
 
 // `slip ping`: handshakes, sends PINGs one at a time and prints each round trip.
 class Pinger final : public slip::session::SessionHandler {
@@ -80,6 +81,7 @@ int run_ping(const Common& c, unsigned count) {
   Pinger pinger(loop, count);
   slip::wire::ClientHandshakeConfig hs;
   hs.client_name = c.name;
+  set_credentials(c, hs);
   slip::session::SessionOptions so;
   so.handshake_timeout = std::chrono::milliseconds(c.timeout_ms);
   std::shared_ptr<slip::session::Session> session;
@@ -115,6 +117,7 @@ int run_pubsub(const Common& c, std::string_view what, bool reconnect,
   slip::session::ClientOptions o;
   o.dial = make_dialer(c, *hp);
   o.handshake.client_name = c.name;
+  set_credentials(c, o.handshake);
   o.session.handshake_timeout = std::chrono::milliseconds(c.timeout_ms);
   o.reconnect.enabled = reconnect;
   slip::broker::PubSubClient client(loop, o);
@@ -133,6 +136,11 @@ int run_pubsub(const Common& c, std::string_view what, bool reconnect,
       code = 1;
     }
     if (code != -1) loop.stop();
+  });
+  // A refused SUB or PUB ends the command: the broker said no.
+  client.set_on_refused([&](const slip::broker::Refusal& r) {
+    std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(), r.status.to_string().c_str());
+    finish(1);
   });
   client.start([&] {
     if (started) return;  // after a reconnect, subscriptions are restored by the client
@@ -183,6 +191,10 @@ int main(int argc, char** argv) {
                  "Give up on the handshake (and a bench run that stops progressing) after this long, ms")
       ->capture_default_str();
 
+  app.add_option("--token", common.token, "Authentication token")->envname("SLIP_TOKEN");
+  app.add_option("--user", common.user, "User name (with --password)")->envname("SLIP_USER");
+  app.add_option("--password", common.password, "Password for --user (prefer SLIP_PASSWORD: flags show in ps)")
+      ->envname("SLIP_PASSWORD");
   app.add_flag("--tls", common.use_tls, "Connect with TLS 1.3 (implied by the other --tls options)");
   app.add_option("--tls-ca", common.tls.ca_file, "PEM CA bundle that signed the server's certificate")
       ->check(CLI::ExistingFile);
@@ -236,8 +248,15 @@ int main(int argc, char** argv) {
           return;
         }
       }
-      std::printf("published %u message%s on %s\n", pub_count, pub_count == 1 ? "" : "s", subject.c_str());
-      finish(0);  // GOAWAY follows the PUBs: the server takes them all before it closes
+      // Wait for the broker's verdict: a refusal arrives before the answer to this PING.
+      auto st = c.flush([&, finish] {
+        std::printf("published %u message%s on %s\n", pub_count, pub_count == 1 ? "" : "s", subject.c_str());
+        finish(0);
+      });
+      if (!st.is_ok()) {
+        std::fprintf(stderr, "slip pub: %s\n", st.to_string().c_str());
+        finish(1);
+      }
     });
   }
   if (*sub || *rep) {
@@ -262,8 +281,11 @@ int main(int argc, char** argv) {
         finish(1);
         return;
       }
-      std::printf("listening on %s%s%s\n", subject.c_str(), queue.empty() ? "" : " in queue group ", queue.c_str());
-      std::fflush(stdout);
+      // "listening" once the broker took the SUB (a refusal would have come first).
+      (void)c.flush([&] {
+        std::printf("listening on %s%s%s\n", subject.c_str(), queue.empty() ? "" : " in queue group ", queue.c_str());
+        std::fflush(stdout);
+      });
     });
   }
   if (*req) {

@@ -1,25 +1,77 @@
 // slipd: the Slipstream broker daemon.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
+#include "config.h"
 #include "core/logging.h"
 #include "server.h"
 
 namespace {
 
-// Blocks the shutdown signals in every thread (the loops inherit the mask), so that only
+// Blocks the signals main() handles in every thread (the loops inherit the mask), so that only
 // sigwait() in main() sees them.
-sigset_t block_shutdown_signals() {
+sigset_t block_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
+}
+
+// Applies the file's settings to the options the command line did not set, through the same
+// parsing and checks as the flags. Errors name the file, line and key.
+slip::Status apply_config(CLI::App& app, const slip::slipd::ConfigFile& file, const std::string& path) {
+  for (const slip::slipd::ConfigSetting& c : file.settings) {
+    std::string flag = "--" + c.key;
+    for (char& ch : flag) {
+      if (ch == '_') ch = '-';
+    }
+    CLI::Option* opt = app.get_option_no_throw(flag);
+    if (opt == nullptr) return slip::internal_error("config key " + c.key + " has no flag " + flag);
+    if (opt->count() > 0) continue;  // the command line wins
+    try {
+      opt->add_result(c.value);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      return slip::invalid_argument(path + ":" + std::to_string(c.line) + ": '" + c.key + "': " + e.what());
+    }
+  }
+  return slip::Status();
+}
+
+// Creates the data directory if needed and takes its lock file, so that two slipd processes
+// never share one. The returned descriptor holds the lock until the process exits.
+slip::Result<int> open_data_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return slip::failed_precondition("cannot create data directory " + dir + ": " + ec.message());
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    return slip::failed_precondition("data directory " + dir + " is not writable: " + std::strerror(errno));
+  }
+  const std::string lock = dir + "/slipd.pid";
+  int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return slip::failed_precondition("cannot create " + lock + ": " + std::strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return slip::failed_precondition("data directory " + dir + " is in use by another slipd (" + lock + " is locked)");
+  }
+  const std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    close(fd);
+    return slip::failed_precondition("cannot write " + lock + ": " + std::strerror(errno));
+  }
+  return fd;
 }
 
 }  // namespace
@@ -31,12 +83,21 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string ready_file;
   unsigned drain_ms = 5000;
+  std::string config_path;
+  std::string data_dir;
+  bool hash_password = false;
 
   CLI::App app{"slipd - the Slipstream broker.\n\nStarts with embedded defaults: the native protocol on 127.0.0.1:7420,\n"
                "one event loop per core. Stop it with Ctrl-C or SIGTERM: it tells clients to go away,\n"
-               "lets in-flight work finish, then exits.",
+               "lets in-flight work finish, then exits. SIGHUP reloads users and permissions from --config.\n"
+               "Every flag has a config file key: --max-frame-size is max_frame_size.",
                "slipd"};
   app.set_version_flag("-V,--version", std::string("slipd ") + SLIP_VERSION + " (native protocol v1)");
+  app.add_option("-c,--config", config_path,
+                 "TOML config file: flags as keys (max_frame_size = ...) and [[users]]; flags given here win")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--hash-password", hash_password,
+               "Read a password from stdin, print its hash for a [[users]] password_hash, and exit");
   app.add_option("-l,--listen", opts.listen, "Native protocol address, HOST:PORT (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("-t,--threads", opts.threads, "Event loops (threads); 0 means one per core")->capture_default_str();
@@ -119,6 +180,15 @@ int main(int argc, char** argv) {
   app.add_option("--nats-max-control-line", opts.nats.max_control_line, "Longest NATS control line, bytes")
       ->capture_default_str()
       ->check(CLI::Range(256, 1 << 20));
+  app.add_option("--max-connections", opts.max_connections, "Client connections at once, in all")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  app.add_option("--max-connections-per-ip", opts.max_connections_per_ip,
+                 "Client connections at once from one IP address")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  app.add_option("--data-dir", data_dir,
+                 "Directory for persistent data (created if missing; holds a lock file, slipd.pid)");
   app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
@@ -126,6 +196,37 @@ int main(int argc, char** argv) {
   app.add_option("--ready-file", ready_file,
                  "Once listening, write 'PROTOCOL ADDRESS' lines here (for scripts that use port 0)");
   CLI11_PARSE(app, argc, argv);
+
+  if (hash_password) {
+    std::string password;
+    std::getline(std::cin, password);
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+    if (password.empty()) {
+      std::fprintf(stderr, "slipd: --hash-password: read an empty password from stdin\n");
+      return 2;
+    }
+    auto h = slip::broker::hash_password(password);
+    if (!h.is_ok()) {
+      std::fprintf(stderr, "slipd: %s\n", h.status().to_string().c_str());
+      return 1;
+    }
+    std::printf("%s\n", h->c_str());
+    return 0;
+  }
+
+  std::vector<slip::broker::UserConfig> users;
+  if (!config_path.empty()) {
+    auto file = slip::slipd::load_config(config_path);
+    if (!file.is_ok()) {
+      std::fprintf(stderr, "slipd: %s\n", std::string(file.status().message()).c_str());
+      return 2;
+    }
+    if (auto s = apply_config(app, *file, config_path); !s.is_ok()) {
+      std::fprintf(stderr, "slipd: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    users = std::move(file->users);
+  }
 
   if (auto s = slip::init_logging(log_level); !s.is_ok()) {
     std::fprintf(stderr, "slipd: %s\n", s.to_string().c_str());
@@ -143,15 +244,29 @@ int main(int argc, char** argv) {
   if (!nats_token.empty() || !nats_user.empty()) {
     // Static credentials from the command line.
     opts.nats.authenticate = [nats_token, nats_user, nats_pass](std::string_view token, std::string_view user,
-                                                                std::string_view pass) -> slip::Result<std::string> {
-      if (!nats_token.empty() && token == nats_token) return std::string("token");
-      if (!nats_user.empty() && user == nats_user && pass == nats_pass) return std::string(user);
+                                                                std::string_view pass) -> slip::Result<slip::broker::Identity> {
+      if (!nats_token.empty() && token == nats_token) return slip::broker::Identity{};
+      if (!nats_user.empty() && user == nats_user && pass == nats_pass) return slip::broker::Identity{std::string(user), nullptr};
       return slip::unauthenticated("bad NATS credentials");
     };
   }
 
-  sigset_t signals = block_shutdown_signals();
+  int data_lock = -1;
+  if (!data_dir.empty()) {
+    auto fd = open_data_dir(data_dir);
+    if (!fd.is_ok()) {
+      SLIP_LOG_ERROR("cannot start: {}", fd.status().message());
+      return 1;
+    }
+    data_lock = *fd;
+  }
+
+  sigset_t signals = block_signals();
   slip::slipd::Server server(opts);
+  if (auto s = server.set_users(std::move(users)); !s.is_ok()) {
+    SLIP_LOG_ERROR("cannot start: {}: {}", config_path, s.message());
+    return 2;
+  }
   if (auto s = server.start(); !s.is_ok()) {
     SLIP_LOG_ERROR("cannot start: {}", s.to_string());
     return 1;
@@ -159,6 +274,16 @@ int main(int argc, char** argv) {
   SLIP_LOG_INFO("slipd {} started: {} loops, idle={}{}", SLIP_VERSION, opts.threads ? opts.threads : std::thread::hardware_concurrency(),
                 idle, idle == "spin" ? " " + std::to_string(spin_us) + "us" : "");
   for (const auto& [proto, addr] : server.listening()) SLIP_LOG_INFO("listening for {} protocol on {}", proto, addr);
+  if (server.authenticator().required()) {
+    SLIP_LOG_INFO("authentication on: {} user{} from {}", server.authenticator().user_count(),
+                  server.authenticator().user_count() == 1 ? "" : "s", config_path);
+  } else {
+    SLIP_LOG_INFO("authentication off: no users configured, every client may publish and subscribe to anything");
+  }
+  SLIP_LOG_INFO("limits: {} connections, {} per IP, {} subscriptions per client, payload {} bytes",
+                opts.max_connections, opts.max_connections_per_ip, opts.broker.max_subscriptions, opts.broker.max_payload);
+  if (!data_dir.empty()) SLIP_LOG_INFO("data directory {}", data_dir);
+  if (!config_path.empty()) SLIP_LOG_INFO("config file {} (SIGHUP reloads its users and permissions)", config_path);
   if (!ready_file.empty()) {
     std::ofstream f(ready_file + ".tmp");
     for (const auto& [proto, addr] : server.listening()) f << proto << ' ' << addr << '\n';
@@ -167,9 +292,31 @@ int main(int argc, char** argv) {
   }
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (true) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    if (config_path.empty()) {
+      SLIP_LOG_WARN("SIGHUP: no --config file to reload");
+      continue;
+    }
+    auto file = slip::slipd::load_config(config_path);
+    slip::Status s = file.is_ok() ? server.set_users(std::move(file->users)) : file.status();
+    if (!s.is_ok()) {
+      SLIP_LOG_ERROR("SIGHUP: reload failed, keeping the previous users and permissions: {}", s.message());
+      continue;
+    }
+    SLIP_LOG_INFO("SIGHUP: reloaded {} user{} and their permissions from {} (other settings apply at restart)",
+                  server.authenticator().user_count(), server.authenticator().user_count() == 1 ? "" : "s",
+                  config_path);
+  }
   SLIP_LOG_INFO("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   server.shutdown();
-  SLIP_LOG_INFO("stopped");
+  SLIP_LOG_INFO("stopped: {} authentication failures, {} connections refused by limits, {} permission denials",
+                server.stats().auth_failures.load(), server.stats().connections_refused.load(),
+                server.broker().stats().permission_denied.load());
+  if (data_lock >= 0) {
+    unlink((data_dir + "/slipd.pid").c_str());
+    close(data_lock);
+  }
   return 0;
 }

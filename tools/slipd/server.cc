@@ -1,16 +1,153 @@
 #include "server.h"
 
+#include <boost/asio/steady_timer.hpp>
 #include <thread>
 
 #include "core/logging.h"
+#include "wire/encoder.h"
 
 namespace slip::slipd {
+
+namespace {
+
+// "127.0.0.1:5000" -> "127.0.0.1"; "[::1]:5000" -> "::1".
+std::string ip_of(const std::string& peer) {
+  std::string host = peer.substr(0, peer.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+// Answers a connection the limits refuse: waits for the client's first bytes (its preface and
+// HELLO; closing with them unread would reset the connection and lose the answer), then sends
+// the preface and ERROR and closes. Keeps itself alive until the connection closes.
+class Refuser final : public transport::ConnectionHandler, public std::enable_shared_from_this<Refuser> {
+ public:
+  Refuser(transport::ConnectionPtr conn, Status why, std::chrono::milliseconds wait)
+      : conn_(std::move(conn)), why_(std::move(why)), timer_(conn_->loop().context()), wait_(wait) {}
+
+  void start() {
+    self_ = shared_from_this();
+    conn_->start(this);
+    timer_.expires_after(wait_);
+    std::weak_ptr<Refuser> weak = self_;
+    timer_.async_wait([weak](const boost::system::error_code& ec) {
+      if (auto self = weak.lock(); self && !ec) self->answer();
+    });
+  }
+  void on_bytes(Slice) override { answer(); }
+  void on_closed(Status) override {
+    timer_.cancel();
+    auto keep = std::move(self_);
+  }
+
+ private:
+  void answer() {
+    if (answered_) return;
+    answered_ = true;
+    wire::FrameEncoder e(256);
+    e.add_preface();
+    std::string msg(why_.message());
+    e.add(wire::ErrorFrame{0, why_.code(), msg});
+    conn_->send(e.take());
+    conn_->close();
+  }
+
+  transport::ConnectionPtr conn_;
+  Status why_;
+  boost::asio::steady_timer timer_;
+  std::chrono::milliseconds wait_;
+  bool answered_ = false;
+  std::shared_ptr<Refuser> self_;
+};
+
+}  // namespace
 
 Server::Server(ServerOptions options)
     : options_(std::move(options)),
       broker_(options_.broker),
       loops_(options_.threads, options_.loop),
-      shards_(loops_.size()) {}
+      shards_(loops_.size()) {
+  options_.handshake.authenticate = [this](const wire::Hello& h, std::string& identity) -> Status {
+    Result<broker::Identity> id = auth_.authenticate({h.auth_token, h.auth_user, h.auth_password});
+    if (!id.is_ok()) {
+      stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+      return id.status();  // the session logs it with the peer's address
+    }
+    identity = id->user;
+    return Status();
+  };
+}
+
+Status Server::set_users(std::vector<broker::UserConfig> users) {
+  SLIP_TRY(auth_.reload(std::move(users)));
+  if (started_) {
+    for (std::size_t i = 0; i < loops_.size(); ++i) loops_.loop(i).post([this, i] { apply_users_on_loop(i); });
+  }
+  return Status();
+}
+
+void Server::apply_users_on_loop(std::size_t shard) {
+  std::vector<session::Session*> gone;
+  for (auto& [s, nc] : shards_[shard].clients) {
+    std::optional<broker::Identity> id = auth_.lookup(nc->client.user());
+    if (!id) {
+      gone.push_back(s);
+      continue;
+    }
+    nc->client.set_identity(std::move(*id));
+  }
+  if (nats_uses_users_) {
+    std::vector<std::shared_ptr<gateway::nats::NatsConnection>> gone_nats;
+    for (auto& [ptr, c] : shards_[shard].nats) {
+      broker::BrokerClient* bc = c->broker_client();
+      if (bc == nullptr || bc->user().empty()) continue;  // not logged in yet
+      std::optional<broker::Identity> id = auth_.lookup(bc->user());
+      if (id) {
+        bc->set_identity(std::move(*id));
+      } else {
+        gone_nats.push_back(c);
+      }
+    }
+    for (auto& c : gone_nats) {
+      const std::string user = c->broker_client()->user();
+      c->broker_client()->close();
+      stats_.users_disconnected.fetch_add(1, std::memory_order_relaxed);
+      SLIP_LOG_INFO("closing NATS connection from {}: user \"{}\" is no longer configured", c->peer_address(), user);
+      c->fail(unauthenticated("user \"" + user + "\" is no longer configured"));
+    }
+  }
+  for (session::Session* s : gone) {
+    auto it = shards_[shard].clients.find(s);
+    const std::string user = it->second->client.user();
+    it->second->client.close();  // nothing new from it, even before the close completes
+    stats_.users_disconnected.fetch_add(1, std::memory_order_relaxed);
+    SLIP_LOG_INFO("closing connection from {}: user \"{}\" is no longer configured", s->connection().peer_address(), user);
+    s->fail(unauthenticated("user \"" + user + "\" is no longer configured"));
+  }
+}
+
+Status Server::admit(const std::string& ip) {
+  std::lock_guard<std::mutex> g(conn_mu_);
+  if (connections_ >= options_.max_connections) {
+    return overloaded("too many connections (limit " + std::to_string(options_.max_connections) + ")");
+  }
+  std::size_t& n = per_ip_[ip];
+  if (n >= options_.max_connections_per_ip) {
+    if (n == 0) per_ip_.erase(ip);
+    return overloaded("too many connections from " + ip + " (limit " +
+                      std::to_string(options_.max_connections_per_ip) + ")");
+  }
+  ++n;
+  ++connections_;
+  return Status();
+}
+
+void Server::release(const std::string& ip) {
+  std::lock_guard<std::mutex> g(conn_mu_);
+  auto it = per_ip_.find(ip);
+  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+  if (connections_ > 0) --connections_;
+}
 
 Server::~Server() { shutdown(); }
 
@@ -30,6 +167,16 @@ Status Server::start() {
   }
   native_ = std::move(listener).value();
   if (!options_.nats_listen.empty()) {
+    if (!options_.nats.authenticate && auth_.required()) {
+      // NATS clients log in as the configured users, with the same permissions.
+      nats_uses_users_ = true;
+      options_.nats.authenticate = [this](std::string_view token, std::string_view user,
+                                          std::string_view password) -> Result<broker::Identity> {
+        Result<broker::Identity> id = auth_.authenticate(broker::Credentials{token, user, password});
+        if (!id.is_ok()) stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+        return id;
+      };
+    }
     auto nats_hp = transport::parse_host_port(options_.nats_listen);
     auto nats = nats_hp.is_ok() ? transport::tcp_listen(loops_, *nats_hp, options_.tcp,
                                                         [this](transport::ConnectionPtr c) { accept_nats(c); })
@@ -78,6 +225,12 @@ Server::Shard& Server::shard_of(io::EventLoop& loop) {
 }
 
 void Server::accept(transport::ConnectionPtr conn) {
+  if (Status limit = admit(ip_of(conn->peer_address())); !limit.is_ok()) {
+    stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    SLIP_LOG_WARN("connection from {} refused: {}", conn->peer_address(), limit.to_string());
+    std::make_shared<Refuser>(conn, limit, options_.session.handshake_timeout)->start();
+    return;
+  }
   const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
   auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
   shard_of(conn->loop()).sessions.emplace(s.get(), s);
@@ -89,9 +242,17 @@ void Server::accept(transport::ConnectionPtr conn) {
 void Server::on_ready(session::Session& s) {
   std::string name = s.negotiated().peer_name.empty() ? s.connection().peer_address()
                                                        : s.negotiated().peer_name + "@" + s.connection().peer_address();
+  std::optional<broker::Identity> id = auth_.lookup(s.negotiated().identity);
+  if (!id) {  // removed by a reload since its handshake
+    s.fail(unauthenticated("user \"" + s.negotiated().identity + "\" is no longer configured"));
+    return;
+  }
+  if (!id->user.empty()) name += " (user " + id->user + ")";
+  auto nc = std::make_unique<NativeClient>(broker_, s, std::move(name));
+  nc->client.set_identity(std::move(*id));
   Shard& shard = shard_of(s.connection().loop());
   shard.last_session = nullptr;
-  shard.clients[&s] = std::make_unique<NativeClient>(broker_, s, std::move(name));
+  shard.clients[&s] = std::move(nc);
 }
 
 Status Server::on_frame(session::Session& s, const wire::Frame& f) {
@@ -109,7 +270,10 @@ void Server::on_closed(session::Session& s, const Status& reason) {
   SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
   if (shard_of(s.connection().loop()).last_session == &s) shard_of(s.connection().loop()).last_session = nullptr;
   shard_of(s.connection().loop()).clients.erase(&s);
-  if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+  if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) {
+    open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+    release(ip_of(s.connection().peer_address()));
+  }
 }
 
 void Server::shutdown() {

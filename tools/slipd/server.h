@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "gateway/nats/connection.h"
 #include "io/loop_group.h"
@@ -32,6 +34,16 @@ struct ServerOptions {
   // The NATS client protocol on its own port ("HOST:PORT"); empty: off.
   std::string nats_listen;
   gateway::nats::GatewayOptions nats;
+  // Connections at once, in all and from one client IP address; past either, a new connection
+  // is refused with RESOURCE_EXHAUSTED.
+  std::size_t max_connections = 65536;
+  std::size_t max_connections_per_ip = 4096;
+};
+
+struct ServerStats {
+  std::atomic<std::uint64_t> auth_failures{0};         // handshakes refused for credentials
+  std::atomic<std::uint64_t> connections_refused{0};   // refused for the connection limits
+  std::atomic<std::uint64_t> users_disconnected{0};    // closed because a reload removed their user
 };
 
 class Server final : public session::SessionHandler {
@@ -44,6 +56,13 @@ class Server final : public session::SessionHandler {
   // Stops accepting, sends GOAWAY to every session, waits up to drain_timeout for them to
   // close, then stops the loops.
   void shutdown();
+
+  // Replaces the users and their permissions (auth.h), atomically. Open connections get their
+  // user's new permissions (subscriptions no longer allowed end with PUBSUB_ERROR); connections
+  // whose user is gone are closed with UNAUTHENTICATED. On error nothing changes. Any thread.
+  Status set_users(std::vector<broker::UserConfig> users);
+  const broker::Authenticator& authenticator() const { return auth_; }
+  const ServerStats& stats() const { return stats_; }
 
   // Bound addresses, e.g. {"native", "127.0.0.1:7420"}.
   std::vector<std::pair<std::string, std::string>> listening() const;
@@ -75,9 +94,16 @@ class Server final : public session::SessionHandler {
 
   void accept(transport::ConnectionPtr conn);
   void accept_nats(transport::ConnectionPtr conn);
+  // Counts a new connection against the limits; a non-OK Status says why it is refused.
+  Status admit(const std::string& ip);
+  void release(const std::string& ip);
+  void apply_users_on_loop(std::size_t shard);
   Shard& shard_of(io::EventLoop& loop);
 
   ServerOptions options_;
+  broker::Authenticator auth_;
+  ServerStats stats_;
+  bool nats_uses_users_ = false;  // NATS clients authenticate as the configured users
   broker::Broker broker_;
   io::LoopGroup loops_;
   std::vector<Shard> shards_;  // one per loop, touched only on that loop's thread
@@ -87,6 +113,9 @@ class Server final : public session::SessionHandler {
   std::atomic<std::uint64_t> next_connection_id_{1};
   std::atomic<std::uint64_t> open_sessions_{0};
   bool started_ = false;
+  std::mutex conn_mu_;
+  std::size_t connections_ = 0;                                 // guarded by conn_mu_
+  std::unordered_map<std::string, std::size_t> per_ip_;         // guarded by conn_mu_
 };
 
 }  // namespace slip::slipd

@@ -181,6 +181,7 @@ bool NatsConnection::on_connect(const Op& op) {
       error("Authorization Violation", true);
       return false;
     }
+    client_->set_identity(std::move(who).value());
   }
   auth_timer_.cancel();
   connected_ = true;

@@ -32,8 +32,9 @@ namespace slip::gateway::nats {
 
 // Decides whether CONNECT's credentials admit the client; returns the name it is known by (for
 // logs), or any failure for "Authorization Violation". Fields the client did not send are empty.
-using Authenticator =
-    std::function<Result<std::string>(std::string_view token, std::string_view user, std::string_view password)>;
+// Checks CONNECT's credentials; the identity's permissions then apply to the connection.
+using Authenticator = std::function<Result<broker::Identity>(std::string_view token, std::string_view user,
+                                                             std::string_view password)>;
 
 struct GatewayOptions {
   std::size_t max_control_line = 4096;
@@ -55,6 +56,8 @@ class NatsConnection final : public transport::ConnectionHandler,
                              public broker::ClientConnection,
                              public std::enable_shared_from_this<NatsConnection> {
  public:
+  // Its broker state (identity and permissions, subscriptions); null before start().
+  broker::BrokerClient* broker_client() { return client_.get(); }
   // `on_gone` runs (posted to the loop) once the connection has closed.
   NatsConnection(broker::Broker& broker, transport::ConnectionPtr conn, const GatewayOptions& options,
                  std::uint64_t id, std::function<void(NatsConnection&)> on_gone);
