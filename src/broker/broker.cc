@@ -1,5 +1,6 @@
 #include "broker/broker.h"
 
+#include "core/clock.h"
 #include "core/logging.h"
 
 namespace slip::broker {
@@ -26,6 +27,22 @@ Broker::~Broker() = default;
 std::size_t Broker::subscriptions() const {
   std::lock_guard<std::mutex> g(mu_);
   return index_.size();
+}
+
+HistogramSnapshot Broker::publish_latency() const {
+  HistogramSnapshot out;
+  std::lock_guard<std::mutex> g(shard_stats_mu_);
+  for (const auto& [loop, st] : shard_stats_) st->publish_ns.merge_into(out);
+  return out;
+}
+
+ShardStats& Broker::shard_stats(io::EventLoop& loop) {
+  std::lock_guard<std::mutex> g(shard_stats_mu_);
+  for (auto& [l, st] : shard_stats_) {
+    if (l == &loop) return *st;
+  }
+  shard_stats_.emplace_back(&loop, std::make_unique<ShardStats>());
+  return *shard_stats_.back().second;
 }
 
 Status Broker::add(detail::Subscription* sub) {
@@ -182,6 +199,7 @@ BrokerClient::BrokerClient(Broker& broker, ClientConnection& conn, std::string n
     : broker_(broker), conn_(conn), name_(std::move(name)), link_(std::make_shared<detail::ClientLink>()) {
   link_->loop = &conn.loop();
   link_->client = this;
+  if (broker_.options_.metrics) shard_stats_ = &broker_.shard_stats(conn.loop());
 }
 
 BrokerClient::~BrokerClient() { close(); }
@@ -223,6 +241,14 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   }
   SLIP_TRY(validate_publish_subject(subject, broker_.options_.limits));
   if (!reply.empty()) SLIP_TRY(validate_publish_subject(reply, broker_.options_.limits));
+  ++stats_.msgs_in;
+  stats_.bytes_in += payload.size();
+  if (shard_stats_ != nullptr && (++publish_seq_ & (kPublishSampleEvery - 1)) == 0) {
+    const std::int64_t start = mono_now_ns();
+    broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload);
+    shard_stats_->publish_ns.record(static_cast<std::uint64_t>(mono_now_ns() - start));
+    return Status();
+  }
   broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload);
   return Status();
 }
@@ -295,6 +321,8 @@ bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::str
   conn_.send_msg(sid, subject, reply, has_headers, headers, payload);
   broker_.stats_.messages_out.fetch_add(1, std::memory_order_relaxed);
   broker_.stats_.bytes_out.fetch_add(payload.size(), std::memory_order_relaxed);
+  ++stats_.msgs_out;
+  stats_.bytes_out += payload.size();
   ++local.delivered;
   if (local.max_msgs != 0 && local.delivered >= local.max_msgs) remove_sub(sid);
   return true;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "broker/sublist.h"
+#include "core/histogram.h"
 #include "io/event_loop.h"
 #include "session/session.h"
 
@@ -45,6 +46,9 @@ struct BrokerOptions {
   std::size_t max_subscriptions = 100000;
   // Largest payload a client may publish.
   std::size_t max_payload = 8u << 20;
+  // Time the routing of one PUB in kPublishSampleEvery (ShardStats::publish_ns). Off, the
+  // publish path reads no clock; the plain counters are kept either way.
+  bool metrics = true;
 };
 
 struct BrokerStats {
@@ -55,6 +59,23 @@ struct BrokerStats {
   std::atomic<std::uint64_t> no_responders{0};
   std::atomic<std::uint64_t> slow_consumers{0};  // clients cut off or dropping
   std::atomic<std::uint64_t> dropped{0};         // messages dropped for slow consumers
+};
+
+// One shard's (loop's) figures: recorded by that loop only, read by any thread (scrapes).
+struct ShardStats {
+  // Nanoseconds to route one PUB inside the broker: match, write to local receivers' queues,
+  // hand over to other shards. Sampled: one PUB in kPublishSampleEvery per client.
+  Histogram publish_ns;
+};
+inline constexpr std::uint32_t kPublishSampleEvery = 16;  // a power of two
+
+// One client's traffic. Written on the client's loop only; read there too (the server collects
+// connection details by posting to each loop), so plain integers suffice.
+struct ClientStats {
+  std::uint64_t msgs_in = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t msgs_out = 0;
+  std::uint64_t bytes_out = 0;
 };
 
 class Broker;
@@ -163,6 +184,12 @@ class BrokerClient {
   const std::string& name() const { return name_; }
   std::size_t subscriptions() const { return subs_.size(); }
   std::uint64_t dropped() const { return dropped_; }
+  const ClientStats& stats() const { return stats_; }
+  // Calls fn(sid, subject, queue, delivered) for each subscription. On this client's loop.
+  template <typename Fn>
+  void for_each_subscription(Fn&& fn) const {
+    for (const auto& [sid, local] : subs_) fn(sid, local.sub->subject, local.sub->queue, local.delivered);
+  }
 
  private:
   friend class Broker;
@@ -184,6 +211,9 @@ class BrokerClient {
   bool slow_logged_ = false;
   std::uint64_t dropped_ = 0;
   bool closed_ = false;
+  ClientStats stats_;
+  ShardStats* shard_stats_ = nullptr;  // null when metrics are off
+  std::uint32_t publish_seq_ = 0;
 };
 
 class Broker {
@@ -194,6 +224,10 @@ class Broker {
   const BrokerOptions& options() const { return options_; }
   const BrokerStats& stats() const { return stats_; }
   std::size_t subscriptions() const;
+  // Merges every shard's publish routing histogram. Any thread.
+  HistogramSnapshot publish_latency() const;
+  // This loop's figures, made on first use (never on the publish path: clients look it up once).
+  ShardStats& shard_stats(io::EventLoop& loop);
 
  private:
   friend class BrokerClient;
@@ -218,6 +252,9 @@ class Broker {
   std::uint64_t queue_cursor_ = 0;             // guarded by mu_: round robin over group members
   std::mutex outbox_mu_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Outbox>> outboxes_;  // guarded by outbox_mu_
+  mutable std::mutex shard_stats_mu_;
+  // Never removed while the broker lives, so a client may keep a pointer.
+  std::vector<std::pair<io::EventLoop*, std::unique_ptr<ShardStats>>> shard_stats_;  // guarded by shard_stats_mu_
 };
 
 }  // namespace slip::broker
