@@ -68,6 +68,7 @@ SlipdProcess::SlipdProcess(std::vector<std::string> extra_args) {
     if (pos != std::string::npos && end != std::string::npos) {
       auto space = ready.find(' ', pos);
       address_ = ready.substr(space + 1, end - space - 1);
+      ready_ = ready;
       return;
     }
     int status = 0;
@@ -83,6 +84,15 @@ SlipdProcess::~SlipdProcess() {
   if (pid_ > 0) stop(SIGTERM);
   std::string cmd = "rm -rf " + dir_;
   (void)std::system(cmd.c_str());
+}
+
+std::string SlipdProcess::listener(const std::string& protocol) const {
+  std::istringstream in(ready_);
+  std::string proto, addr;
+  while (in >> proto >> addr) {
+    if (proto == protocol) return addr;
+  }
+  return {};
 }
 
 std::uint16_t SlipdProcess::port() const {

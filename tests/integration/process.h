@@ -27,6 +27,8 @@ class SlipdProcess {
   bool ok() const { return pid_ > 0 && !address_.empty(); }
   pid_t pid() const { return pid_; }
   const std::string& address() const { return address_; }  // native "127.0.0.1:PORT"
+  // The address of another listener from the ready file ("http", ...); empty when absent.
+  std::string listener(const std::string& protocol) const;
   std::uint16_t port() const;
   // Sends `sig` and waits for the exit; returns the exit status as waitpid() reports it.
   int stop(int sig);
@@ -36,6 +38,7 @@ class SlipdProcess {
   pid_t pid_ = -1;
   std::string dir_;
   std::string address_;
+  std::string ready_;  // the ready file's lines
 };
 
 // Runs a program to completion; returns its exit code and captures stdout+stderr.

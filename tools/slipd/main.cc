@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "core/logging.h"
+#include "observability.h"
 #include "server.h"
 
 namespace {
@@ -31,6 +32,8 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string ready_file;
   unsigned drain_ms = 5000;
+  std::string http_listen;
+  std::string metrics = "on";
 
   CLI::App app{"slipd - the Slipstream broker.\n\nStarts with embedded defaults: the native protocol on 127.0.0.1:7420,\n"
                "one event loop per core. Stop it with Ctrl-C or SIGTERM: it tells clients to go away,\n"
@@ -95,7 +98,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.add_option("--ready-file", ready_file,
                  "Once listening, write 'PROTOCOL ADDRESS' lines here (for scripts that use port 0)");
+  app.add_option("--http-listen", http_listen,
+                 "HTTP address for /metrics, /healthz, the JSON API and the dashboard, HOST:PORT (off by default; "
+                 "8222 is the customary port)");
+  app.add_option("--metrics", metrics, "Sampled publish-routing latency histogram (counters are always kept)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   CLI11_PARSE(app, argc, argv);
+  opts.broker.metrics = metrics == "on";
 
   if (auto s = slip::init_logging(log_level); !s.is_ok()) {
     std::fprintf(stderr, "slipd: %s\n", s.to_string().c_str());
@@ -116,9 +126,19 @@ int main(int argc, char** argv) {
   SLIP_LOG_INFO("slipd {} started: {} loops, idle={}{}", SLIP_VERSION, opts.threads ? opts.threads : std::thread::hardware_concurrency(),
                 idle, idle == "spin" ? " " + std::to_string(spin_us) + "us" : "");
   for (const auto& [proto, addr] : server.listening()) SLIP_LOG_INFO("listening for {} protocol on {}", proto, addr);
+  slip::slipd::Observability observability(server);
+  if (!http_listen.empty()) {
+    if (auto s = observability.start_http(http_listen); !s.is_ok()) {
+      SLIP_LOG_ERROR("cannot start: {}", s.to_string());
+      server.shutdown();
+      return 1;
+    }
+    SLIP_LOG_INFO("serving HTTP (metrics, dashboard) on {}", observability.http_address());
+  }
   if (!ready_file.empty()) {
     std::ofstream f(ready_file + ".tmp");
     for (const auto& [proto, addr] : server.listening()) f << proto << ' ' << addr << '\n';
+    if (!http_listen.empty()) f << "http " << observability.http_address() << '\n';
     f.close();
     std::rename((ready_file + ".tmp").c_str(), ready_file.c_str());
   }
@@ -126,7 +146,8 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   SLIP_LOG_INFO("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  server.shutdown();
+  server.shutdown();  // /healthz answers 503 while this drains
+  observability.stop();
   SLIP_LOG_INFO("stopped");
   return 0;
 }

@@ -50,6 +50,8 @@ void Server::accept(transport::ConnectionPtr conn) {
   auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
   shard_of(conn->loop()).sessions.emplace(s.get(), s);
   open_sessions_.fetch_add(1, std::memory_order_relaxed);
+  native_stats_.open.fetch_add(1, std::memory_order_relaxed);
+  native_stats_.total.fetch_add(1, std::memory_order_relaxed);
   SLIP_LOG_DEBUG("connection {} from {}", id, conn->peer_address());
   s->start();
 }
@@ -69,13 +71,19 @@ Status Server::on_frame(session::Session& s, const wire::Frame& f) {
 
 void Server::on_closed(session::Session& s, const Status& reason) {
   SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
-  shard_of(s.connection().loop()).clients.erase(&s);
-  if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+  if (shard_of(s.connection().loop()).clients.erase(&s) == 0) {
+    native_stats_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) {
+    open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+    native_stats_.open.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 void Server::shutdown() {
   if (!started_) return;
   started_ = false;
+  draining_.store(true, std::memory_order_release);
   if (native_) native_->stop();
   for (std::size_t i = 0; i < loops_.size(); ++i) {
     loops_.loop(i).post([this, i] {
