@@ -300,5 +300,26 @@ TEST(Http, ServesTheDashboardItself) {
 #endif
 }
 
+TEST(SlipStats, OncePrintsTheFigures) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  Peer pub(slipd.address(), "stats-pub");
+  ASSERT_TRUE(pub.wait_ready());
+  pub.run([&] {
+    for (int i = 0; i < 250; ++i) ASSERT_TRUE(pub.client().publish("s", Slice::copy_of("z")).is_ok());
+  });
+  pub.sync();
+  std::string out;
+  const int rc = test::run_program({SLIP_PATH, "stats", "--once", "--server-http", http}, &out);
+  EXPECT_EQ(rc, 0) << out;
+  for (const char* want : {"msgs/s in", "msgs/s out", "connections", "subscriptions", "slow consumers", "p50", "p99",
+                           "stats-pub", "251" /* its PUBs: 250 and the sync request */}) {
+    EXPECT_NE(out.find(want), std::string::npos) << "missing '" << want << "' in:\n" << out;
+  }
+  std::string bad;
+  EXPECT_NE(test::run_program({SLIP_PATH, "stats", "--once", "--server-http", "127.0.0.1:1"}, &bad), 0) << bad;
+}
+
 }  // namespace
 }  // namespace slip::broker

@@ -8,6 +8,7 @@
 #include "broker/client.h"
 #include "io/event_loop.h"
 #include "session/session.h"
+#include "stats.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
 
@@ -231,8 +232,16 @@ int main(int argc, char** argv) {
   rep->add_option("-q,--queue", queue, "Join this queue group (each request goes to one responder)");
   rep->add_option("-n,--count", msg_count, "Exit after this many requests (0: never)")->capture_default_str();
 
+  slip::cli::StatsOptions stats_opts;
+  auto* stats = app.add_subcommand("stats", "A live view (like top) of a slipd's figures, from its --http-listen address");
+  stats->add_option("--server-http", stats_opts.server_http, "slipd's HTTP address, HOST:PORT")->capture_default_str();
+  stats->add_flag("--once", stats_opts.once, "Print the figures once, plainly, and exit");
+  stats->add_option("--interval-ms", stats_opts.interval_ms, "Refresh period")->capture_default_str()->check(CLI::Range(100u, 3600000u));
+  stats->add_option("--top", stats_opts.top, "Connections shown, busiest first")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
+  if (*stats) return slip::cli::run_stats(stats_opts);
   if (*pub) {
     return run_pubsub(common, "pub", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
       for (unsigned i = 0; i < pub_count; ++i) {
