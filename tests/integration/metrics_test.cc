@@ -75,9 +75,20 @@ class Peer {
   }
   void subscribe(const std::string& subject) {
     run([&] {
-      (void)client_->subscribe(subject, "", [this](const Message&) { ++received_; });
+      (void)client_->subscribe(subject, "", [this](const Message& m) {
+        ++received_;
+        if (m.headers == nullptr) return;
+        for (const auto& [k, v] : *m.headers) {
+          if (k == "traceparent") traceparent_ = std::string(v);
+        }
+      });
     });
     sync();
+  }
+  std::string traceparent() {
+    std::string t;
+    run([&] { t = traceparent_; });
+    return t;
   }
   bool wait_received(std::size_t n) {
     return wait_for([&] { return received_ == n; });
@@ -87,6 +98,7 @@ class Peer {
   io::LoopGroup loops_;
   std::unique_ptr<PubSubClient> client_;
   std::size_t received_ = 0;
+  std::string traceparent_;  // the last one received
 };
 
 std::string joined(const std::vector<std::string>& v) {
@@ -319,6 +331,21 @@ TEST(SlipStats, OncePrintsTheFigures) {
   }
   std::string bad;
   EXPECT_NE(test::run_program({SLIP_PATH, "stats", "--once", "--server-http", "127.0.0.1:1"}, &bad), 0) << bad;
+}
+
+TEST(Trace, SlipPubTraceSendsATraceparentThatReachesSubscribersUnchanged) {
+  test::SlipdProcess slipd;
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  Peer sub(slipd.address(), "trace-sub");
+  ASSERT_TRUE(sub.wait_ready());
+  sub.subscribe("traced.>");
+  std::string out;
+  ASSERT_EQ(test::run_program({SLIP_PATH, "--server", slipd.address(), "pub", "--trace", "traced.x", "hi"}, &out), 0) << out;
+  const auto at = out.find("traceparent ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string sent = out.substr(at + 12, 55);
+  ASSERT_TRUE(sub.wait_received(1));
+  EXPECT_EQ(sub.traceparent(), sent);
 }
 
 }  // namespace
