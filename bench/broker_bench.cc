@@ -87,6 +87,8 @@ struct Settings {
   int rr_warmup = 2000;
   int rr_samples = 20000;
   bool nats_send_asap_rr = true;
+  // Every slipd target twice: metrics on (and the HTTP listener up) and --metrics=off.
+  bool metrics_ab = false;
 };
 
 struct Workload {
@@ -306,6 +308,7 @@ struct Target {
   bool nats = false;
   int threads = 1;
   io::LoopOptions client_loop;  // Slipstream's client loops
+  std::vector<std::string> slipd_args;  // added to slipd's command line
 };
 
 // Starts a server; returns it and its address ("127.0.0.1:PORT").
@@ -328,11 +331,11 @@ std::pair<std::unique_ptr<ServerProcess>, std::string> start_server(const Target
   }
   const std::string ready = tag + ".slipd.ready";
   ::unlink(ready.c_str());
-  auto p = std::make_unique<ServerProcess>(
-      std::vector<std::string>{s.slipd, "--listen", "127.0.0.1:0", "--threads", std::to_string(t.threads), "--idle",
-                               s.server_idle, "--spin-us", std::to_string(s.server_spin_us), "--max-pending-bytes",
-                               std::to_string(s.max_pending), "--log-level", "warn", "--ready-file", ready},
-      tag + ".slipd.log");
+  std::vector<std::string> argv{s.slipd, "--listen", "127.0.0.1:0", "--threads", std::to_string(t.threads), "--idle",
+                                s.server_idle, "--spin-us", std::to_string(s.server_spin_us), "--max-pending-bytes",
+                                std::to_string(s.max_pending), "--log-level", "warn", "--ready-file", ready};
+  argv.insert(argv.end(), t.slipd_args.begin(), t.slipd_args.end());
+  auto p = std::make_unique<ServerProcess>(argv, tag + ".slipd.log");
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   for (;;) {
     std::ifstream f(ready);
@@ -701,6 +704,8 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--client-spin-us", s.client_spin_us, "Client spin time with --client-idle spin")->capture_default_str();
   app.add_option("--max-pending", s.max_pending, "Slow-consumer bound given to both servers, bytes")->capture_default_str();
+  app.add_flag("--metrics-ab", s.metrics_ab,
+               "Run every slipd target twice, back to back: metrics on with --http-listen, and --metrics=off");
   app.add_option("--workloads", s.workloads, "tp16 tp128 tp1k tp16k fan128 rr16")->delimiter(',');
   app.add_option("--scale", s.scale, "Multiplies the message counts")->capture_default_str();
   app.add_option("--batch", s.batch, "Slipstream publishes per loop turn")->capture_default_str();
@@ -734,10 +739,16 @@ int main(int argc, char** argv) {
       slip::io::LoopOptions lo;
       lo.idle = strategy.value();
       lo.spin = std::chrono::microseconds(s.client_spin_us);
-      targets.push_back({"slipd t" + std::to_string(t) + " c-" + idle, false, t, lo});
+      const std::string label = "slipd t" + std::to_string(t) + " c-" + idle;
+      if (s.metrics_ab) {
+        targets.push_back({label + " m-on", false, t, lo, {"--metrics", "on", "--http-listen", "127.0.0.1:0"}});
+        targets.push_back({label + " m-off", false, t, lo, {"--metrics", "off"}});
+      } else {
+        targets.push_back({label, false, t, lo, {}});
+      }
     }
   }
-  targets.push_back({"nats-server", true, 0, {}});
+  targets.push_back({"nats-server", true, 0, {}, {}});
   std::vector<Workload> workloads;
   for (const auto& n : s.workloads) workloads.push_back(workload_by_name(n, s));
 

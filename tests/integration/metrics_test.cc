@@ -261,14 +261,16 @@ TEST(Http, HealthzIsOkWhileServingAnd503WhileDraining) {
   ASSERT_TRUE(stubborn.handshake().is_ok());
   ASSERT_EQ(::kill(slipd.pid(), SIGTERM), 0);
   int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string last;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     auto r = test::http_get(http, "/healthz");
     if (r.is_ok()) status = r->status;
+    last = r.is_ok() ? std::to_string(r->status) + " " + r->body : r.status().to_string();
     if (status == 503) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_EQ(status, 503);
+  EXPECT_EQ(status, 503) << "last /healthz: " << last << "\nslipd's log:\n" << slipd.log();
 }
 
 TEST(Http, UnknownPathIs404AndOtherMethodsAre405) {
