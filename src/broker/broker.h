@@ -67,7 +67,7 @@ struct ShardStats {
   // hand over to other shards. Sampled: one PUB in kPublishSampleEvery per client.
   Histogram publish_ns;
 };
-inline constexpr std::uint32_t kPublishSampleEvery = 16;  // a power of two
+inline constexpr std::uint32_t kPublishSampleEvery = 128;  // a power of two
 
 // One client's traffic. Written on the client's loop only; read there too (the server collects
 // connection details by posting to each loop), so plain integers suffice.
