@@ -741,8 +741,10 @@ int main(int argc, char** argv) {
       lo.spin = std::chrono::microseconds(s.client_spin_us);
       const std::string label = "slipd t" + std::to_string(t) + " c-" + idle;
       if (s.metrics_ab) {
-        targets.push_back({label + " m-on", false, t, lo, {"--metrics", "on", "--http-listen", "127.0.0.1:0"}});
+        // Off first: the order of the two alternates nothing, so a reversed run is a separate check.
         targets.push_back({label + " m-off", false, t, lo, {"--metrics", "off"}});
+        targets.push_back({label + " m-on", false, t, lo, {"--metrics", "on"}});
+        targets.push_back({label + " m-on+http", false, t, lo, {"--metrics", "on", "--http-listen", "127.0.0.1:0"}});
       } else {
         targets.push_back({label, false, t, lo, {}});
       }
