@@ -95,6 +95,8 @@ struct Settings {
   int rr_warmup = 2000;
   int rr_samples = 20000;
   bool nats_send_asap_rr = true;
+  // Every slipd target twice: metrics on (and the HTTP listener up) and --metrics=off.
+  bool metrics_ab = false;
 };
 
 struct Workload {
@@ -315,6 +317,7 @@ struct Target {
   bool gateway = false;  // slipd's NATS port, driven by libnats
   int threads = 1;
   io::LoopOptions client_loop;  // Slipstream's client loops
+  std::vector<std::string> slipd_args;  // added to slipd's command line
 };
 
 // Starts a server; returns it and its address ("127.0.0.1:PORT").
@@ -343,6 +346,7 @@ std::pair<std::unique_ptr<ServerProcess>, std::string> start_server(const Target
   if (t.gateway) {
     argv.insert(argv.end(), {"--nats-listen", "127.0.0.1:0"});
   }
+  argv.insert(argv.end(), t.slipd_args.begin(), t.slipd_args.end());
   auto p = std::make_unique<ServerProcess>(argv, tag + ".slipd.log");
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   for (;;) {
@@ -715,6 +719,8 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--client-spin-us", s.client_spin_us, "Client spin time with --client-idle spin")->capture_default_str();
   app.add_option("--max-pending", s.max_pending, "Slow-consumer bound given to both servers, bytes")->capture_default_str();
+  app.add_flag("--metrics-ab", s.metrics_ab,
+               "Run every slipd target twice, back to back: metrics on with --http-listen, and --metrics=off");
   app.add_option("--workloads", s.workloads, "tp16 tp128 tp1k tp16k fan128 rr16")->delimiter(',');
   app.add_option("--targets", s.kinds,
                  "native (slipd via Slipstream's client), gateway (slipd's NATS port via libnats), nats (nats-server)")
@@ -743,7 +749,7 @@ int main(int argc, char** argv) {
   auto wanted = [&](const char* k) { return std::find(s.kinds.begin(), s.kinds.end(), k) != s.kinds.end(); };
   std::vector<Target> targets;
   for (int t : s.slipd_threads) {
-    if (wanted("gateway")) targets.push_back({"slipd-nats t" + std::to_string(t), false, true, t, {}});
+    if (wanted("gateway")) targets.push_back({"slipd-nats t" + std::to_string(t), false, true, t, {}, {}});
     if (!wanted("native")) continue;
     for (const auto& idle : s.client_idles) {
       auto strategy = slip::io::parse_idle_strategy(idle);
@@ -754,10 +760,18 @@ int main(int argc, char** argv) {
       slip::io::LoopOptions lo;
       lo.idle = strategy.value();
       lo.spin = std::chrono::microseconds(s.client_spin_us);
-      targets.push_back({"slipd t" + std::to_string(t) + " c-" + idle, false, false, t, lo});
+      const std::string label = "slipd t" + std::to_string(t) + " c-" + idle;
+      if (s.metrics_ab) {
+        // Off first: the order of the two alternates nothing, so a reversed run is a separate check.
+        targets.push_back({label + " m-off", false, false, t, lo, {"--metrics", "off"}});
+        targets.push_back({label + " m-on", false, false, t, lo, {"--metrics", "on"}});
+        targets.push_back({label + " m-on+http", false, false, t, lo, {"--metrics", "on", "--http-listen", "127.0.0.1:0"}});
+      } else {
+        targets.push_back({label, false, false, t, lo, {}});
+      }
     }
   }
-  if (wanted("nats")) targets.push_back({"nats-server", true, false, 0, {}});
+  if (wanted("nats")) targets.push_back({"nats-server", true, false, 0, {}, {}});
   std::vector<Workload> workloads;
   for (const auto& n : s.workloads) workloads.push_back(workload_by_name(n, s));
 

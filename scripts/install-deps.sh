@@ -13,6 +13,11 @@ packages=(
   # tests and micro-benchmarks (libnats: the NATS gateway's tests use the real NATS C client)
   libgtest-dev libgmock-dev libbenchmark-dev libnats-dev
 )
+# the dashboard's build (uPlot from npm) and its browser test (playwright-core from npm driving
+# Debian's Chromium); a node/npm already on the PATH (e.g. another distribution's) is used as is
+packages+=(chromium)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(sockperf nats-server)
 fi

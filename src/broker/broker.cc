@@ -2,6 +2,7 @@
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "core/clock.h"
 #include "core/logging.h"
 
 namespace slip::broker {
@@ -144,6 +145,22 @@ const BrokerStats& Broker::stats() const {
   stats_.slow_consumers.store(slow, std::memory_order_relaxed);
   stats_.dropped.store(drop, std::memory_order_relaxed);
   return stats_;
+}
+
+HistogramSnapshot Broker::publish_latency() const {
+  HistogramSnapshot out;
+  std::lock_guard<std::mutex> g(shard_stats_mu_);
+  for (const auto& [loop, st] : shard_stats_) st->publish_ns.merge_into(out);
+  return out;
+}
+
+ShardStats& Broker::shard_stats(io::EventLoop& loop) {
+  std::lock_guard<std::mutex> g(shard_stats_mu_);
+  for (auto& [l, st] : shard_stats_) {
+    if (l == &loop) return *st;
+  }
+  shard_stats_.emplace_back(&loop, std::make_unique<ShardStats>());
+  return *shard_stats_.back().second;
 }
 
 Status Broker::add(detail::Subscription* sub) {
@@ -453,6 +470,7 @@ BrokerClient::BrokerClient(Broker& broker, ClientConnection& conn, std::string n
   link_->loop = &conn.loop();
   link_->shard = shard_;
   link_->client = this;
+  if (broker_.options_.metrics) shard_stats_ = &broker_.shard_stats(conn.loop());
 }
 
 BrokerClient::~BrokerClient() { close(); }
@@ -503,7 +521,16 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   if (identity_.permissions && !identity_.permissions->may_publish(subject) && !take_response(subject)) {
     return denied("publish to", subject);
   }
-  broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, echo_ ? nullptr : link_.get());
+  ++stats_.msgs_in;
+  stats_.bytes_in += payload.size();
+  const detail::ClientLink* skip = echo_ ? nullptr : link_.get();
+  if (shard_stats_ != nullptr && (++publish_seq_ & (kPublishSampleEvery - 1)) == 0) {
+    const std::int64_t start = mono_now_ns();
+    broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, skip);
+    shard_stats_->publish_ns.record(static_cast<std::uint64_t>(mono_now_ns() - start));
+    return Status();
+  }
+  broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, skip);
   return Status();
 }
 
@@ -620,6 +647,8 @@ bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::str
   conn_.send_msg(sid, subject, reply, has_headers, headers, payload);
   shard_->stats.messages_out.add(1);
   shard_->stats.bytes_out.add(payload.size());
+  ++stats_.msgs_out;
+  stats_.bytes_out += payload.size();
   ++local.delivered;
   if (local.max_msgs != 0 && local.delivered >= local.max_msgs) remove_sub(sid);
   return true;

@@ -35,6 +35,7 @@
 
 #include "broker/auth.h"
 #include "broker/sublist.h"
+#include "core/histogram.h"
 #include "io/event_loop.h"
 #include "session/session.h"
 
@@ -48,6 +49,9 @@ struct BrokerOptions {
   std::size_t max_subscriptions = 100000;
   // Largest payload a client may publish.
   std::size_t max_payload = 8u << 20;
+  // Time the routing of one PUB in kPublishSampleEvery (ShardStats::publish_ns). Off, the
+  // publish path reads no clock; the plain counters are kept either way.
+  bool metrics = true;
 };
 
 struct BrokerStats {
@@ -59,6 +63,23 @@ struct BrokerStats {
   std::atomic<std::uint64_t> slow_consumers{0};  // clients cut off or dropping
   std::atomic<std::uint64_t> dropped{0};         // messages dropped for slow consumers
   std::atomic<std::uint64_t> permission_denied{0};  // PUBs and SUBs refused by permissions
+};
+
+// One shard's (loop's) figures: recorded by that loop only, read by any thread (scrapes).
+struct ShardStats {
+  // Nanoseconds to route one PUB inside the broker: match, write to local receivers' queues,
+  // hand over to other shards. Sampled: one PUB in kPublishSampleEvery per client.
+  Histogram publish_ns;
+};
+inline constexpr std::uint32_t kPublishSampleEvery = 128;  // a power of two
+
+// One client's traffic. Written on the client's loop only; read there too (the server collects
+// connection details by posting to each loop), so plain integers suffice.
+struct ClientStats {
+  std::uint64_t msgs_in = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t msgs_out = 0;
+  std::uint64_t bytes_out = 0;
 };
 
 class Broker;
@@ -211,6 +232,12 @@ class BrokerClient {
   const std::string& name() const { return name_; }
   std::size_t subscriptions() const { return subs_.size(); }
   std::uint64_t dropped() const { return dropped_; }
+  const ClientStats& stats() const { return stats_; }
+  // Calls fn(sid, subject, queue, delivered) for each subscription. On this client's loop.
+  template <typename Fn>
+  void for_each_subscription(Fn&& fn) const {
+    for (const auto& [sid, local] : subs_) fn(sid, local.sub->subject, local.sub->queue, local.delivered);
+  }
 
  private:
   friend class Broker;
@@ -241,6 +268,9 @@ class BrokerClient {
   bool closed_ = false;
   Identity identity_;  // permissions null: everything allowed
   std::deque<std::string> responses_;
+  ClientStats stats_;
+  ShardStats* shard_stats_ = nullptr;  // null when metrics are off
+  std::uint32_t publish_seq_ = 0;
 };
 
 class Broker {
@@ -252,6 +282,10 @@ class Broker {
   // Summed over the shards at the call: a snapshot.
   const BrokerStats& stats() const;
   std::size_t subscriptions() const;
+  // Merges every shard's publish routing histogram. Any thread.
+  HistogramSnapshot publish_latency() const;
+  // This loop's figures, made on first use (never on the publish path: clients look it up once).
+  ShardStats& shard_stats(io::EventLoop& loop);
 
  private:
   friend class BrokerClient;
@@ -291,6 +325,9 @@ class Broker {
   std::atomic<std::uint64_t> generation_{1};
   mutable std::mutex shards_mu_;
   std::vector<std::unique_ptr<detail::Shard>> shards_;  // guarded by shards_mu_; never shrinks
+  mutable std::mutex shard_stats_mu_;
+  // Never removed while the broker lives, so a client may keep a pointer.
+  std::vector<std::pair<io::EventLoop*, std::unique_ptr<ShardStats>>> shard_stats_;  // guarded by shard_stats_mu_
 };
 
 }  // namespace slip::broker

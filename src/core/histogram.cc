@@ -57,6 +57,20 @@ void HistogramSnapshot::merge(const HistogramSnapshot& other) {
   max_ = std::max(max_, other.max_);
 }
 
+HistogramSnapshot HistogramSnapshot::since(const HistogramSnapshot& earlier) const {
+  HistogramSnapshot d;
+  for (std::size_t i = 0; i < HistogramLayout::kBuckets; ++i) {
+    const std::uint64_t c = counts_[i] > earlier.counts_[i] ? counts_[i] - earlier.counts_[i] : 0;
+    if (c == 0) continue;
+    d.counts_[i] = c;
+    d.count_ += c;
+    d.min_ = std::min(d.min_, HistogramLayout::lowest(i));
+    d.max_ = std::max(d.max_, std::min(HistogramLayout::highest(i), max_));
+  }
+  d.sum_ = sum_ > earlier.sum_ ? sum_ - earlier.sum_ : 0;
+  return d;
+}
+
 std::uint64_t HistogramSnapshot::quantile(double q) const {
   if (count_ == 0) return 0;
   q = std::clamp(q, 0.0, 1.0);

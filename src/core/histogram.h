@@ -92,6 +92,10 @@ class HistogramSnapshot {
 
   void record(std::uint64_t v, std::uint64_t times = 1);
   void merge(const HistogramSnapshot& other);
+  // What was recorded after `earlier`, a snapshot of the same histograms taken before this one
+  // (e.g. the last second's values). min and max are the bounds of the outermost non-empty
+  // buckets, capped by this snapshot's max.
+  HistogramSnapshot since(const HistogramSnapshot& earlier) const;
 
   std::uint64_t count() const { return count_; }
   std::uint64_t sum() const { return sum_; }

@@ -72,6 +72,7 @@ SlipdProcess::SlipdProcess(std::vector<std::string> extra_args) {
       if (auto n = ready.find("nats "); n != std::string::npos) {
         nats_address_ = ready.substr(n + 5, ready.find('\n', n) - n - 5);
       }
+      ready_ = ready;
       return;
     }
     int status = 0;
@@ -87,6 +88,15 @@ SlipdProcess::~SlipdProcess() {
   if (pid_ > 0) stop(SIGTERM);
   std::string cmd = "rm -rf " + dir_;
   (void)std::system(cmd.c_str());
+}
+
+std::string SlipdProcess::listener(const std::string& protocol) const {
+  std::istringstream in(ready_);
+  std::string proto, addr;
+  while (in >> proto >> addr) {
+    if (proto == protocol) return addr;
+  }
+  return {};
 }
 
 std::uint16_t SlipdProcess::port() const {

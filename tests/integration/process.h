@@ -30,6 +30,8 @@ class SlipdProcess {
   // The NATS port's address, when started with --nats-listen; else empty.
   const std::string& nats_address() const { return nats_address_; }
   std::uint16_t nats_port() const;
+  // The address of another listener from the ready file ("http", ...); empty when absent.
+  std::string listener(const std::string& protocol) const;
   std::uint16_t port() const;
   // Sends `sig` and waits for the exit; returns the exit status as waitpid() reports it.
   int stop(int sig);
@@ -40,6 +42,7 @@ class SlipdProcess {
   std::string dir_;
   std::string address_;
   std::string nats_address_;
+  std::string ready_;  // the ready file's lines
 };
 
 // Runs a program to completion; returns its exit code and captures stdout+stderr.

@@ -10,6 +10,8 @@
 #include "broker/client.h"
 #include "io/event_loop.h"
 #include "session/session.h"
+#include "obs/traceparent.h"
+#include "stats.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
 
@@ -215,6 +217,8 @@ int main(int argc, char** argv) {
   pub->add_option("data", data, "Payload")->required();
   pub->add_option("-n,--count", pub_count, "Publish it this many times")->capture_default_str();
   pub->add_option("-r,--reply", reply_to, "Reply subject to send with it");
+  bool trace = false;
+  pub->add_flag("--trace", trace, "Start a W3C trace: send a traceparent header (printed) with the message");
 
   auto* sub = app.add_subcommand("sub", "Print messages on SUBJECT (wildcards * and >) as they arrive");
   sub->add_option("subject", subject, "Subject pattern")->required();
@@ -235,14 +239,25 @@ int main(int argc, char** argv) {
   slip::cli::BenchOptions bench_options;
   auto* bench = slip::cli::add_bench_command(app, bench_options);
 
+  slip::cli::StatsOptions stats_opts;
+  auto* stats = app.add_subcommand("stats", "A live view (like top) of a slipd's figures, from its --http-listen address");
+  stats->add_option("--server-http", stats_opts.server_http, "slipd's HTTP address, HOST:PORT")->capture_default_str();
+  stats->add_flag("--once", stats_opts.once, "Print the figures once, plainly, and exit");
+  stats->add_option("--interval-ms", stats_opts.interval_ms, "Refresh period")->capture_default_str()->check(CLI::Range(100u, 3600000u));
+  stats->add_option("--top", stats_opts.top, "Connections shown, busiest first")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
   if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
+  if (*stats) return slip::cli::run_stats(stats_opts);
   if (*bench) return slip::cli::run_bench(common, bench_options);
   if (*pub) {
+    const std::string traceparent = trace ? slip::obs::format_traceparent(slip::obs::new_trace()) : std::string();
+    const slip::wire::Metadata trace_headers = {{slip::obs::kTraceparentHeader, traceparent}};
+    if (trace) std::printf("traceparent %s\n", traceparent.c_str());
     return run_pubsub(common, "pub", false, [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
       for (unsigned i = 0; i < pub_count; ++i) {
-        if (auto st = c.publish(subject, slip::Slice::copy_of(data), reply_to); !st.is_ok()) {
+        if (auto st = c.publish(subject, slip::Slice::copy_of(data), reply_to, trace ? &trace_headers : nullptr); !st.is_ok()) {
           std::fprintf(stderr, "slip pub: %s\n", st.to_string().c_str());
           finish(1);
           return;
@@ -270,8 +285,14 @@ int main(int argc, char** argv) {
           if (!m.reply.empty()) (void)c.publish(m.reply, slip::Slice::copy_of(data));
           std::printf("[#%u] replied to %.*s\n", *seen, static_cast<int>(m.subject.size()), m.subject.data());
         } else {
-          std::printf("[#%u] %.*s: %s\n", *seen, static_cast<int>(m.subject.size()), m.subject.data(),
-                      payload_text(m.payload).c_str());
+          std::string trace_note;
+          if (m.headers != nullptr) {
+            for (const auto& [k, v] : *m.headers) {
+              if (k == slip::obs::kTraceparentHeader) trace_note = " (traceparent " + std::string(v) + ")";
+            }
+          }
+          std::printf("[#%u] %.*s: %s%s\n", *seen, static_cast<int>(m.subject.size()), m.subject.data(),
+                      payload_text(m.payload).c_str(), trace_note.c_str());
         }
         std::fflush(stdout);
         if (msg_count != 0 && *seen >= msg_count) finish(0);

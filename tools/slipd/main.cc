@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "core/logging.h"
+#include "observability.h"
 #include "server.h"
 
 namespace {
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string data_dir;
   bool hash_password = false;
+  std::string http_listen;
+  std::string metrics = "on";
 
   CLI::App app{"slipd - the Slipstream broker.\n\nStarts with embedded defaults: the native protocol on 127.0.0.1:7420,\n"
                "one event loop per core. Stop it with Ctrl-C or SIGTERM: it tells clients to go away,\n"
@@ -195,7 +198,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.add_option("--ready-file", ready_file,
                  "Once listening, write 'PROTOCOL ADDRESS' lines here (for scripts that use port 0)");
+  app.add_option("--http-listen", http_listen,
+                 "HTTP address for /metrics, /healthz, the JSON API and the dashboard, HOST:PORT (off by default; "
+                 "8222 is the customary port)");
+  app.add_option("--metrics", metrics, "Sampled publish-routing latency histogram (counters are always kept)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   CLI11_PARSE(app, argc, argv);
+  opts.broker.metrics = metrics == "on";
 
   if (hash_password) {
     std::string password;
@@ -284,9 +294,19 @@ int main(int argc, char** argv) {
                 opts.max_connections, opts.max_connections_per_ip, opts.broker.max_subscriptions, opts.broker.max_payload);
   if (!data_dir.empty()) SLIP_LOG_INFO("data directory {}", data_dir);
   if (!config_path.empty()) SLIP_LOG_INFO("config file {} (SIGHUP reloads its users and permissions)", config_path);
+  slip::slipd::Observability observability(server);
+  if (!http_listen.empty()) {
+    if (auto s = observability.start_http(http_listen); !s.is_ok()) {
+      SLIP_LOG_ERROR("cannot start: {}", s.to_string());
+      server.shutdown();
+      return 1;
+    }
+    SLIP_LOG_INFO("serving HTTP (metrics, dashboard) on {}", observability.http_address());
+  }
   if (!ready_file.empty()) {
     std::ofstream f(ready_file + ".tmp");
     for (const auto& [proto, addr] : server.listening()) f << proto << ' ' << addr << '\n';
+    if (!http_listen.empty()) f << "http " << observability.http_address() << '\n';
     f.close();
     std::rename((ready_file + ".tmp").c_str(), ready_file.c_str());
   }
@@ -310,7 +330,8 @@ int main(int argc, char** argv) {
                   config_path);
   }
   SLIP_LOG_INFO("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  server.shutdown();
+  server.shutdown();  // /healthz answers 503 while this drains
+  observability.stop();
   SLIP_LOG_INFO("stopped: {} authentication failures, {} connections refused by limits, {} permission denials",
                 server.stats().auth_failures.load(), server.stats().connections_refused.load(),
                 server.broker().stats().permission_denied.load());

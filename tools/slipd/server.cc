@@ -71,6 +71,7 @@ Server::Server(ServerOptions options)
     Result<broker::Identity> id = auth_.authenticate({h.auth_token, h.auth_user, h.auth_password});
     if (!id.is_ok()) {
       stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+      native_stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
       return id.status();  // the session logs it with the peer's address
     }
     identity = id->user;
@@ -173,7 +174,10 @@ Status Server::start() {
       options_.nats.authenticate = [this](std::string_view token, std::string_view user,
                                           std::string_view password) -> Result<broker::Identity> {
         Result<broker::Identity> id = auth_.authenticate(broker::Credentials{token, user, password});
-        if (!id.is_ok()) stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+        if (!id.is_ok()) {
+          stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+          nats_stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+        }
         return id;
       };
     }
@@ -202,10 +206,15 @@ void Server::accept_nats(transport::ConnectionPtr conn) {
   Shard& shard = shard_of(conn->loop());
   auto c = std::make_shared<gateway::nats::NatsConnection>(
       broker_, conn, options_.nats, id, [this, &shard](gateway::nats::NatsConnection& gone) {
-        if (shard.nats.erase(&gone) > 0) open_nats_.fetch_sub(1, std::memory_order_relaxed);
+        if (shard.nats.erase(&gone) > 0) {
+          open_nats_.fetch_sub(1, std::memory_order_relaxed);
+          nats_stats_.open.fetch_sub(1, std::memory_order_relaxed);
+        }
       });
   shard.nats.emplace(c.get(), c);
   open_nats_.fetch_add(1, std::memory_order_relaxed);
+  nats_stats_.open.fetch_add(1, std::memory_order_relaxed);
+  nats_stats_.total.fetch_add(1, std::memory_order_relaxed);
   SLIP_LOG_DEBUG("nats connection {} from {}", id, conn->peer_address());
   c->start();
 }
@@ -235,6 +244,8 @@ void Server::accept(transport::ConnectionPtr conn) {
   auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
   shard_of(conn->loop()).sessions.emplace(s.get(), s);
   open_sessions_.fetch_add(1, std::memory_order_relaxed);
+  native_stats_.open.fetch_add(1, std::memory_order_relaxed);
+  native_stats_.total.fetch_add(1, std::memory_order_relaxed);
   SLIP_LOG_DEBUG("connection {} from {}", id, conn->peer_address());
   s->start();
 }
@@ -268,10 +279,12 @@ Status Server::on_frame(session::Session& s, const wire::Frame& f) {
 
 void Server::on_closed(session::Session& s, const Status& reason) {
   SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
-  if (shard_of(s.connection().loop()).last_session == &s) shard_of(s.connection().loop()).last_session = nullptr;
-  shard_of(s.connection().loop()).clients.erase(&s);
-  if (shard_of(s.connection().loop()).sessions.erase(&s) > 0) {
+  Shard& shard = shard_of(s.connection().loop());
+  if (shard.last_session == &s) shard.last_session = nullptr;
+  if (shard.clients.erase(&s) == 0) native_stats_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+  if (shard.sessions.erase(&s) > 0) {
     open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+    native_stats_.open.fetch_sub(1, std::memory_order_relaxed);
     release(ip_of(s.connection().peer_address()));
   }
 }
@@ -279,6 +292,7 @@ void Server::on_closed(session::Session& s, const Status& reason) {
 void Server::shutdown() {
   if (!started_) return;
   started_ = false;
+  draining_.store(true, std::memory_order_release);
   if (native_) native_->stop();
   if (nats_) nats_->stop();
   for (std::size_t i = 0; i < loops_.size(); ++i) {

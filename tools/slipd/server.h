@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,6 +47,36 @@ struct ServerStats {
   std::atomic<std::uint64_t> users_disconnected{0};    // closed because a reload removed their user
 };
 
+// Connection figures of one client protocol ("native"; gateways add their own), kept as relaxed
+// atomics by whoever accepts the connections and read at scrape time.
+struct ProtocolStats {
+  explicit ProtocolStats(std::string p) : protocol(std::move(p)) {}
+  const std::string protocol;
+  std::atomic<std::uint64_t> open{0};
+  std::atomic<std::uint64_t> total{0};               // accepted since start
+  std::atomic<std::uint64_t> handshake_failures{0};  // closed before the handshake completed
+  std::atomic<std::uint64_t> auth_failures{0};       // refused credentials
+};
+
+// One client connection as the HTTP endpoints show it. Collected on the connection's loop.
+struct ConnectionInfo {
+  std::uint64_t id = 0;
+  std::string protocol;
+  std::string peer;
+  std::string name;
+  std::uint64_t subscriptions = 0;
+  broker::ClientStats traffic;
+  std::uint64_t dropped = 0;
+  std::uint64_t pending_bytes = 0;
+  struct Sub {
+    std::uint64_t sid = 0;
+    std::string subject;
+    std::string queue;
+    std::uint64_t delivered = 0;
+  };
+  std::vector<Sub> subs;  // filled only when asked for
+};
+
 class Server final : public session::SessionHandler {
  public:
   explicit Server(ServerOptions options);
@@ -70,6 +101,15 @@ class Server final : public session::SessionHandler {
   std::uint64_t open_nats_connections() const { return open_nats_.load(std::memory_order_relaxed); }
 
   const broker::Broker& broker() const { return broker_; }
+  broker::Broker& broker() { return broker_; }
+
+  // Observability. protocol_stats(): every client protocol's connection figures (any thread).
+  std::vector<const ProtocolStats*> protocol_stats() const { return {&native_stats_, &nats_stats_}; }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  std::size_t loop_count() const { return shards_.size(); }
+  // Asks every loop for its connections and calls done(list) on the last loop to answer. Any
+  // thread; `done` may outlive the call but not the server.
+  void collect_connections(bool with_subscriptions, std::function<void(std::vector<ConnectionInfo>)> done);
 
   // session::SessionHandler
   void on_ready(session::Session& s) override;
@@ -112,6 +152,9 @@ class Server final : public session::SessionHandler {
   std::atomic<std::uint64_t> open_nats_{0};
   std::atomic<std::uint64_t> next_connection_id_{1};
   std::atomic<std::uint64_t> open_sessions_{0};
+  ProtocolStats native_stats_{"native"};
+  ProtocolStats nats_stats_{"nats"};
+  std::atomic<bool> draining_{false};
   bool started_ = false;
   std::mutex conn_mu_;
   std::size_t connections_ = 0;                                 // guarded by conn_mu_

@@ -68,6 +68,8 @@ class NatsConnection final : public transport::ConnectionHandler,
   // Closes the connection (graceful shutdown): queued bytes are written first.
   void shutdown();
   std::uint64_t id() const { return id_; }
+  // The "name" the client gave in CONNECT (empty before it or when none).
+  const std::string& client_name() const { return connect_.name; }
 
   // transport::ConnectionHandler
   void on_bytes(Slice bytes) override;

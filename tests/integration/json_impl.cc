@@ -1,0 +1,2 @@
+// Boost.JSON, header-only: compiled once here for the tests.
+#include <boost/json/src.hpp>

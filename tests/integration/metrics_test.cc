@@ -1,0 +1,355 @@
+// Observability end to end: slipd as a real process with --http-listen, traffic through the
+// native client, then /metrics (checked against the text-format rules), the JSON API, the event
+// stream, /healthz and `slip stats --once`.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <future>
+
+#include "broker/broker.h"
+#include "broker/client.h"
+#include "http_client.h"
+#include "io/loop_group.h"
+#include "process.h"
+#include "prometheus_check.h"
+
+namespace slip::broker {
+namespace {
+
+constexpr auto kLiveness = std::chrono::seconds(30);
+
+// A PubSubClient on its own loop thread; run() executes code on that thread and waits.
+class Peer {
+ public:
+  Peer(const std::string& address, std::string name) : loops_(1, io::LoopOptions{io::IdleStrategy::kBlock, {}}) {
+    loops_.start();
+    session::ClientOptions o;
+    o.dial = session::tcp_dialer(*transport::parse_host_port(address));
+    o.handshake.client_name = std::move(name);
+    run([&] {
+      client_ = std::make_unique<PubSubClient>(loop(), o);
+      client_->start();
+    });
+  }
+  ~Peer() {
+    run([&] { client_.reset(); });
+    run([] {});
+    run([] {});
+    loops_.stop();
+  }
+  io::EventLoop& loop() { return loops_.loop(0); }
+  PubSubClient& client() { return *client_; }
+
+  template <typename Fn>
+  void run(Fn fn) {
+    std::promise<void> done;
+    loop().post([&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  template <typename Pred>
+  bool wait_for(Pred pred) {
+    const auto deadline = std::chrono::steady_clock::now() + kLiveness;
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool ok = false;
+      run([&] { ok = pred(); });
+      if (ok) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
+  }
+  bool wait_ready() {
+    return wait_for([&] { return client_->ready(); });
+  }
+  // A round trip through the broker (a request nobody answers): everything sent before is taken.
+  void sync() {
+    std::promise<void> p;
+    auto f = p.get_future();
+    run([&] {
+      (void)client_->request("_sync.nobody", Slice(), std::chrono::milliseconds(10000),
+                             [&p](Result<Message>) { p.set_value(); });
+    });
+    f.wait_for(kLiveness);
+  }
+  void subscribe(const std::string& subject) {
+    run([&] {
+      (void)client_->subscribe(subject, "", [this](const Message& m) {
+        ++received_;
+        if (m.headers == nullptr) return;
+        for (const auto& [k, v] : *m.headers) {
+          if (k == "traceparent") traceparent_ = std::string(v);
+        }
+      });
+    });
+    sync();
+  }
+  std::string traceparent() {
+    std::string t;
+    run([&] { t = traceparent_; });
+    return t;
+  }
+  bool wait_received(std::size_t n) {
+    return wait_for([&] { return received_ == n; });
+  }
+
+ private:
+  io::LoopGroup loops_;
+  std::unique_ptr<PubSubClient> client_;
+  std::size_t received_ = 0;
+  std::string traceparent_;  // the last one received
+};
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += e + "\n";
+  return s;
+}
+
+test::PromScrape scrape(const std::string& http) {
+  auto r = test::http_get(http, "/metrics");
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  if (!r.is_ok()) return {};
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->header("Content-Type").find("text/plain; version=0.0.4"), std::string::npos);
+  auto s = test::check_prometheus_text(r->body);
+  EXPECT_TRUE(s.errors.empty()) << joined(s.errors) << r->body;
+  return s;
+}
+
+double metric(const test::PromScrape& s, const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+  auto v = s.value(name, labels);
+  EXPECT_TRUE(v.has_value()) << "no sample " << name;
+  return v.value_or(-1);
+}
+
+boost::json::value get_json(const std::string& http, const std::string& path) {
+  auto r = test::http_get(http, path);
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  if (!r.is_ok()) return {};
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->header("Content-Type"), "application/json");
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r->body, ec);
+  EXPECT_FALSE(ec) << ec.message() << ": " << r->body;
+  return v;
+}
+
+std::uint64_t u64(const boost::json::value& v) { return boost::json::value_to<std::uint64_t>(v); }
+
+TEST(Metrics, TrafficMovesCountersHistogramAndJson) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  ASSERT_FALSE(http.empty()) << "no 'http' line in the ready file";
+  Peer sub(slipd.address(), "metrics-sub"), pub(slipd.address(), "metrics-pub");
+  ASSERT_TRUE(sub.wait_ready() && pub.wait_ready());
+  sub.subscribe("load.>");
+  pub.sync();
+
+  const auto before = scrape(http);
+  EXPECT_EQ(metric(before, "slip_connections_open", {{"protocol", "native"}}), 2);
+  EXPECT_GE(metric(before, "slip_connections_total", {{"protocol", "native"}}), 2);
+  EXPECT_GE(metric(before, "slip_subscriptions"), 1);
+  EXPECT_EQ(before.types.at("slip_publish_route_seconds"), "histogram");
+  EXPECT_EQ(before.types.at("slip_messages_in_total"), "counter");
+  EXPECT_EQ(before.types.at("slip_connections_open"), "gauge");
+
+  constexpr int kMessages = 1000;
+  const std::string payload(100, 'x');
+  pub.run([&] {
+    for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(pub.client().publish("load.a", Slice::copy_of(payload)).is_ok());
+  });
+  // One more PUB in, and its no-responders answer: routed through the broker too, so counted
+  // once in and once out.
+  pub.sync();
+  ASSERT_TRUE(sub.wait_received(kMessages));
+
+  const auto after = scrape(http);
+  auto delta = [&](const std::string& name) { return metric(after, name) - metric(before, name); };
+  EXPECT_EQ(delta("slip_messages_in_total"), kMessages + 2);
+  EXPECT_EQ(delta("slip_messages_out_total"), kMessages + 1);
+  EXPECT_EQ(delta("slip_bytes_in_total"), kMessages * 100.0);
+  EXPECT_EQ(delta("slip_bytes_out_total"), kMessages * 100.0);
+  EXPECT_EQ(delta("slip_no_responders_total"), 1);
+  EXPECT_EQ(delta("slip_slow_consumers_total"), 0);
+  EXPECT_EQ(delta("slip_dropped_messages_total"), 0);
+  // One PUB in kPublishSampleEvery per client is timed.
+  EXPECT_GE(metric(after, "slip_publish_route_seconds_count") - metric(before, "slip_publish_route_seconds_count"),
+            kMessages / kPublishSampleEvery);
+  EXPECT_GT(metric(after, "slip_publish_route_seconds_sum"), 0);
+  EXPECT_EQ(metric(after, "slip_publish_route_seconds_bucket", {{"le", "+Inf"}}),
+            metric(after, "slip_publish_route_seconds_count"));
+
+  // /api/server: the same totals.
+  auto server = get_json(http, "/api/server").as_object();
+  EXPECT_EQ(server.at("server").as_string(), "slipd");
+  EXPECT_EQ(u64(server.at("connections")), 2u);
+  EXPECT_EQ(u64(server.at("totals").at("msgs_in")), static_cast<std::uint64_t>(metric(after, "slip_messages_in_total")));
+  EXPECT_EQ(u64(server.at("totals").at("bytes_out")), static_cast<std::uint64_t>(metric(after, "slip_bytes_out_total")));
+  EXPECT_GE(u64(server.at("publish_route_latency").at("since_start").at("count")), kMessages / kPublishSampleEvery);
+  bool has_http = false;
+  for (const auto& l : server.at("listeners").as_array()) {
+    if (l.at("protocol").as_string() == "http") has_http = l.at("address").as_string() == http;
+  }
+  EXPECT_TRUE(has_http);
+
+  // /api/connections: each client with its own traffic.
+  auto conns = get_json(http, "/api/connections").as_array();
+  ASSERT_EQ(conns.size(), 2u);
+  for (const auto& c : conns) {
+    EXPECT_EQ(c.at("protocol").as_string(), "native");
+    EXPECT_FALSE(c.at("peer").as_string().empty());
+    if (c.at("name").as_string() == "metrics-pub") {
+      EXPECT_GE(u64(c.at("msgs_in")), static_cast<std::uint64_t>(kMessages));
+      EXPECT_GE(u64(c.at("bytes_in")), kMessages * 100u);
+    } else {
+      EXPECT_EQ(c.at("name").as_string(), "metrics-sub");
+      EXPECT_GE(u64(c.at("msgs_out")), static_cast<std::uint64_t>(kMessages));
+      EXPECT_GE(u64(c.at("subscriptions")), 1u);
+    }
+  }
+
+  // /api/subscriptions: the subscriber's subject is listed.
+  bool found = false;
+  const auto subs = get_json(http, "/api/subscriptions");
+  for (const auto& s : subs.as_array()) {
+    if (s.at("subject").as_string() == "load.>") found = u64(s.at("delivered")) == static_cast<std::uint64_t>(kMessages);
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(Metrics, MetricsOffKeepsCountersButTimesNothing) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--metrics", "off"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  Peer pub(slipd.address(), "p");
+  ASSERT_TRUE(pub.wait_ready());
+  pub.run([&] {
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(pub.client().publish("x", Slice::copy_of("y")).is_ok());
+  });
+  pub.sync();
+  const auto s = scrape(http);
+  EXPECT_EQ(metric(s, "slip_messages_in_total"), 102);  // and the sync's request and answer
+  EXPECT_EQ(metric(s, "slip_publish_route_seconds_count"), 0);
+}
+
+TEST(Metrics, EventStreamPushesJsonSnapshots) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  auto event = test::first_event(slipd.listener("http"), "/api/events");
+  ASSERT_TRUE(event.is_ok()) << event.status().to_string();
+  boost::system::error_code ec;
+  auto v = boost::json::parse(*event, ec);
+  ASSERT_FALSE(ec) << *event;
+  EXPECT_TRUE(v.as_object().contains("server"));
+  EXPECT_TRUE(v.as_object().at("connections").is_array());
+  EXPECT_TRUE(v.at("server").at("rates").as_object().contains("msgs_in_per_s"));
+}
+
+TEST(Http, HealthzIsOkWhileServingAnd503WhileDraining) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--drain-ms", "20000"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  auto ok = test::http_get(http, "/healthz");
+  ASSERT_TRUE(ok.is_ok());
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, "ok\n");
+  // A client that ignores GOAWAY keeps slipd draining until we close it.
+  test::RawClient stubborn(slipd.port());
+  ASSERT_TRUE(stubborn.handshake().is_ok());
+  ASSERT_EQ(::kill(slipd.pid(), SIGTERM), 0);
+  int status = 0;
+  std::string last;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = test::http_get(http, "/healthz");
+    if (r.is_ok()) status = r->status;
+    last = r.is_ok() ? std::to_string(r->status) + " " + r->body : r.status().to_string();
+    if (status == 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(status, 503) << "last /healthz: " << last << "\nslipd's log:\n" << slipd.log();
+}
+
+TEST(Http, UnknownPathIs404AndOtherMethodsAre405) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  auto missing = test::http_get(http, "/nope");
+  ASSERT_TRUE(missing.is_ok());
+  EXPECT_EQ(missing->status, 404);
+  auto post = test::http_request(http, "POST", "/metrics", "Content-Length: 0\r\n");
+  ASSERT_TRUE(post.is_ok());
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(post->header("Allow"), "GET, HEAD");
+  auto head = test::http_request(http, "HEAD", "/healthz");
+  ASSERT_TRUE(head.is_ok());
+  EXPECT_EQ(head->status, 200);
+  EXPECT_TRUE(head->body.empty());
+  auto huge = test::http_request(http, "GET", "/metrics", "X-Big: " + std::string(20000, 'a') + "\r\n");
+  ASSERT_TRUE(huge.is_ok());
+  EXPECT_EQ(huge->status, 431);
+}
+
+TEST(Http, ServesTheDashboardItself) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  auto page = test::http_get(http, "/");
+  ASSERT_TRUE(page.is_ok());
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->header("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(page->body.find("<title>slipd</title>"), std::string::npos);
+  auto app = test::http_get(http, "/app.js");
+  ASSERT_TRUE(app.is_ok());
+  EXPECT_EQ(app->status, 200);
+  EXPECT_NE(app->body.find("EventSource"), std::string::npos);
+#ifdef SLIP_DASHBOARD_CHARTS
+  auto uplot = test::http_get(http, "/uPlot.iife.min.js");
+  ASSERT_TRUE(uplot.is_ok());
+  EXPECT_EQ(uplot->status, 200);
+  EXPECT_GT(uplot->body.size(), 10000u);
+#endif
+}
+
+TEST(SlipStats, OncePrintsTheFigures) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  Peer pub(slipd.address(), "stats-pub");
+  ASSERT_TRUE(pub.wait_ready());
+  pub.run([&] {
+    for (int i = 0; i < 250; ++i) ASSERT_TRUE(pub.client().publish("s", Slice::copy_of("z")).is_ok());
+  });
+  pub.sync();
+  std::string out;
+  const int rc = test::run_program({SLIP_PATH, "stats", "--once", "--server-http", http}, &out);
+  EXPECT_EQ(rc, 0) << out;
+  for (const char* want : {"msgs/s in", "msgs/s out", "connections", "subscriptions", "slow consumers", "p50", "p99",
+                           "stats-pub", "251" /* its PUBs: 250 and the sync request */}) {
+    EXPECT_NE(out.find(want), std::string::npos) << "missing '" << want << "' in:\n" << out;
+  }
+  std::string bad;
+  EXPECT_NE(test::run_program({SLIP_PATH, "stats", "--once", "--server-http", "127.0.0.1:1"}, &bad), 0) << bad;
+}
+
+TEST(Trace, SlipPubTraceSendsATraceparentThatReachesSubscribersUnchanged) {
+  test::SlipdProcess slipd;
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  Peer sub(slipd.address(), "trace-sub");
+  ASSERT_TRUE(sub.wait_ready());
+  sub.subscribe("traced.>");
+  std::string out;
+  ASSERT_EQ(test::run_program({SLIP_PATH, "--server", slipd.address(), "pub", "--trace", "traced.x", "hi"}, &out), 0) << out;
+  const auto at = out.find("traceparent ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string sent = out.substr(at + 12, 55);
+  ASSERT_TRUE(sub.wait_received(1));
+  EXPECT_EQ(sub.traceparent(), sent);
+}
+
+}  // namespace
+}  // namespace slip::broker

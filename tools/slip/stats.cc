@@ -1,0 +1,242 @@
+#include "stats.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/json/src.hpp>  // header-only Boost.JSON, compiled into slip once, here
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "slipstream/status.h"
+#include "transport/address.h"
+
+namespace slip::cli {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+
+namespace {
+
+// One GET with a bounded wait; the parsed JSON body, or why not.
+Result<json::value> fetch(const transport::HostPort& hp, const std::string& path) {
+  net::io_context ctx;
+  boost::beast::tcp_stream stream(ctx);
+  boost::system::error_code ec;
+  net::ip::tcp::resolver resolver(ctx);
+  auto endpoints = resolver.resolve(hp.host, std::to_string(hp.port), ec);
+  if (ec) return invalid_argument("cannot resolve " + hp.host + ": " + ec.message());
+  stream.expires_after(std::chrono::seconds(5));
+  bool done = false;
+  Status failure;
+  json::value result;
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, path, 11};
+  req.set(bhttp::field::host, hp.host);
+  req.set(bhttp::field::user_agent, "slip stats");
+  boost::beast::flat_buffer buf;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64u << 20);
+  // Asynchronous so that the stream's timeout applies to every step.
+  stream.async_connect(endpoints, [&](boost::system::error_code e, const net::ip::tcp::endpoint&) {
+    if (e) {
+      failure = disconnected("cannot connect to " + hp.host + ":" + std::to_string(hp.port) + ": " + e.message());
+      return;
+    }
+    bhttp::async_write(stream, req, [&](boost::system::error_code e2, std::size_t) {
+      if (e2) {
+        failure = disconnected("sending the request: " + e2.message());
+        return;
+      }
+      bhttp::async_read(stream, buf, parser, [&](boost::system::error_code e3, std::size_t) {
+        if (e3) {
+          failure = disconnected("reading the reply: " + e3.message());
+          return;
+        }
+        done = true;
+      });
+    });
+  });
+  ctx.run();
+  if (!done) return failure.is_ok() ? timed_out("no reply") : failure;
+  const auto& res = parser.get();
+  if (res.result_int() != 200) {
+    return failed_precondition("GET " + path + ": HTTP " + std::to_string(res.result_int()));
+  }
+  result = json::parse(res.body(), ec);
+  if (ec) return corruption("GET " + path + ": not JSON: " + ec.message());
+  return result;
+}
+
+std::uint64_t u(const json::value& v) {
+  if (v.is_uint64()) return v.as_uint64();
+  if (v.is_int64()) return static_cast<std::uint64_t>(std::max<std::int64_t>(0, v.as_int64()));
+  if (v.is_double()) return static_cast<std::uint64_t>(std::max(0.0, v.as_double()));
+  return 0;
+}
+double d(const json::value& v) {
+  if (v.is_double()) return v.as_double();
+  if (v.is_uint64()) return static_cast<double>(v.as_uint64());
+  if (v.is_int64()) return static_cast<double>(v.as_int64());
+  return 0;
+}
+
+std::string count(double v) {
+  char b[32];
+  if (v >= 1e9) {
+    std::snprintf(b, sizeof b, "%.2fG", v / 1e9);
+  } else if (v >= 1e6) {
+    std::snprintf(b, sizeof b, "%.2fM", v / 1e6);
+  } else if (v >= 1e4) {
+    std::snprintf(b, sizeof b, "%.1fk", v / 1e3);
+  } else {
+    std::snprintf(b, sizeof b, "%.0f", v);
+  }
+  return b;
+}
+std::string bytes(double v) {
+  char b[32];
+  if (v >= 1024.0 * 1024 * 1024) {
+    std::snprintf(b, sizeof b, "%.2f GiB", v / (1024.0 * 1024 * 1024));
+  } else if (v >= 1024.0 * 1024) {
+    std::snprintf(b, sizeof b, "%.2f MiB", v / (1024.0 * 1024));
+  } else if (v >= 1024.0) {
+    std::snprintf(b, sizeof b, "%.1f KiB", v / 1024.0);
+  } else {
+    std::snprintf(b, sizeof b, "%.0f B", v);
+  }
+  return b;
+}
+std::string ns(std::uint64_t v) {
+  char b[32];
+  if (v >= 1'000'000) {
+    std::snprintf(b, sizeof b, "%.2fms", static_cast<double>(v) / 1e6);
+  } else if (v >= 1000) {
+    std::snprintf(b, sizeof b, "%.1fus", static_cast<double>(v) / 1e3);
+  } else {
+    std::snprintf(b, sizeof b, "%lluns", static_cast<unsigned long long>(v));
+  }
+  return b;
+}
+std::string duration(double s) {
+  const auto t = static_cast<std::uint64_t>(s);
+  char b[48];
+  std::snprintf(b, sizeof b, "%llud %02llu:%02llu:%02llu", static_cast<unsigned long long>(t / 86400),
+                static_cast<unsigned long long>(t % 86400 / 3600), static_cast<unsigned long long>(t % 3600 / 60),
+                static_cast<unsigned long long>(t % 60));
+  return b;
+}
+
+struct Rates {
+  double msgs_in = 0, msgs_out = 0, bytes_in = 0, bytes_out = 0;
+};
+
+void print(const std::string& where, const json::object& s, const json::array& conns, const Rates& r, unsigned top) {
+  const auto& totals = s.at("totals");
+  std::printf("slipd %s at %s   up %s   loops %llu%s\n", json::value_to<std::string>(s.at("version")).c_str(),
+              where.c_str(), duration(d(s.at("uptime_s"))).c_str(), static_cast<unsigned long long>(u(s.at("event_loops"))),
+              s.at("draining").as_bool() ? "   DRAINING" : "");
+  std::printf("msgs/s in %10s   msgs/s out %10s   bytes/s in %11s   bytes/s out %11s\n", count(r.msgs_in).c_str(),
+              count(r.msgs_out).c_str(), bytes(r.bytes_in).c_str(), bytes(r.bytes_out).c_str());
+  std::printf("connections %llu (%llu since start)   subscriptions %llu   slow consumers %llu   dropped %llu   "
+              "no responders %llu\n",
+              static_cast<unsigned long long>(u(s.at("connections"))),
+              static_cast<unsigned long long>(u(totals.at("connections"))),
+              static_cast<unsigned long long>(u(s.at("subscriptions"))),
+              static_cast<unsigned long long>(u(totals.at("slow_consumers"))),
+              static_cast<unsigned long long>(u(totals.at("dropped"))),
+              static_cast<unsigned long long>(u(totals.at("no_responders"))));
+  std::printf("totals: msgs in %llu   msgs out %llu   bytes in %llu   bytes out %llu   handshake failures %llu   "
+              "auth failures %llu\n",
+              static_cast<unsigned long long>(u(totals.at("msgs_in"))),
+              static_cast<unsigned long long>(u(totals.at("msgs_out"))),
+              static_cast<unsigned long long>(u(totals.at("bytes_in"))),
+              static_cast<unsigned long long>(u(totals.at("bytes_out"))),
+              static_cast<unsigned long long>(u(totals.at("handshake_failures"))),
+              static_cast<unsigned long long>(u(totals.at("auth_failures"))));
+  std::printf("publish routing latency (sampled)     count        p50        p90        p99      p99.9        max\n");
+  for (const char* which : {"last_second", "since_start"}) {
+    const auto& h = s.at("publish_route_latency").at(which);
+    std::printf("  %-34s %7s %10s %10s %10s %10s %10s\n", which, count(d(h.at("count"))).c_str(),
+                ns(u(h.at("p50_ns"))).c_str(), ns(u(h.at("p90_ns"))).c_str(), ns(u(h.at("p99_ns"))).c_str(),
+                ns(u(h.at("p999_ns"))).c_str(), ns(u(h.at("max_ns"))).c_str());
+  }
+  std::vector<const json::object*> list;
+  for (const auto& c : conns) list.push_back(&c.as_object());
+  std::sort(list.begin(), list.end(), [](const json::object* a, const json::object* b) {
+    return u(a->at("msgs_in")) + u(a->at("msgs_out")) > u(b->at("msgs_in")) + u(b->at("msgs_out"));
+  });
+  std::printf("\n%-6s %-8s %-20s %-21s %5s %10s %10s %11s %11s %8s %10s\n", "ID", "PROTO", "NAME", "PEER", "SUBS",
+              "MSGS IN", "MSGS OUT", "BYTES IN", "BYTES OUT", "DROPPED", "PENDING");
+  std::size_t shown = 0;
+  for (const json::object* c : list) {
+    if (shown++ == top) break;
+    std::printf("%-6llu %-8s %-20.20s %-21.21s %5llu %10llu %10llu %11s %11s %8llu %10s\n",
+                static_cast<unsigned long long>(u(c->at("id"))), json::value_to<std::string>(c->at("protocol")).c_str(),
+                json::value_to<std::string>(c->at("name")).c_str(), json::value_to<std::string>(c->at("peer")).c_str(),
+                static_cast<unsigned long long>(u(c->at("subscriptions"))),
+                static_cast<unsigned long long>(u(c->at("msgs_in"))), static_cast<unsigned long long>(u(c->at("msgs_out"))),
+                bytes(d(c->at("bytes_in"))).c_str(), bytes(d(c->at("bytes_out"))).c_str(),
+                static_cast<unsigned long long>(u(c->at("dropped"))), bytes(d(c->at("pending_bytes"))).c_str());
+  }
+  if (list.size() > top) std::printf("... and %zu more\n", list.size() - top);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run_stats(const StatsOptions& o) {
+  auto hp = transport::parse_host_port(o.server_http);
+  if (!hp.is_ok()) {
+    std::fprintf(stderr, "slip stats: %s\n", hp.status().to_string().c_str());
+    return 2;
+  }
+  if (hp->host.empty() || hp->host == "0.0.0.0") hp->host = "127.0.0.1";
+  bool have_previous = false;
+  json::value previous;
+  auto previous_at = std::chrono::steady_clock::now();
+  for (;;) {
+    auto server = fetch(*hp, "/api/server");
+    auto conns = server.is_ok() ? fetch(*hp, "/api/connections") : Result<json::value>(server.status());
+    if (!server.is_ok() || !conns.is_ok()) {
+      const Status& why = server.is_ok() ? conns.status() : server.status();
+      if (o.once) {
+        std::fprintf(stderr, "slip stats: %s\n", why.to_string().c_str());
+        return 1;
+      }
+      std::printf("\033[H\033[2Jslip stats: %s (retrying)\n", why.to_string().c_str());
+      std::fflush(stdout);
+      std::this_thread::sleep_for(std::chrono::milliseconds(o.interval_ms));
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const auto& s = server->as_object();
+    Rates r;
+    const auto& rates = s.at("rates");
+    if (have_previous) {
+      // Between our own two reads: exact for the refresh interval.
+      const double secs = std::chrono::duration<double>(now - previous_at).count();
+      auto rate = [&](const char* k) {
+        const double a = d(previous.at("totals").at(k)), b = d(s.at("totals").at(k));
+        return secs > 0 && b >= a ? (b - a) / secs : 0.0;
+      };
+      r = Rates{rate("msgs_in"), rate("msgs_out"), rate("bytes_in"), rate("bytes_out")};
+    } else {
+      // slipd's own figure for its last second.
+      r = Rates{d(rates.at("msgs_in_per_s")), d(rates.at("msgs_out_per_s")), d(rates.at("bytes_in_per_s")),
+                d(rates.at("bytes_out_per_s"))};
+    }
+    if (!o.once) std::printf("\033[H\033[2J");
+    print(o.server_http, s, conns->as_array(), r, o.top);
+    if (o.once) return 0;
+    previous = std::move(*server);
+    previous_at = now;
+    have_previous = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(o.interval_ms));
+  }
+}
+
+}  // namespace slip::cli
