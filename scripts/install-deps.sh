@@ -9,6 +9,8 @@ packages=(
   g++ clang libclang-rt-14-dev cmake ninja-build ccache pkg-config make
   # libraries (Boost 1.81, not Debian's 1.74 default)
   libboost1.81-dev libspdlog-dev libfmt-dev libcli11-dev libisal-dev libssl-dev liblz4-dev libzstd-dev
+  # RPC code generation (protoc-gen-slipstream)
+  protobuf-compiler libprotobuf-dev libprotoc-dev
   # tests and micro-benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
 )
