@@ -10,6 +10,8 @@ packages=(
   # libraries (Boost 1.81, not Debian's 1.74 default)
   libboost1.81-dev libspdlog-dev libfmt-dev libcli11-dev libisal-dev libssl-dev liblz4-dev libzstd-dev
   libsodium-dev libtomlplusplus-dev
+  # RPC code generation (protoc-gen-slipstream)
+  protobuf-compiler libprotobuf-dev libprotoc-dev
   # tests and micro-benchmarks (libnats: the NATS gateway's tests use the real NATS C client)
   libgtest-dev libgmock-dev libbenchmark-dev libnats-dev
 )

@@ -201,6 +201,8 @@ Status Session::handle(wire::Frame& f) {
       on_peer_reset(e.stream_id, reason);
       return Status();
     }
+    case FrameType::kCall:
+      return on_call_frame(f);
     case FrameType::kHello:
     case FrameType::kWelcome:
       return invalid_argument(std::string(wire::frame_type_name(f.type)) + " after the handshake");
@@ -301,6 +303,42 @@ Status Session::on_data(wire::Frame& f) {
   return Status();
 }
 
+namespace {
+// Holds a called stream's place while the application's on_call runs.
+class PlaceholderStream final : public StreamHandler {
+ public:
+  void on_message(Session&, std::uint64_t, Chain) override {}
+};
+}  // namespace
+
+Status Session::on_call_frame(const wire::Frame& f) {
+  SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, decoder_->limits()));
+  const auto& call = std::get<wire::Call>(any);
+  const std::uint64_t id = call.stream_id;
+  if (local_stream(id)) return invalid_argument("CALL frame: stream " + std::to_string(id) + " has our parity");
+  if (find(id) != nullptr) return invalid_argument("CALL frame: stream " + std::to_string(id) + " is already open");
+  last_peer_stream_ = std::max(last_peer_stream_, id);
+  if (going_away_) {
+    send_frame(wire::Reset{id, StatusCode::kDisconnected, "going away: no new streams"});
+    return Status();
+  }
+  if (streams_.size() >= options_.max_streams) {
+    send_frame(wire::Reset{id, StatusCode::kOverloaded, "too many streams"});
+    return Status();
+  }
+  static PlaceholderStream placeholder;
+  Stream& s = add_stream(id, Priority::kInteractive, &placeholder);
+  s.open_sent = true;  // the callee's frames never carry OPEN
+  ++stats_.streams_opened;
+  Result<StreamHandler*> h = handler_->on_call(*this, call);
+  if (!h.is_ok()) {
+    close_stream(id);
+    return h.status();
+  }
+  if (Stream* again = find(id)) again->handler = *h != nullptr ? *h : &placeholder;
+  return Status();
+}
+
 void Session::deliver(Stream& s, Chain message) {
   if (s.paused) {
     s.inbox.push_back(std::move(message));
@@ -390,7 +428,9 @@ void Session::remove_stream(std::uint64_t id, const Status* reset_reason) {
 }
 
 void Session::maybe_remove(Stream& s) {
-  if (s.end_sent && s.remote_ended && s.out.empty() && s.inbox.empty()) remove_stream(s.id, nullptr);
+  if (s.trailers_sent || (s.end_sent && s.remote_ended && s.out.empty() && s.inbox.empty())) {
+    remove_stream(s.id, nullptr);
+  }
 }
 
 Result<std::uint64_t> Session::open_stream(Priority priority, StreamHandler* handler) {
@@ -448,6 +488,31 @@ Status Session::send(std::uint64_t stream, Chain message, bool end) {
   pump();
   return Status();
 }
+
+Result<std::uint64_t> Session::open_call(wire::Call call, StreamHandler* handler) {
+  SLIP_ASSIGN_OR_RETURN(std::uint64_t id, open_stream(Priority::kInteractive, handler));
+  find(id)->open_sent = true;
+  call.stream_id = id;
+  send_frame(call);
+  return id;
+}
+
+Status Session::send_trailers(std::uint64_t stream, StatusCode code, std::string message,
+                              std::vector<std::pair<std::string, std::string>> metadata) {
+  if (closed_) return disconnected("session is closed");
+  Stream* s = find(stream);
+  if (s == nullptr) return not_found("no open stream " + std::to_string(stream));
+  if (s->local_ended) return failed_precondition("stream " + std::to_string(stream) + " already ended");
+  s->local_ended = true;
+  OutMessage m;
+  m.trailers = std::make_unique<OutTrailers>(OutTrailers{code, std::move(message), std::move(metadata)});
+  s->out.push_back(std::move(m));
+  make_ready(*s);
+  pump();
+  return Status();
+}
+
+void Session::close_stream(std::uint64_t stream) { remove_stream(stream, nullptr); }
 
 Status Session::end_stream(std::uint64_t stream) {
   Stream* s = find(stream);
@@ -580,6 +645,18 @@ void Session::pump() {
 
 bool Session::emit_chunk(Stream& s) {
   OutMessage& m = s.out.front();
+  if (m.trailers) {
+    wire::Trailers t;
+    t.stream_id = s.id;
+    t.code = m.trailers->code;
+    t.message = m.trailers->message;
+    for (const auto& [k, v] : m.trailers->metadata) t.metadata.emplace_back(k, v);
+    encoder_.add(t);
+    s.trailers_sent = true;
+    s.end_sent = true;
+    s.out.pop_front();
+    return true;
+  }
   const std::size_t left = m.bytes.size();
   std::size_t n = std::min(left, chunk_size_);
   if (n > 0) {

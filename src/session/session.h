@@ -34,7 +34,10 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "compress/compressor.h"
 #include "compress/decompressor.h"
@@ -78,6 +81,12 @@ class SessionHandler {
   // session with an ERROR frame carrying it.
   virtual Status on_frame(Session&, const wire::Frame&) {
     return unimplemented("this endpoint does not handle these frames");
+  }
+  // The peer opened an RPC stream with CALL (interactive class). Return its handler (which must
+  // live until on_reset, the stream's TRAILERS or close_stream(), or the session closing). An
+  // error closes the session with it; by default, endpoints without the RPC layer refuse CALL.
+  virtual Result<StreamHandler*> on_call(Session&, const wire::Call&) {
+    return unimplemented("this endpoint does not serve RPC");
   }
   // A PONG answering our ping(); rtt_ns measured from when it was sent.
   virtual void on_pong(Session&, std::int64_t /*rtt_ns*/) {}
@@ -165,6 +174,16 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   // kFailedPrecondition before ready(), kDisconnected once closing or going away,
   // kOverloaded at max_streams.
   Result<std::uint64_t> open_stream(Priority priority, StreamHandler* handler);
+  // RPC caller: opens an interactive stream with `call` (its stream_id is filled in) as its first
+  // frame; the stream's DATA then carries no OPEN. Errors as open_stream().
+  Result<std::uint64_t> open_call(wire::Call call, StreamHandler* handler);
+  // RPC callee: queues TRAILERS after the stream's queued messages; once it is sent the stream
+  // is closed on this side (later DATA from the caller is discarded). kNotFound, as send().
+  Status send_trailers(std::uint64_t stream, StatusCode code, std::string message,
+                       std::vector<std::pair<std::string, std::string>> metadata);
+  // Forgets a stream without a frame to the peer and without on_reset (after CANCEL, or the
+  // caller's side of received TRAILERS).
+  void close_stream(std::uint64_t stream);
   // Queues one message; `end` also ends our side of the stream. kNotFound for an unknown
   // stream, kFailedPrecondition after our side ended, kOverloaded past a send bound.
   Status send(std::uint64_t stream, Chain message, bool end = false);
@@ -221,10 +240,16 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   void on_send_drained() override;
 
  private:
+  struct OutTrailers {
+    StatusCode code = StatusCode::kOk;
+    std::string message;
+    std::vector<std::pair<std::string, std::string>> metadata;
+  };
   struct OutMessage {
     Chain bytes;
     wire::Codec codec = wire::Codec::kNone;
     bool end = false;
+    std::unique_ptr<OutTrailers> trailers;  // an RPC callee's last frame instead of DATA
   };
   struct Stream {
     std::uint64_t id = 0;
@@ -239,6 +264,7 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
     bool end_sent = false;
     bool queued = false;     // in a ready ring
     bool overloaded = false;  // a send() was refused: tell on_writable when it drains
+    bool trailers_sent = false;  // RPC callee: our last frame left; the stream is done
     // Receiving.
     Chain partial;
     wire::Codec partial_codec = wire::Codec::kNone;
@@ -257,6 +283,7 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   void process_frames();
   Status handle(wire::Frame& f);
   Status on_data(wire::Frame& f);
+  Status on_call_frame(const wire::Frame& f);
   Status on_credit(const wire::Credit& c);
   void on_peer_reset(std::uint64_t id, const Status& reason);
   void deliver(Stream& s, Chain message);

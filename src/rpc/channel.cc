@@ -1,0 +1,215 @@
+#include "rpc/channel.h"
+
+#include <future>
+
+#include "core/logging.h"
+
+namespace slip::rpc {
+
+// ---- ClientCall ----------------------------------------------------------------------------
+
+ClientCall::ClientCall(Channel& channel, std::string method, CallOptions options, CallCallbacks callbacks)
+    : channel_(channel),
+      method_(std::move(method)),
+      options_(std::move(options)),
+      callbacks_(std::move(callbacks)),
+      timer_(channel.loop().context()) {}
+
+ClientCall::~ClientCall() = default;
+
+void ClientCall::write(std::string message) {
+  channel_.loop().post([self = shared_from_this(), m = std::move(message)]() mutable {
+    if (self->done_ || self->half_close_) return;
+    if (self->stream_ == 0) {
+      self->unsent_.push_back(std::move(m));
+      return;
+    }
+    auto s = self->session_.lock();
+    if (!s) return;
+    Status st = s->send(self->stream_, Chain(Slice::copy_of(ByteView(m.data(), m.size()))));
+    if (!st.is_ok()) SLIP_LOG_DEBUG("rpc {}: request not sent: {}", self->method_, st.to_string());
+  });
+}
+
+void ClientCall::writes_done() {
+  channel_.loop().post([self = shared_from_this()] {
+    if (self->done_ || self->half_close_) return;
+    self->half_close_ = true;
+    if (self->stream_ == 0) return;
+    if (auto s = self->session_.lock()) (void)s->end_stream(self->stream_);
+  });
+}
+
+void ClientCall::cancel() {
+  channel_.loop().post([self = shared_from_this()] { self->give_up(StatusCode::kCancelled, "cancelled by the caller"); });
+}
+
+void ClientCall::give_up(StatusCode code, const std::string& why) {
+  if (done_) return;
+  if (stream_ != 0) {
+    if (auto s = session_.lock(); s && !s->closed()) {
+      s->send_frame(wire::Cancel{stream_, code});
+      s->close_stream(stream_);
+    }
+    channel_.calls_.erase(stream_);
+  }
+  complete(Status(code, why), {});
+}
+
+void ClientCall::begin() {
+  deadline_ = options_.effective_deadline(std::chrono::steady_clock::now());
+  if (deadline_ != std::chrono::steady_clock::time_point::max()) {
+    timer_.expires_at(deadline_);
+    timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->give_up(StatusCode::kTimeout, "deadline exceeded");
+    });
+  }
+}
+
+void ClientCall::open(session::Session& s) {
+  if (done_) return;
+  wire::Call call;
+  call.method = method_;
+  if (deadline_ != std::chrono::steady_clock::time_point::max()) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - std::chrono::steady_clock::now()).count();
+    call.timeout_us = static_cast<std::uint64_t>(std::max<std::int64_t>(1, left));
+  }
+  call.metadata = to_wire(options_.metadata);
+  Result<std::uint64_t> id = s.open_call(call, this);
+  if (!id.is_ok()) {
+    complete(id.status(), {});
+    return;
+  }
+  stream_ = *id;
+  session_ = s.weak_from_this();
+  channel_.calls_[stream_] = shared_from_this();
+  for (auto& m : unsent_) (void)s.send(stream_, Chain(Slice::copy_of(ByteView(m.data(), m.size()))));
+  unsent_.clear();
+  if (half_close_) (void)s.end_stream(stream_);
+}
+
+void ClientCall::complete(const Status& status, const Metadata& trailers) {
+  if (done_) return;
+  done_ = true;
+  timer_.cancel();
+  auto cb = std::move(callbacks_.on_done);
+  callbacks_ = {};
+  if (cb) cb(status, trailers);
+}
+
+void ClientCall::on_message(session::Session&, std::uint64_t, Chain message) {
+  if (done_ || !callbacks_.on_message) return;
+  callbacks_.on_message(message.to_string());
+}
+
+void ClientCall::on_reset(session::Session&, std::uint64_t stream, const Status& reason) {
+  auto self = shared_from_this();
+  channel_.calls_.erase(stream);
+  complete(reason, {});
+}
+
+// ---- Channel -------------------------------------------------------------------------------
+
+Channel::Channel(std::string address, ChannelOptions options)
+    : address_(std::move(address)), options_(std::move(options)), loops_(1, options_.loop) {
+  loops_.start();
+  session::ClientOptions co;
+  auto hp = transport::parse_host_port(address_);
+  co.dial = session::tcp_dialer(hp.is_ok() ? *hp : transport::HostPort{"127.0.0.1", 0}, options_.tcp);
+  co.handshake = options_.handshake;
+  co.session = options_.session;
+  co.reconnect = options_.reconnect;
+  std::promise<void> done;
+  loop().post([&] {
+    client_ = std::make_unique<session::Client>(loop(), co, this);
+    client_->start();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+Channel::~Channel() {
+  std::promise<void> done;
+  loop().post([&] {
+    closing_ = true;
+    std::vector<ClientCallPtr> all = std::move(waiting_);
+    for (auto& [id, c] : calls_) all.push_back(c);
+    for (auto& c : all) c->give_up(StatusCode::kCancelled, "channel closed");
+    calls_.clear();
+    client_.reset();
+    done.set_value();
+  });
+  done.get_future().wait();
+  // Callbacks posted by the closing session run before the loop stops.
+  for (int i = 0; i < 2; ++i) {
+    std::promise<void> turn;
+    loop().post([&] { turn.set_value(); });
+    turn.get_future().wait();
+  }
+  loops_.stop();
+}
+
+ClientCallPtr Channel::start_call(std::string method, CallOptions options, CallCallbacks callbacks,
+                                  std::vector<std::string> requests, bool half_close) {
+  auto c = std::make_shared<ClientCall>(*this, std::move(method), std::move(options), std::move(callbacks));
+  c->unsent_ = std::move(requests);
+  c->half_close_ = half_close;
+  loop().post([this, c] {
+    if (closing_) {
+      c->complete(cancelled("channel closed"), {});
+      return;
+    }
+    c->begin();
+    if (c->done_) return;
+    session::Session* s = client_->session();
+    if (s != nullptr && s->ready() && !s->going_away()) {
+      c->open(*s);
+    } else {
+      waiting_.push_back(c);
+    }
+  });
+  return c;
+}
+
+void Channel::on_ready(session::Session& s) {
+  std::vector<ClientCallPtr> w = std::move(waiting_);
+  waiting_.clear();
+  for (auto& c : w) c->open(s);
+}
+
+Status Channel::on_frame(session::Session& s, const wire::Frame& f) {
+  if (f.type != wire::FrameType::kResponse && f.type != wire::FrameType::kTrailers) {
+    return unimplemented(std::string(wire::frame_type_name(f.type)) + " frame is not expected by an RPC client");
+  }
+  SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, s.options().limits));
+  if (f.type == wire::FrameType::kResponse) {
+    const auto& r = std::get<wire::Response>(any);
+    auto it = calls_.find(r.stream_id);
+    if (it == calls_.end()) return Status();  // a call we gave up on
+    if (it->second->callbacks_.on_headers) it->second->callbacks_.on_headers(to_metadata(r.metadata));
+    return Status();
+  }
+  const auto& t = std::get<wire::Trailers>(any);
+  auto it = calls_.find(t.stream_id);
+  if (it == calls_.end()) return Status();
+  ClientCallPtr c = std::move(it->second);
+  calls_.erase(it);
+  s.close_stream(t.stream_id);
+  c->complete(Status(t.code, t.message), to_metadata(t.metadata));
+  return Status();
+}
+
+void Channel::on_closed(session::Session&, const Status& reason) {
+  // Streams were reset before this callback; calls not yet sent wait for the next session.
+  if (!calls_.empty()) {
+    std::vector<ClientCallPtr> left;
+    for (auto& [id, c] : calls_) left.push_back(c);
+    calls_.clear();
+    for (auto& c : left) c->complete(reason.is_ok() ? disconnected("connection closed") : reason, {});
+  }
+}
+
+}  // namespace slip::rpc

@@ -1,0 +1,413 @@
+#include "rpc/server.h"
+
+#include <boost/asio/post.hpp>
+#include <exception>
+#include <future>
+#include <thread>
+
+#include "core/logging.h"
+
+namespace slip::rpc {
+
+bool Service::set_method_options(const std::string& method, MethodOptions o) {
+  auto it = methods_.find(method);
+  if (it == methods_.end()) return false;
+  it->second.options = o;
+  return true;
+}
+
+// ---- ServerCall ----------------------------------------------------------------------------
+
+ServerCall::ServerCall(io::EventLoop& loop, std::weak_ptr<session::Session> session, std::uint64_t stream,
+                       std::string method, Metadata metadata, std::chrono::steady_clock::time_point deadline)
+    : loop_(loop),
+      session_(std::move(session)),
+      stream_(stream),
+      method_(std::move(method)),
+      metadata_(std::move(metadata)),
+      deadline_(deadline),
+      deadline_timer_(loop.context()) {}
+
+ServerCall::~ServerCall() = default;
+
+template <typename Fn>
+void ServerCall::in_loop(Fn fn) {
+  if (loop_.in_loop_thread()) {
+    fn();
+  } else {
+    loop_.post([self = shared_from_this(), fn = std::move(fn)]() mutable { fn(); });
+  }
+}
+
+void ServerCall::on_cancel(std::function<void()> fn) {
+  in_loop([this, fn = std::move(fn)]() mutable {
+    if (cancelled()) {
+      fn();
+    } else if (!released_) {
+      cancel_fns_.push_back(std::move(fn));
+    }
+  });
+}
+
+void ServerCall::add_header(std::string key, std::string value) {
+  std::lock_guard lock(meta_mu_);
+  headers_.emplace_back(std::move(key), std::move(value));
+}
+
+void ServerCall::add_trailer(std::string key, std::string value) {
+  std::lock_guard lock(meta_mu_);
+  trailers_.emplace_back(std::move(key), std::move(value));
+}
+
+void ServerCall::on_read(std::function<void(std::string)> fn, std::function<void()> on_done) {
+  in_loop([this, fn = std::move(fn), on_done = std::move(on_done)]() mutable {
+    auto self = shared_from_this();
+    reader_ = std::move(fn);
+    read_done_ = std::move(on_done);
+    while (!unread_.empty() && !finished()) {
+      std::string m = std::move(unread_.front());
+      unread_.pop_front();
+      invoke([&] { reader_(std::move(m)); });
+    }
+    if (remote_ended_ && read_done_ && !finished()) invoke([&] { read_done_(); });
+  });
+}
+
+bool ServerCall::write(std::string message) {
+  if (finished() || cancelled()) return false;
+  in_loop([this, m = std::move(message)]() mutable { do_write(std::move(m)); });
+  return true;
+}
+
+void ServerCall::finish(const Status& status) {
+  in_loop([this, status] { do_finish(status, nullptr); });
+}
+
+void ServerCall::finish(const Status& status, std::string last_message) {
+  in_loop([this, status, m = std::move(last_message)]() mutable { do_finish(status, &m); });
+}
+
+void ServerCall::send_headers_if_needed(session::Session& s) {
+  if (headers_sent_) return;
+  headers_sent_ = true;
+  std::lock_guard lock(meta_mu_);
+  if (headers_.empty()) return;
+  wire::Response r;
+  r.stream_id = stream_;
+  r.metadata = to_wire(headers_);
+  s.send_frame(r);
+}
+
+void ServerCall::do_write(std::string message) {
+  if (finished() || cancelled()) return;
+  auto s = session_.lock();
+  if (!s || s->closed()) return;
+  send_headers_if_needed(*s);
+  Status st = s->send(stream_, Chain(Slice::copy_of(ByteView(message.data(), message.size()))));
+  if (!st.is_ok()) SLIP_LOG_DEBUG("rpc {}: response dropped: {}", method_, st.to_string());
+}
+
+void ServerCall::do_finish(const Status& status, std::string* last_message) {
+  if (finished()) return;
+  finished_.store(true, std::memory_order_release);
+  auto self = shared_from_this();
+  if (!cancelled()) {
+    if (auto s = session_.lock(); s && !s->closed()) {
+      send_headers_if_needed(*s);
+      if (last_message != nullptr && status.is_ok()) {
+        (void)s->send(stream_, Chain(Slice::copy_of(ByteView(last_message->data(), last_message->size()))));
+      }
+      Metadata trailers;
+      {
+        std::lock_guard lock(meta_mu_);
+        trailers = std::move(trailers_);
+      }
+      (void)s->send_trailers(stream_, status.code(), std::string(status.message()), std::move(trailers));
+    }
+  }
+  release();
+}
+
+void ServerCall::cancel(StatusCode code) {
+  if (cancelled() || released_) return;
+  auto self = shared_from_this();
+  cancel_code_.store(code, std::memory_order_release);
+  cancelled_.store(true, std::memory_order_release);
+  if (server_ != nullptr) {
+    (code == StatusCode::kTimeout ? server_->stats_.deadline_exceeded : server_->stats_.cancelled)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+  auto fns = std::move(cancel_fns_);
+  cancel_fns_.clear();
+  for (auto& fn : fns) invoke(fn);
+}
+
+void ServerCall::release() {
+  if (released_) return;
+  released_ = true;
+  deadline_timer_.cancel();
+  cancel_fns_.clear();
+  // The reader may be running now (it may have finished the call): drop it after this turn.
+  loop_.post([self = shared_from_this()] {
+    self->reader_ = nullptr;
+    self->read_done_ = nullptr;
+  });
+  if (server_ != nullptr) server_->call_ended(*this);
+}
+
+void ServerCall::invoke(std::function<void()> fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
+    SLIP_LOG_WARN("rpc {}: handler threw: {}", method_, e.what());
+    finish(internal_error(std::string("handler threw: ") + e.what()));
+  } catch (...) {
+    if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
+    finish(internal_error("handler threw a non-standard exception"));
+  }
+}
+
+void ServerCall::start(const Method* method, Server* server) {
+  handler_ = method;
+  server_ = server;
+  if (deadline_ != std::chrono::steady_clock::time_point::max()) {
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->finished()) return;
+      // The handler learns of it; the caller gets DEADLINE_EXCEEDED if it still listens.
+      self->cancel(StatusCode::kTimeout);
+      self->do_finish(timed_out("deadline exceeded on the server"), nullptr);
+    });
+  }
+  if (method == nullptr) return;
+  if (method->kind == MethodKind::kClientStreaming || method->kind == MethodKind::kBidiStreaming) {
+    auto run = [self = shared_from_this()] { self->invoke([&] { self->handler_->on_streaming(self); }); };
+    if (method->options.blocking) {
+      boost::asio::post(server->workers_, std::move(run));
+    } else {
+      loop_.post(std::move(run));
+    }
+  }
+}
+
+void ServerCall::on_message(session::Session&, std::uint64_t, Chain message) {
+  if (finished() || handler_ == nullptr) return;
+  auto self = shared_from_this();
+  if (handler_->kind == MethodKind::kUnary || handler_->kind == MethodKind::kServerStreaming) {
+    if (request_taken_) return;  // one request only; later ones are ignored
+    request_taken_ = true;
+    auto run = [self, m = message.to_string()]() mutable {
+      self->invoke([&] { self->handler_->on_request(self, std::move(m)); });
+    };
+    if (handler_->options.blocking) {
+      boost::asio::post(server_->workers_, std::move(run));
+    } else {
+      run();
+    }
+    return;
+  }
+  if (reader_) {
+    invoke([&] { reader_(message.to_string()); });
+  } else {
+    unread_.push_back(message.to_string());
+  }
+}
+
+void ServerCall::on_end(session::Session&, std::uint64_t) {
+  remote_ended_ = true;
+  if (finished() || handler_ == nullptr) return;
+  auto self = shared_from_this();
+  if (handler_->kind == MethodKind::kUnary || handler_->kind == MethodKind::kServerStreaming) {
+    if (!request_taken_) do_finish(internal_error("the call ended without its request message"), nullptr);
+    return;
+  }
+  if (reader_ && read_done_ && unread_.empty()) invoke([&] { read_done_(); });
+}
+
+void ServerCall::on_reset(session::Session&, std::uint64_t, const Status&) {
+  auto self = shared_from_this();
+  cancel(StatusCode::kCancelled);
+  finished_.store(true, std::memory_order_release);
+  release();
+}
+
+// ---- Server --------------------------------------------------------------------------------
+
+Server::Server(ServerOptions options)
+    : options_(std::move(options)),
+      loops_(options_.threads, options_.loop),
+      shards_(loops_.size()),
+      workers_(std::max<std::size_t>(1, options_.workers)) {}
+
+Server::~Server() {
+  shutdown();
+  workers_.join();
+}
+
+void Server::add_service(Service& service) {
+  for (const auto& [name, m] : service.methods()) {
+    methods_[full_method_name(service.name(), name)] = &m;
+    running_[&m] = std::make_unique<std::atomic<std::uint32_t>>(0);
+  }
+}
+
+Status Server::start() {
+  SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
+  loops_.start();
+  started_ = true;
+  auto l = transport::tcp_listen(loops_, hp, options_.tcp, [this](transport::ConnectionPtr c) { accept(c); });
+  if (!l.is_ok()) {
+    loops_.stop();
+    started_ = false;
+    return l.status();
+  }
+  listener_ = std::move(l).value();
+  return Status();
+}
+
+std::string Server::address() const { return listener_ ? listener_->local_address() : std::string(); }
+
+std::uint16_t Server::port() const {
+  auto hp = transport::parse_host_port(address());
+  return hp.is_ok() ? hp->port : 0;
+}
+
+Server::Shard& Server::shard_of(io::EventLoop& loop) {
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    if (&loops_.loop(i) == &loop) return shards_[i];
+  }
+  return shards_[0];
+}
+
+void Server::accept(transport::ConnectionPtr conn) {
+  const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
+  auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
+  shard_of(conn->loop()).sessions.emplace(s.get(), s);
+  open_sessions_.fetch_add(1, std::memory_order_relaxed);
+  s->start();
+}
+
+Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire::Call& call) {
+  stats_.calls.fetch_add(1, std::memory_order_relaxed);
+  const auto now = std::chrono::steady_clock::now();
+  const auto deadline = call.timeout_us == 0 ? std::chrono::steady_clock::time_point::max()
+                                             : now + std::chrono::microseconds(call.timeout_us);
+  auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id,
+                                        std::string(call.method), to_metadata(call.metadata), deadline);
+  shard_of(s.connection().loop()).calls[&s][call.stream_id] = c;
+  c->session_raw_ = &s;
+  in_flight_.fetch_add(1, std::memory_order_acq_rel);
+  auto it = methods_.find(c->method());
+  if (it == methods_.end()) {
+    stats_.unimplemented.fetch_add(1, std::memory_order_relaxed);
+    c->start(nullptr, this);
+    c->do_finish(unimplemented("unknown method " + c->method()), nullptr);
+    return static_cast<session::StreamHandler*>(nullptr);
+  }
+  const Method* m = it->second;
+  if (m->options.max_concurrency > 0) {
+    auto& running = *running_[m];
+    if (running.fetch_add(1, std::memory_order_acq_rel) >= m->options.max_concurrency) {
+      running.fetch_sub(1, std::memory_order_acq_rel);
+      stats_.over_concurrency.fetch_add(1, std::memory_order_relaxed);
+      c->start(nullptr, this);
+      c->do_finish(overloaded("method " + c->method() + " is at its concurrency limit"), nullptr);
+      return static_cast<session::StreamHandler*>(nullptr);
+    }
+    c->counted_ = true;
+  }
+  c->start(m, this);
+  return static_cast<session::StreamHandler*>(c.get());
+}
+
+Status Server::on_frame(session::Session& s, const wire::Frame& f) {
+  if (f.type != wire::FrameType::kCancel) {
+    return unimplemented(std::string(wire::frame_type_name(f.type)) + " frame is not served by an RPC server");
+  }
+  SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, s.options().limits));
+  const auto& cancel = std::get<wire::Cancel>(any);
+  auto& calls = shard_of(s.connection().loop()).calls[&s];
+  auto it = calls.find(cancel.stream_id);
+  if (it == calls.end()) return Status();  // already finished: frames may cross
+  ServerCallPtr c = it->second;
+  s.close_stream(cancel.stream_id);
+  c->cancel(cancel.code == StatusCode::kOk ? StatusCode::kUnknown : cancel.code);
+  c->finished_.store(true, std::memory_order_release);
+  c->release();
+  return Status();
+}
+
+void Server::call_ended(ServerCall& call) {
+  if (call.counted_ && call.handler_ != nullptr) running_[call.handler_]->fetch_sub(1, std::memory_order_acq_rel);
+  auto& shard = shard_of(call.loop_);
+  auto it = shard.calls.find(call.session_raw_);
+  if (it != shard.calls.end()) it->second.erase(call.stream_);
+  in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void Server::on_closed(session::Session& s, const Status&) {
+  auto& shard = shard_of(s.connection().loop());
+  if (auto it = shard.calls.find(&s); it != shard.calls.end()) {
+    // Streams were reset before this callback; anything left is cancelled here.
+    std::vector<ServerCallPtr> left;
+    for (auto& [id, c] : it->second) left.push_back(c);
+    for (auto& c : left) c->on_reset(s, c->stream_, disconnected("connection closed"));
+    shard.calls.erase(&s);
+  }
+  if (shard.sessions.erase(&s) > 0) open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Server::shutdown() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  if (listener_) listener_->stop();
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    loops_.loop(i).post([this, i] {
+      std::vector<std::shared_ptr<session::Session>> all;
+      for (auto& [ptr, s] : shards_[i].sessions) all.push_back(s);
+      for (auto& s : all) {
+        if (s->ready()) {
+          s->go_away(Status(StatusCode::kDisconnected, "server shutting down"));
+        } else {
+          s->abort(disconnected("server shutting down"));
+        }
+      }
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
+  while (open_sessions_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (open_sessions_.load() > 0) {
+    SLIP_LOG_WARN("rpc server: {} sessions still open after the drain timeout: closing them", open_sessions_.load());
+    for (std::size_t i = 0; i < loops_.size(); ++i) {
+      loops_.loop(i).post([this, i] {
+        std::vector<std::shared_ptr<session::Session>> all;
+        for (auto& [ptr, s] : shards_[i].sessions) all.push_back(s);
+        for (auto& s : all) s->abort(disconnected("server shutting down"));
+      });
+    }
+    const auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (open_sessions_.load() > 0 && std::chrono::steady_clock::now() < hard) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  // Blocking handlers still running see their calls cancelled; let them return while the loops
+  // still run what they post.
+  workers_.wait();
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    std::promise<void> done;
+    loops_.loop(i).post([this, i, &done] {
+      shards_[i].calls.clear();
+      shards_[i].sessions.clear();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  loops_.stop();
+  listener_.reset();
+}
+
+}  // namespace slip::rpc

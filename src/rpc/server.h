@@ -1,0 +1,227 @@
+// RPC server: services of methods served on session streams (docs/rpc.md, docs/protocol.md
+// "RPC on the wire").
+//
+// The core is codec-agnostic: a method takes and returns byte strings. Typed services (the
+// generated code, rpc/typed.h) parse and serialize on top of it.
+//
+// Threading: every connection belongs to one loop of the server's LoopGroup. A call's state
+// lives on that loop; ServerCall's methods may be called from any thread (they hand the work to
+// the loop). Handlers of non-blocking methods run on the connection's loop and must not block;
+// handlers of methods declared blocking run on the server's worker pool.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/loop_group.h"
+#include "rpc/common.h"
+#include "session/session.h"
+#include "transport/tcp/tcp.h"
+
+namespace slip::rpc {
+
+class Server;
+class ServerCall;
+using ServerCallPtr = std::shared_ptr<ServerCall>;
+
+// Unary and server-streaming handlers get the one request; the others read with on_read().
+// A handler ends the call with finish() (exceptions it throws become INTERNAL).
+using RequestHandler = std::function<void(const ServerCallPtr&, std::string request)>;
+using StreamingHandler = std::function<void(const ServerCallPtr&)>;
+
+struct MethodOptions {
+  // Runs the handler on the worker pool instead of the connection's loop.
+  bool blocking = false;
+  // Calls of this method running at once; 0: no limit. Over the limit: RESOURCE_EXHAUSTED.
+  std::uint32_t max_concurrency = 0;
+};
+
+struct Method {
+  std::string name;  // "Get"
+  MethodKind kind = MethodKind::kUnary;
+  RequestHandler on_request;      // kUnary, kServerStreaming
+  StreamingHandler on_streaming;  // kClientStreaming, kBidiStreaming
+  MethodOptions options;
+};
+
+// A named set of methods ("package.Service"). Register methods before Server::start().
+class Service {
+ public:
+  explicit Service(std::string name) : name_(std::move(name)) {}
+  virtual ~Service() = default;
+  const std::string& name() const { return name_; }
+
+  void add_method(Method m) { methods_[m.name] = std::move(m); }
+  // Changes options of a registered method (false: no such method).
+  bool set_method_options(const std::string& method, MethodOptions o);
+  const std::map<std::string, Method>& methods() const { return methods_; }
+
+ private:
+  std::string name_;
+  std::map<std::string, Method> methods_;
+};
+
+// One call on the server. Reference-counted: the server holds it until it ends; a handler may
+// keep it (e.g. to finish later from another thread).
+class ServerCall : public session::StreamHandler, public std::enable_shared_from_this<ServerCall> {
+ public:
+  ServerCall(io::EventLoop& loop, std::weak_ptr<session::Session> session, std::uint64_t stream, std::string method,
+             Metadata metadata, std::chrono::steady_clock::time_point deadline);
+  ~ServerCall() override;
+
+  const std::string& method() const { return method_; }  // "/package.Service/Method"
+  const Metadata& metadata() const { return metadata_; }
+  // steady_clock::time_point::max() without a deadline.
+  std::chrono::steady_clock::time_point deadline() const { return deadline_; }
+
+  // The caller cancelled, the deadline passed or the connection went away. Any thread.
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  // kCancelled or kTimeout once cancelled().
+  StatusCode cancel_code() const { return cancel_code_.load(std::memory_order_acquire); }
+  // Runs fn (on the loop) when the call is cancelled; at once if it already is. Any thread.
+  void on_cancel(std::function<void()> fn);
+
+  // Response headers (sent with the first message or at finish) and trailers. Before finish().
+  void add_header(std::string key, std::string value);
+  void add_trailer(std::string key, std::string value);
+
+  // Streaming requests: fn gets each request message, then on_done once the caller ended its
+  // side. Messages that arrived before are delivered first. Callbacks run on the loop.
+  void on_read(std::function<void(std::string)> fn, std::function<void()> on_done = {});
+
+  // Sends a response message. False once the call ended or was cancelled. Any thread.
+  bool write(std::string message);
+  // Ends the call with `status` (and, when given, one last response message first). Later
+  // calls are ignored. Any thread.
+  void finish(const Status& status);
+  void finish(const Status& status, std::string last_message);
+
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+
+  // session::StreamHandler (on the loop)
+  void on_message(session::Session& s, std::uint64_t stream, Chain message) override;
+  void on_end(session::Session& s, std::uint64_t stream) override;
+  void on_reset(session::Session& s, std::uint64_t stream, const Status& reason) override;
+
+ private:
+  friend class Server;
+  template <typename Fn>
+  void in_loop(Fn fn);
+  void start(const Method* method, Server* server);
+  void invoke(std::function<void()> fn);
+  void do_write(std::string message);
+  void do_finish(const Status& status, std::string* last_message);
+  void cancel(StatusCode code);
+  void send_headers_if_needed(session::Session& s);
+  void release();
+
+  io::EventLoop& loop_;
+  std::weak_ptr<session::Session> session_;
+  session::Session* session_raw_ = nullptr;  // the server's key for this call's session
+  std::uint64_t stream_;
+  std::string method_;
+  Metadata metadata_;
+  std::chrono::steady_clock::time_point deadline_;
+  boost::asio::steady_timer deadline_timer_;
+  const Method* handler_ = nullptr;
+  Server* server_ = nullptr;
+
+  std::atomic<bool> cancelled_{false};
+  std::atomic<StatusCode> cancel_code_{StatusCode::kOk};
+  std::atomic<bool> finished_{false};
+  // Loop-only state.
+  bool headers_sent_ = false;
+  bool request_taken_ = false;
+  bool remote_ended_ = false;
+  bool released_ = false;
+  bool counted_ = false;  // holds a slot of the method's concurrency limit
+  std::mutex meta_mu_;  // headers_ and trailers_: set from a handler's thread
+  Metadata headers_;
+  Metadata trailers_;
+  std::deque<std::string> unread_;
+  std::function<void(std::string)> reader_;
+  std::function<void()> read_done_;
+  std::vector<std::function<void()>> cancel_fns_;
+};
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:0";
+  std::size_t threads = 1;  // event loops
+  io::LoopOptions loop{};
+  std::size_t workers = 2;  // threads for blocking handlers
+  transport::TcpOptions tcp;
+  wire::ServerHandshakeConfig handshake;
+  session::SessionOptions session;
+  // How long shutdown() lets calls in flight finish.
+  std::chrono::milliseconds drain_timeout{5000};
+};
+
+struct ServerStats {
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> unimplemented{0};
+  std::atomic<std::uint64_t> handler_exceptions{0};
+  std::atomic<std::uint64_t> deadline_exceeded{0};
+  std::atomic<std::uint64_t> cancelled{0};
+  std::atomic<std::uint64_t> over_concurrency{0};
+};
+
+class Server final : public session::SessionHandler {
+ public:
+  explicit Server(ServerOptions options = {});
+  ~Server() override;
+
+  // Services must outlive the server; register before start().
+  void add_service(Service& service);
+  Status start();
+  // "127.0.0.1:port" once started.
+  std::string address() const;
+  std::uint16_t port() const;
+  // Stops accepting, lets calls in flight finish (up to drain_timeout), then closes. Idempotent.
+  void shutdown();
+
+  const ServerStats& stats() const { return stats_; }
+  std::size_t calls_in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+
+  // session::SessionHandler (on a loop)
+  Result<session::StreamHandler*> on_call(session::Session& s, const wire::Call& call) override;
+  Status on_frame(session::Session& s, const wire::Frame& f) override;
+  void on_closed(session::Session& s, const Status& reason) override;
+
+ private:
+  friend class ServerCall;
+  struct Shard {
+    std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
+    // Calls in flight per session, by stream id.
+    std::unordered_map<session::Session*, std::unordered_map<std::uint64_t, ServerCallPtr>> calls;
+  };
+  Shard& shard_of(io::EventLoop& loop);
+  void accept(transport::ConnectionPtr conn);
+  void call_ended(ServerCall& call);
+
+  ServerOptions options_;
+  std::map<std::string, const Method*> methods_;  // "/pkg.Service/Method"
+  std::unordered_map<const Method*, std::unique_ptr<std::atomic<std::uint32_t>>> running_;
+  io::LoopGroup loops_;
+  std::vector<Shard> shards_;
+  std::unique_ptr<transport::Listener> listener_;
+  boost::asio::thread_pool workers_;
+  std::atomic<std::uint64_t> next_connection_id_{1};
+  std::atomic<std::size_t> open_sessions_{0};
+  std::atomic<std::size_t> in_flight_{0};
+  ServerStats stats_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace slip::rpc
