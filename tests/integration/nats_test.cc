@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <string>
@@ -721,6 +723,38 @@ TEST(NatsProtocol, AuthorizationViolationCloses) {
     EXPECT_EQ(r.line(), "+OK");
     EXPECT_EQ(r.line(), "PONG");
   }
+}
+
+// Users from the config file: NATS clients log in as them and get their permissions; a refusal
+// is an -ERR that leaves the connection open, and the refused operation has no effect.
+TEST(NatsProtocol, ConfiguredUsersAndTheirPermissionsApply) {
+  char tmpl[] = "/tmp/slipd-nats-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string cfg = dir + "/slipd.toml";
+  {
+    std::ofstream f(cfg);
+    f << "[[users]]\nname = \"svc\"\ntoken = \"svc-token\"\n"
+         "publish = { allow = [\"orders.>\"] }\nsubscribe = { allow = [\"orders.>\"] }\n";
+  }
+  test::SlipdProcess slipd(nats_args({"--config", cfg}));
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  {
+    RawNats r(slipd.nats_port());
+    EXPECT_NE(r.line().find("\"auth_required\":true"), std::string::npos);
+    r.send("CONNECT {\"auth_token\":\"wrong\"}\r\n");
+    EXPECT_EQ(r.line(), "-ERR 'Authorization Violation'");
+    EXPECT_EQ(r.line(), "<EOF>");
+  }
+  RawNats r(slipd.nats_port());
+  r.line();
+  r.send("CONNECT {\"auth_token\":\"svc-token\"}\r\nSUB admin.x 1\r\nPUB admin.reset 1\r\nx\r\n"
+         "SUB orders.* 2\r\nPUB orders.a 2\r\nhi\r\nPING\r\n");
+  EXPECT_EQ(r.line(), "-ERR 'Permissions Violation for Subscription to \"admin.x\"'");
+  EXPECT_EQ(r.line(), "-ERR 'Permissions Violation for Publish to \"admin.reset\"'");
+  EXPECT_EQ(r.line(), "MSG orders.a 2 2");
+  EXPECT_EQ(r.payload(2), "hi");
+  EXPECT_EQ(r.line(), "PONG");
+  (void)std::system(("rm -rf " + dir).c_str());
 }
 
 TEST(NatsProtocol, NoConnectWithinTheAuthTimeoutCloses) {
