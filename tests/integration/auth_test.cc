@@ -12,6 +12,7 @@
 #include "broker/auth.h"
 #include "broker/client.h"
 #include "io/loop_group.h"
+#include "peer.h"
 #include "process.h"
 
 namespace slip::broker {
@@ -57,44 +58,24 @@ const std::string& bob_hash() {
 }
 
 // A PubSubClient with credentials on its own loop thread; records messages and refusals.
-class Peer {
+class Peer : public test::PubSubPeer {
  public:
   Peer(const std::string& address, const std::string& token, const std::string& user = "",
        const std::string& password = "")
-      : loops_(1, io::LoopOptions{io::IdleStrategy::kBlock, {}}) {
-    loops_.start();
-    session::ClientOptions o;
-    o.dial = session::tcp_dialer(*transport::parse_host_port(address));
-    o.handshake.client_name = "auth-test";
-    o.handshake.auth_token = token;
-    o.handshake.auth_user = user;
-    o.handshake.auth_password = password;
-    o.reconnect.enabled = false;
+      : PubSubPeer(
+            address, "auth-test",
+            [&](session::ClientOptions& o) {
+              o.handshake.auth_token = token;
+              o.handshake.auth_user = user;
+              o.handshake.auth_password = password;
+              o.reconnect.enabled = false;
+            },
+            /*start=*/false) {
     run([&] {
-      client_ = std::make_unique<PubSubClient>(loop(), o);
       client_->set_on_refused([this](const Refusal& r) { refusals_.push_back(r); });
       client_->set_on_closed([this](const Status& s) { closed_.push_back(s); });
       client_->start();
     });
-  }
-  ~Peer() {
-    run([&] { client_.reset(); });
-    run([] {});
-    run([] {});
-    loops_.stop();
-  }
-
-  io::EventLoop& loop() { return loops_.loop(0); }
-  PubSubClient& client() { return *client_; }
-
-  template <typename Fn>
-  void run(Fn fn) {
-    std::promise<void> done;
-    loop().post([&] {
-      fn();
-      done.set_value();
-    });
-    done.get_future().wait();
   }
 
   // `pred` runs on the test's thread: it uses the accessors below, which hop to the loop.
@@ -152,8 +133,6 @@ class Peer {
   }
 
  private:
-  io::LoopGroup loops_;
-  std::unique_ptr<PubSubClient> client_;
   std::map<std::string, std::vector<std::string>> received_;
   std::vector<Refusal> refusals_;
   std::vector<Status> closed_;

@@ -9,6 +9,7 @@
 
 #include "broker/client.h"
 #include "io/loop_group.h"
+#include "peer.h"
 #include "process.h"
 #include "wire/encoder.h"
 
@@ -17,57 +18,10 @@ namespace {
 
 constexpr auto kLiveness = std::chrono::seconds(30);
 
-// A PubSubClient on its own loop thread; run() executes code on that thread and waits.
-class Peer {
+// A test client that records what its subscriptions receive.
+class Peer : public test::PubSubPeer {
  public:
-  explicit Peer(const std::string& address, std::string name = "test")
-      : loops_(1, io::LoopOptions{io::IdleStrategy::kBlock, {}}) {
-    loops_.start();
-    session::ClientOptions o;
-    o.dial = session::tcp_dialer(*transport::parse_host_port(address));
-    o.handshake.client_name = std::move(name);
-    run([&] {
-      client_ = std::make_unique<PubSubClient>(loop(), o);
-      client_->start();
-    });
-  }
-  ~Peer() {
-    run([&] { client_.reset(); });
-    // Callbacks posted by a handler reach the queue after anything posted meanwhile from
-    // another thread: two empty turns let the session's close callback run before the stop.
-    run([] {});
-    run([] {});
-    loops_.stop();
-  }
-
-  io::EventLoop& loop() { return loops_.loop(0); }
-  PubSubClient& client() { return *client_; }
-
-  template <typename Fn>
-  void run(Fn fn) {
-    std::promise<void> done;
-    loop().post([&] {
-      fn();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-
-  template <typename Pred>
-  bool wait_for(Pred pred) {
-    const auto deadline = std::chrono::steady_clock::now() + kLiveness;
-    while (std::chrono::steady_clock::now() < deadline) {
-      bool ok = false;
-      run([&] { ok = pred(); });
-      if (ok) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return false;
-  }
-
-  bool wait_ready() {
-    return wait_for([&] { return client_->ready(); });
-  }
+  explicit Peer(const std::string& address, std::string name = "test") : PubSubPeer(address, std::move(name)) {}
 
   // Subscribes and collects payloads; returns once the broker has surely taken the SUB (a
   // request to a fresh subject round-trips through the broker after it).
@@ -83,17 +37,6 @@ class Peer {
     return sid;
   }
 
-  // A round trip through the broker: everything this client sent before is processed.
-  void sync() {
-    std::promise<void> p;
-    auto f = p.get_future();
-    run([&] {
-      (void)client_->request("_sync.nobody", Slice(), std::chrono::milliseconds(10000),
-                             [&p](Result<Message>) { p.set_value(); });
-    });
-    f.wait_for(kLiveness);
-  }
-
   std::size_t count(const std::string& subject) {
     std::size_t n = 0;
     run([&] { n = received_[subject].size(); });
@@ -102,10 +45,6 @@ class Peer {
 
   std::map<std::string, std::vector<std::string>> received_;
   std::map<std::string, std::vector<std::string>> subjects_;
-
- private:
-  io::LoopGroup loops_;
-  std::unique_ptr<PubSubClient> client_;
 };
 
 TEST(Broker, WildcardsAndLiteralsEachGetTheirMessages) {

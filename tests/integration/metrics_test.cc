@@ -11,6 +11,7 @@
 #include "broker/client.h"
 #include "http_client.h"
 #include "io/loop_group.h"
+#include "peer.h"
 #include "process.h"
 #include "prometheus_check.h"
 
@@ -19,61 +20,10 @@ namespace {
 
 constexpr auto kLiveness = std::chrono::seconds(30);
 
-// A PubSubClient on its own loop thread; run() executes code on that thread and waits.
-class Peer {
+// A test client that counts what it receives and keeps the last traceparent header.
+class Peer : public test::PubSubPeer {
  public:
-  Peer(const std::string& address, std::string name) : loops_(1, io::LoopOptions{io::IdleStrategy::kBlock, {}}) {
-    loops_.start();
-    session::ClientOptions o;
-    o.dial = session::tcp_dialer(*transport::parse_host_port(address));
-    o.handshake.client_name = std::move(name);
-    run([&] {
-      client_ = std::make_unique<PubSubClient>(loop(), o);
-      client_->start();
-    });
-  }
-  ~Peer() {
-    run([&] { client_.reset(); });
-    run([] {});
-    run([] {});
-    loops_.stop();
-  }
-  io::EventLoop& loop() { return loops_.loop(0); }
-  PubSubClient& client() { return *client_; }
-
-  template <typename Fn>
-  void run(Fn fn) {
-    std::promise<void> done;
-    loop().post([&] {
-      fn();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-  template <typename Pred>
-  bool wait_for(Pred pred) {
-    const auto deadline = std::chrono::steady_clock::now() + kLiveness;
-    while (std::chrono::steady_clock::now() < deadline) {
-      bool ok = false;
-      run([&] { ok = pred(); });
-      if (ok) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return false;
-  }
-  bool wait_ready() {
-    return wait_for([&] { return client_->ready(); });
-  }
-  // A round trip through the broker (a request nobody answers): everything sent before is taken.
-  void sync() {
-    std::promise<void> p;
-    auto f = p.get_future();
-    run([&] {
-      (void)client_->request("_sync.nobody", Slice(), std::chrono::milliseconds(10000),
-                             [&p](Result<Message>) { p.set_value(); });
-    });
-    f.wait_for(kLiveness);
-  }
+  Peer(const std::string& address, std::string name) : PubSubPeer(address, std::move(name)) {}
   void subscribe(const std::string& subject) {
     run([&] {
       (void)client_->subscribe(subject, "", [this](const Message& m) {
@@ -96,8 +46,6 @@ class Peer {
   }
 
  private:
-  io::LoopGroup loops_;
-  std::unique_ptr<PubSubClient> client_;
   std::size_t received_ = 0;
   std::string traceparent_;  // the last one received
 };
