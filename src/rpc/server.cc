@@ -149,6 +149,9 @@ void ServerCall::release() {
   cancel_fns_.clear();
   // The reader may be running now (it may have finished the call): drop it after this turn.
   loop_.post([self = shared_from_this()] {
+    // The session may still hold the stream (TRAILERS not yet written, or no TRAILERS after a
+    // cancel): it must not call this call back once it is gone.
+    if (auto s = self->session_.lock()) s->detach_stream(self->stream_);
     self->reader_ = nullptr;
     self->read_done_ = nullptr;
   });

@@ -514,6 +514,19 @@ Status Session::send_trailers(std::uint64_t stream, StatusCode code, std::string
 
 void Session::close_stream(std::uint64_t stream) { remove_stream(stream, nullptr); }
 
+namespace {
+// Stands in for a handler that has gone: drops everything.
+class DetachedStream final : public StreamHandler {
+ public:
+  void on_message(Session&, std::uint64_t, Chain) override {}
+};
+}  // namespace
+
+void Session::detach_stream(std::uint64_t stream) {
+  static DetachedStream detached;
+  if (Stream* s = find(stream)) s->handler = &detached;
+}
+
 Status Session::end_stream(std::uint64_t stream) {
   Stream* s = find(stream);
   if (s == nullptr) return not_found("no open stream " + std::to_string(stream));

@@ -184,6 +184,9 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   // Forgets a stream without a frame to the peer and without on_reset (after CANCEL, or the
   // caller's side of received TRAILERS).
   void close_stream(std::uint64_t stream);
+  // The stream's handler is going away: what the stream still has queued (TRAILERS) is sent,
+  // and whatever arrives for it later is discarded instead of reaching the handler.
+  void detach_stream(std::uint64_t stream);
   // Queues one message; `end` also ends our side of the stream. kNotFound for an unknown
   // stream, kFailedPrecondition after our side ended, kOverloaded past a send bound.
   Status send(std::uint64_t stream, Chain message, bool end = false);

@@ -18,8 +18,6 @@
 namespace slip::broker {
 namespace {
 
-constexpr auto kLiveness = std::chrono::seconds(30);
-
 // A test client that counts what it receives and keeps the last traceparent header.
 class Peer : public test::PubSubPeer {
  public:
