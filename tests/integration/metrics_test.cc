@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <future>
+#include <thread>
 
 #include "broker/broker.h"
 #include "broker/client.h"
@@ -14,6 +15,7 @@
 #include "peer.h"
 #include "process.h"
 #include "prometheus_check.h"
+#include "wire/encoder.h"
 
 namespace slip::broker {
 namespace {
@@ -196,16 +198,45 @@ TEST(Metrics, EventStreamPushesJsonSnapshots) {
 }
 
 TEST(Http, HealthzIsOkWhileServingAnd503WhileDraining) {
-  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--drain-ms", "20000"});
+  // Small socket buffers, and no slow-consumer cut-off: what a non-reading client is sent stays
+  // queued in slipd, and closing its connection then lingers (up to close_linger, 5 s).
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--drain-ms", "20000", "--so-sndbuf", "65536",
+                            "--max-pending-bytes", "1073741824"});
   ASSERT_TRUE(slipd.ok()) << slipd.log();
   const std::string http = slipd.listener("http");
   auto ok = test::http_get(http, "/healthz");
   ASSERT_TRUE(ok.is_ok());
   EXPECT_EQ(ok->status, 200);
   EXPECT_EQ(ok->body, "ok\n");
-  // A client that ignores GOAWAY keeps slipd draining until we close it.
+  // A client that subscribes to what it publishes and never reads: slipd holds megabytes for
+  // it, so its connection outlives SIGTERM by the linger time and slipd stays draining. It
+  // writes from its own thread (its writes may stall once slipd's buffers fill); the thread
+  // ends when slipd closes the connection.
   test::RawClient stubborn(slipd.port());
   ASSERT_TRUE(stubborn.handshake().is_ok());
+  std::thread writer([&] {
+    wire::FrameEncoder e;
+    e.add(wire::Sub{1, "fill", ""});
+    stubborn.send_chain(e.take());
+    const Slice chunk = Slice::copy_of(std::string(64 * 1024, 'f'));
+    for (int i = 0; i < 512; ++i) {
+      wire::Pub p;
+      p.subject = "fill";
+      p.payload = chunk;
+      e.add(p);
+      stubborn.send_chain(e.take());
+    }
+  });
+  // Wait until slipd holds bytes for it (bounded), then ask it to stop.
+  const auto filled = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < filled) {
+    auto m = test::http_get(http, "/api/connections");
+    if (m.is_ok() && m->body.find("\"pending_bytes\":0") == std::string::npos &&
+        m->body.find("pending_bytes") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ASSERT_EQ(::kill(slipd.pid(), SIGTERM), 0);
   int status = 0;
   std::string last;
@@ -218,6 +249,8 @@ TEST(Http, HealthzIsOkWhileServingAnd503WhileDraining) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(status, 503) << "last /healthz: " << last << "\nslipd's log:\n" << slipd.log();
+  slipd.stop(SIGTERM);  // waits for the exit; the connection is then closed and the writer ends
+  writer.join();
 }
 
 TEST(Http, UnknownPathIs404AndOtherMethodsAre405) {
