@@ -77,6 +77,7 @@ class Peer : public test::PubSubPeer {
       client_->start();
     });
   }
+  ~Peer() { stop(); }  // before the members its callbacks write to go
 
   // `pred` runs on the test's thread: it uses the accessors below, which hop to the loop.
   template <typename Pred>

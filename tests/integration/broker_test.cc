@@ -22,6 +22,7 @@ constexpr auto kLiveness = std::chrono::seconds(30);
 class Peer : public test::PubSubPeer {
  public:
   explicit Peer(const std::string& address, std::string name = "test") : PubSubPeer(address, std::move(name)) {}
+  ~Peer() { stop(); }  // before received_ goes: deliveries write to it
 
   // Subscribes and collects payloads; returns once the broker has surely taken the SUB (a
   // request to a fresh subject round-trips through the broker after it).

@@ -24,6 +24,7 @@ namespace {
 class Peer : public test::PubSubPeer {
  public:
   Peer(const std::string& address, std::string name) : PubSubPeer(address, std::move(name)) {}
+  ~Peer() { stop(); }  // before received_ goes: deliveries write to it
   void subscribe(const std::string& subject) {
     run([&] {
       (void)client_->subscribe(subject, "", [this](const Message& m) {

@@ -35,7 +35,13 @@ class PubSubPeer {
       if (start) client_->start();
     });
   }
-  ~PubSubPeer() {
+  ~PubSubPeer() { stop(); }
+
+  // Closes the client and stops its loop; idempotent. A derived class whose members the
+  // client's callbacks touch calls it from its own destructor, before those members go.
+  void stop() {
+    if (stopped_) return;
+    stopped_ = true;
     run([&] { client_.reset(); });
     // Callbacks posted by a handler reach the queue after anything posted meanwhile from
     // another thread: two empty turns let the session's close callback run before the stop.
@@ -92,6 +98,7 @@ class PubSubPeer {
 
  private:
   io::LoopGroup loops_;
+  bool stopped_ = false;
 };
 
 }  // namespace slip::test
