@@ -32,17 +32,6 @@ char* put(char* out, std::string_view s) {
   return out + s.size();
 }
 
-bool parse_sid(std::string_view s, std::uint64_t& out) {
-  if (s.empty() || s.size() > 19) return false;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  out = v;
-  return true;
-}
-
 std::string json_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
@@ -151,7 +140,7 @@ bool NatsConnection::handle(const Op& op) {
     case OpKind::kSub: return on_sub(op);
     case OpKind::kUnsub: {
       std::uint64_t sid = 0;
-      if (!parse_sid(op.sid, sid)) {
+      if (!parse_decimal(op.sid, sid)) {
         error("Parser Error", true);
         return false;
       }
@@ -227,7 +216,7 @@ bool NatsConnection::on_pub(const Op& op) {
 
 bool NatsConnection::on_sub(const Op& op) {
   std::uint64_t sid = 0;
-  if (!parse_sid(op.sid, sid)) {
+  if (!parse_decimal(op.sid, sid)) {
     error("Parser Error", true);
     return false;
   }

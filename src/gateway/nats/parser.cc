@@ -35,18 +35,6 @@ Fields split(std::string_view s) {
   return out;
 }
 
-// Decimal digits only, at most 18 of them (no overflow).
-bool parse_size(std::string_view s, std::uint64_t& out) {
-  if (s.empty() || s.size() > 18) return false;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  out = v;
-  return true;
-}
-
 bool iequals(std::string_view a, std::string_view lower) {
   if (a.size() != lower.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -103,7 +91,7 @@ bool Parser::fast_pub(std::string_view line) {
   }
   if (n < 2) return false;
   std::uint64_t total = 0;
-  if (!parse_size(fields[n - 1], total) || total > limits_.max_payload) return false;
+  if (!parse_decimal(fields[n - 1], total) || total > limits_.max_payload) return false;
   pending_.kind = OpKind::kPub;
   pending_.subject = fields[0];
   pending_.reply = n == 3 ? fields[1] : std::string_view();
@@ -136,8 +124,8 @@ ParseError Parser::on_line(std::string_view line, ParserSink& sink, bool& stop) 
     op.subject = f.f[0];
     if (f.n == 2 + nums) op.reply = f.f[1];
     std::uint64_t total = 0, hdr = 0;
-    if (!parse_size(f.f[f.n - 1], total)) return ParseError::kParser;
-    if (h && (!parse_size(f.f[f.n - 2], hdr) || hdr > total)) return ParseError::kParser;
+    if (!parse_decimal(f.f[f.n - 1], total)) return ParseError::kParser;
+    if (h && (!parse_decimal(f.f[f.n - 2], hdr) || hdr > total)) return ParseError::kParser;
     if (total > limits_.max_payload) return ParseError::kMaxPayload;
     op.header_size = hdr;
     pending_ = op;
@@ -159,7 +147,7 @@ ParseError Parser::on_line(std::string_view line, ParserSink& sink, bool& stop) 
     if (f.overflow || f.n < 1 || f.n > 2) return ParseError::kParser;
     op.kind = OpKind::kUnsub;
     op.sid = f.f[0];
-    if (f.n == 2 && !parse_size(f.f[1], op.max_msgs)) return ParseError::kParser;
+    if (f.n == 2 && !parse_decimal(f.f[1], op.max_msgs)) return ParseError::kParser;
     return deliver();
   }
   if (iequals(name, "ping") || iequals(name, "pong") || iequals(name, "+ok")) {
@@ -439,6 +427,17 @@ Result<ConnectOptions> parse_connect(std::string_view json) {
   }
   if (!r.at_end()) return bad("text after the object");
   return o;
+}
+
+bool parse_decimal(std::string_view s, std::uint64_t& out) {
+  if (s.empty() || s.size() > 18) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
 }
 
 }  // namespace slip::gateway::nats

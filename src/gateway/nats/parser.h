@@ -103,4 +103,7 @@ struct ConnectOptions {
 // Parses CONNECT's JSON object. kInvalidArgument for anything that is not one.
 Result<ConnectOptions> parse_connect(std::string_view json);
 
+// Decimal digits only, 1 to 18 of them (so no overflow): sizes, counts and subscription ids.
+bool parse_decimal(std::string_view s, std::uint64_t& out);
+
 }  // namespace slip::gateway::nats
