@@ -166,6 +166,14 @@ int main(int argc, char** argv) {
   app.add_option("--max-pending-bytes", opts.broker.max_pending_bytes,
                  "Bytes waiting for one client before it is cut off as a slow consumer")
       ->capture_default_str();
+  app.add_option("--backlog-msgs", opts.broker.backlog_msgs,
+                 "Messages a drop-oldest subscription keeps while its client is behind, unless its SUB says")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  app.add_option("--backlog-bytes", opts.broker.backlog_bytes,
+                 "Bytes a drop-oldest subscription keeps while its client is behind, unless its SUB says "
+                 "(never more than --max-pending-bytes)")
+      ->capture_default_str();
   app.add_option("--max-payload", opts.broker.max_payload, "Largest message a client may publish, bytes")
       ->capture_default_str();
   app.add_option("--max-subscriptions", opts.broker.max_subscriptions, "Subscriptions per client")
