@@ -13,6 +13,8 @@ namespace {
 // The no-responders answer: an empty message with this header.
 constexpr std::string_view kStatusHeader = ":status";
 constexpr std::string_view kNoRespondersStatus = "503";
+// The W3C trace context header (obs/traceparent.h), looked for only when a tracer is set.
+constexpr std::string_view kTraceparentHeader = "traceparent";
 // Reply subjects a client with restricted publish permissions may still answer (auth.h).
 constexpr std::size_t kMaxRememberedResponses = 1024;
 
@@ -525,6 +527,17 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   ++stats_.msgs_in;
   stats_.bytes_in += payload.size();
   const detail::ClientLink* skip = echo_ ? nullptr : link_.get();
+  if (has_headers && broker_.options_.on_traced_publish) {
+    for (const auto& [k, v] : headers) {
+      if (k != kTraceparentHeader) continue;
+      TracedPublish t{v, subject, name_, wall_now_ns(), 0};
+      const std::int64_t start = mono_now_ns();
+      broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, skip);
+      t.duration_ns = mono_now_ns() - start;
+      broker_.options_.on_traced_publish(t);
+      return Status();
+    }
+  }
   if (shard_stats_ != nullptr && (++publish_seq_ & (kPublishSampleEvery - 1)) == 0) {
     const std::int64_t start = mono_now_ns();
     broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, skip);

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +44,16 @@
 #include "session/session.h"
 
 namespace slip::broker {
+
+// A PUB that carried a W3C `traceparent` header, as BrokerOptions::on_traced_publish sees it.
+// Views are valid for the call.
+struct TracedPublish {
+  std::string_view traceparent;  // the header's value, unchecked
+  std::string_view subject;
+  std::string_view client;  // the publisher's name
+  std::int64_t start_unix_ns = 0;
+  std::int64_t duration_ns = 0;  // routing it: match, local writes, hand-over to other shards
+};
 
 struct BrokerOptions {
   SubjectLimits limits;
@@ -60,6 +71,9 @@ struct BrokerOptions {
   // Time the routing of one PUB in kPublishSampleEvery (ShardStats::publish_ns). Off, the
   // publish path reads no clock; the plain counters are kept either way.
   bool metrics = true;
+  // Called (on the publisher's loop) for every PUB with a `traceparent` header, after routing
+  // it: a tracer writes the broker's span from it. Empty: headers are not looked at.
+  std::function<void(const TracedPublish&)> on_traced_publish;
 };
 
 struct BrokerStats {

@@ -44,6 +44,7 @@ constexpr SettingSpec kSettings[] = {
     {"nats_max_control_line", SettingType::kInteger},
     {"http_listen", SettingType::kString},
     {"metrics", SettingType::kString},
+    {"trace_file", SettingType::kString},
     {"max_payload", SettingType::kInteger},
     {"max_subscriptions", SettingType::kInteger},
     {"max_connections", SettingType::kInteger},
