@@ -19,17 +19,21 @@ struct Endpoint {
   // A session for the next call: ready ones in turn, else one still connecting; null when all
   // are in transient failure.
   Channel* session() {
-    Channel* connecting = nullptr;
+    constexpr std::size_t kNone = ~std::size_t{0};
+    std::size_t connecting = kNone;
     for (std::size_t i = 0; i < sessions.size(); ++i) {
       const std::size_t k = (next_session + i) % sessions.size();
       const ConnectivityState st = sessions[k]->state();
       if (st == ConnectivityState::kReady) {
         next_session = k + 1;
+        counts.session_attempts[k]++;
         return sessions[k].get();
       }
-      if (st == ConnectivityState::kConnecting && connecting == nullptr) connecting = sessions[k].get();
+      if (st == ConnectivityState::kConnecting && connecting == kNone) connecting = k;
     }
-    return connecting;
+    if (connecting == kNone) return nullptr;
+    counts.session_attempts[connecting]++;
+    return sessions[connecting].get();
   }
   bool reachable() const {
     return std::any_of(sessions.begin(), sessions.end(),
@@ -42,6 +46,7 @@ struct Endpoint {
   CircuitBreaker breaker;
   LatencyEwma ewma;
   std::uint32_t in_flight = 0;
+  std::uint64_t half_opens_seen = 0;  // the breaker's half-opens the EWMA was reset for
   EndpointStats counts;  // the counters only
 };
 
@@ -433,6 +438,7 @@ BalancedChannel::BalancedChannel(std::vector<std::string> addresses, BalancedCha
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.connections_per_endpoint); ++i) {
       ep->sessions.push_back(std::make_unique<Channel>(address, loop(), co));
     }
+    ep->counts.session_attempts.assign(ep->sessions.size(), 0);
     endpoints_.push_back(std::move(ep));
   }
 }
@@ -490,14 +496,32 @@ Endpoint* BalancedChannel::pick(const std::vector<Endpoint*>& avoid, bool strict
   for (std::size_t i = 0; i < endpoints_.size(); ++i) {
     Endpoint& ep = *endpoints_[i];
     if (!ep.reachable() || !ep.breaker.would_admit(now)) continue;
+    if (ep.breaker.half_opens() != ep.half_opens_seen) {
+      // Its failures made it look slow; that says nothing of it now that it may have recovered:
+      // starting over lets the balancer send it the trial calls that can close the breaker.
+      ep.half_opens_seen = ep.breaker.half_opens();
+      ep.ewma = LatencyEwma(options_.ewma_alpha, options_.ewma_idle_decay);
+    }
     eligible.push_back(i);
     if (std::find(avoid.begin(), avoid.end(), &ep) == avoid.end()) preferred.push_back(i);
   }
   const std::vector<std::size_t>& from = !preferred.empty() || strict ? preferred : eligible;
   if (from.empty()) return nullptr;
   if (options_.policy == LbPolicy::kRoundRobin) return endpoints_[round_robin_.pick(from)].get();
+  // An endpoint without a latency sample yet counts as the fastest one that has one: it is
+  // tried soon, but calls in flight on it still count, so a new endpoint does not draw every
+  // call until its first answer.
+  double fastest = -1;
+  for (std::size_t i : from) {
+    if (!endpoints_[i]->ewma.has_value()) continue;
+    const double v = endpoints_[i]->ewma.value(now);
+    if (fastest < 0 || v < fastest) fastest = v;
+  }
   std::vector<LbCandidate> candidates(endpoints_.size());
-  for (std::size_t i : from) candidates[i] = {endpoints_[i]->ewma.value(now), endpoints_[i]->in_flight};
+  for (std::size_t i : from) {
+    const LatencyEwma& e = endpoints_[i]->ewma;
+    candidates[i] = {e.has_value() ? e.value(now) : std::max(0.0, fastest), endpoints_[i]->in_flight};
+  }
   return endpoints_[pick_p2c(candidates, from, rng_)].get();
 }
 

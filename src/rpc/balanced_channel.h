@@ -106,6 +106,7 @@ struct EndpointStats {
   double ewma_us = 0;           // latency average now (after idle decay)
   std::size_t sessions_ready = 0;
   std::size_t sessions = 0;
+  std::vector<std::uint64_t> session_attempts;  // attempts sent on each pooled session
 };
 
 struct BalancedChannelStats {

@@ -25,7 +25,8 @@ const char* lb_policy_name(LbPolicy p);
 // average decays towards zero with time constant `idle_decay` (multiplied by
 // exp(-idle / idle_decay)): an endpoint that lost every choice because it was once slow is
 // tried again after a while, and keeps its traffic only if it answers faster now. Without a
-// sample yet the average is 0, so a new endpoint is tried at once.
+// sample yet the value is 0 and has_value() false (the channel then substitutes the fastest
+// endpoint's average).
 class LatencyEwma {
  public:
   LatencyEwma(double alpha, std::chrono::nanoseconds idle_decay) : alpha_(alpha), idle_decay_ns_(idle_decay.count()) {}
