@@ -98,7 +98,8 @@ class BalancedCall final : public Call, public std::enable_shared_from_this<Bala
  private:
   std::int64_t now() const { return ch_.now_ns(); }
   std::size_t live_attempts() const {
-    return static_cast<std::size_t>(std::count_if(attempts_.begin(), attempts_.end(), [](const AttemptPtr& a) { return a->live; }));
+    return static_cast<std::size_t>(
+        std::count_if(attempts_.begin(), attempts_.end(), [](const AttemptPtr& a) { return a->live; }));
   }
   void launch(Endpoint* ep, AttemptKind kind);
   void on_headers(const AttemptPtr& a, const Metadata& h);
@@ -279,7 +280,8 @@ void BalancedCall::retry_or_finish() {
     return;
   }
   const auto wait = retry_backoff(ch_.options_.retry, retries_, ch_.rng_);
-  if (deadline_ != std::chrono::steady_clock::time_point::max() && std::chrono::steady_clock::now() + wait >= deadline_) {
+  if (deadline_ != std::chrono::steady_clock::time_point::max() &&
+      std::chrono::steady_clock::now() + wait >= deadline_) {
     give_up("not retried (the deadline is too close)");
     return;
   }
@@ -609,9 +611,9 @@ BalancedChannelStats BalancedChannel::snapshot() {
     e.breaker_closes = ep->breaker.closes();
     e.ewma_us = ep->ewma.value(now) / 1000.0;
     e.sessions = ep->sessions.size();
-    e.sessions_ready = static_cast<std::size_t>(std::count_if(ep->sessions.begin(), ep->sessions.end(), [](const auto& c) {
-      return c->state() == ConnectivityState::kReady;
-    }));
+    for (const auto& c : ep->sessions) {
+      if (c->state() == ConnectivityState::kReady) ++e.sessions_ready;
+    }
     s.endpoints.push_back(std::move(e));
   }
   return s;

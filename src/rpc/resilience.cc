@@ -174,8 +174,8 @@ void CircuitBreaker::on_abandoned(bool trial) {
 // ---- Backoff --------------------------------------------------------------------------------
 
 std::chrono::microseconds retry_backoff(const RetryPolicy& p, std::uint32_t retry, std::mt19937_64& rng) {
-  const double base =
-      static_cast<double>(p.initial_backoff.count()) * std::pow(p.multiplier, static_cast<double>(std::min(retry, 62u)));
+  const double growth = std::pow(p.multiplier, static_cast<double>(std::min(retry, 62u)));
+  const double base = static_cast<double>(p.initial_backoff.count()) * growth;
   const double capped = std::min(base, static_cast<double>(p.max_backoff.count()));
   double d = capped;
   if (p.jitter && capped > 0) {

@@ -39,7 +39,9 @@ class Backend {
     service_.add_method({"Get", MethodKind::kUnary,
                          [this](const ServerCallPtr& c, std::string) {
                            ++calls;
-                           if (const int d = delay_ms.load(); d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(d));
+                           if (const int d = delay_ms.load(); d > 0) {
+                             std::this_thread::sleep_for(std::chrono::milliseconds(d));
+                           }
                            const StatusCode code = fail.load();
                            if (code != StatusCode::kOk) {
                              c->finish(Status(code, name_ + " fails"));
