@@ -365,6 +365,24 @@ TEST_F(BalancedTest, RetriesStopWhenTheBudgetIsSpent) {
   EXPECT_LT(s.budget_available, 1.0);
 }
 
+TEST_F(BalancedTest, NoRetryWhoseBackoffEndsPastTheDeadline) {
+  for (auto& b : backends_) b->fail = StatusCode::kDisconnected;
+  BalancedChannelOptions o = base_options(LbPolicy::kRoundRobin);
+  o.retry.initial_backoff = std::chrono::seconds(100);
+  o.retry.max_backoff = std::chrono::seconds(100);
+  make_channel(o);
+  CallOptions opts;
+  opts.timeout = std::chrono::seconds(30);
+  auto r = get("/test.Lb/Get", opts);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDisconnected);
+  EXPECT_NE(r.status().message().find("the deadline is too close"), std::string_view::npos) << r.status().to_string();
+  EXPECT_EQ(total_calls(), 1);
+  BalancedChannelStats s = channel_->stats();
+  EXPECT_EQ(s.retries, 0u);
+  EXPECT_EQ(s.budget_refusals, 0u);
+}
+
 TEST_F(BalancedTest, AllBreakersOpenFailsFastWithUnavailable) {
   for (auto& b : backends_) b->fail = StatusCode::kDisconnected;
   BalancedChannelOptions o = base_options(LbPolicy::kRoundRobin);
