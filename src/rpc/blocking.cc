@@ -2,7 +2,7 @@
 
 namespace slip::rpc {
 
-BlockingCall::BlockingCall(Channel& channel, std::string method, CallOptions options,
+BlockingCall::BlockingCall(ChannelInterface& channel, std::string method, CallOptions options,
                            std::vector<std::string> requests, bool half_close)
     : state_(std::make_shared<State>()) {
   CallCallbacks cb;
@@ -64,8 +64,8 @@ Metadata BlockingCall::headers() const {
   return state_->headers;
 }
 
-Result<std::string> call_unary(Channel& channel, std::string method, std::string request, const CallOptions& options,
-                               Metadata* trailers) {
+Result<std::string> call_unary(ChannelInterface& channel, std::string method, std::string request,
+                               const CallOptions& options, Metadata* trailers) {
   std::vector<std::string> reqs;
   reqs.push_back(std::move(request));
   BlockingCall call(channel, std::move(method), options, std::move(reqs), true);

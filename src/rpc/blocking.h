@@ -1,5 +1,6 @@
-// Blocking calls over a Channel: the calling thread waits (never call these on the channel's
-// own loop). Byte strings in and out; rpc/typed.h adds message types on top.
+// Blocking calls over any channel (ChannelInterface): the calling thread waits (never call
+// these on the channel's own loop). Byte strings in and out; rpc/typed.h adds message types on
+// top.
 #pragma once
 
 #include <condition_variable>
@@ -14,9 +15,9 @@ namespace slip::rpc {
 
 class BlockingCall {
  public:
-  // Starts the call; `requests` and `half_close` as Channel::start_call.
-  BlockingCall(Channel& channel, std::string method, CallOptions options, std::vector<std::string> requests = {},
-               bool half_close = false);
+  // Starts the call; `requests` and `half_close` as ChannelInterface::start_call.
+  BlockingCall(ChannelInterface& channel, std::string method, CallOptions options,
+               std::vector<std::string> requests = {}, bool half_close = false);
   ~BlockingCall();  // cancels the call if it has not ended
   BlockingCall(const BlockingCall&) = delete;
   BlockingCall& operator=(const BlockingCall&) = delete;
@@ -47,11 +48,11 @@ class BlockingCall {
     bool done = false;
   };
   std::shared_ptr<State> state_;
-  ClientCallPtr call_;
+  CallPtr call_;
 };
 
 // One request, one response.
-Result<std::string> call_unary(Channel& channel, std::string method, std::string request,
+Result<std::string> call_unary(ChannelInterface& channel, std::string method, std::string request,
                                const CallOptions& options = {}, Metadata* trailers = nullptr);
 
 }  // namespace slip::rpc

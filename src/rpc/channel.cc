@@ -114,14 +114,27 @@ void ClientCall::on_reset(session::Session&, std::uint64_t stream, const Status&
 // ---- Channel -------------------------------------------------------------------------------
 
 Channel::Channel(std::string address, ChannelOptions options)
-    : address_(std::move(address)), options_(std::move(options)), loops_(1, options_.loop) {
-  loops_.start();
+    : address_(std::move(address)),
+      options_(std::move(options)),
+      own_loops_(std::make_unique<io::LoopGroup>(1, options_.loop)),
+      loop_(&own_loops_->loop(0)) {
+  own_loops_->start();
+  connect();
+}
+
+Channel::Channel(std::string address, io::EventLoop& loop, ChannelOptions options)
+    : address_(std::move(address)), options_(std::move(options)), loop_(&loop) {
+  connect();
+}
+
+void Channel::connect() {
   session::ClientOptions co;
   auto hp = transport::parse_host_port(address_);
   co.dial = session::tcp_dialer(hp.is_ok() ? *hp : transport::HostPort{"127.0.0.1", 0}, options_.tcp);
   co.handshake = options_.handshake;
   co.session = options_.session;
   co.reconnect = options_.reconnect;
+  co.on_dial_failed = [this](const Status& why) { on_connect_failed(why); };
   std::promise<void> done;
   loop().post([&] {
     client_ = std::make_unique<session::Client>(loop(), co, this);
@@ -143,17 +156,18 @@ Channel::~Channel() {
     done.set_value();
   });
   done.get_future().wait();
-  // Callbacks posted by the closing session run before the loop stops.
+  // Callbacks posted by the closing session run before the loop stops (or, on a loop given by
+  // the caller, before this channel is gone).
   for (int i = 0; i < 2; ++i) {
     std::promise<void> turn;
     loop().post([&] { turn.set_value(); });
     turn.get_future().wait();
   }
-  loops_.stop();
+  if (own_loops_) own_loops_->stop();
 }
 
-ClientCallPtr Channel::start_call(std::string method, CallOptions options, CallCallbacks callbacks,
-                                  std::vector<std::string> requests, bool half_close) {
+CallPtr Channel::start_call(std::string method, CallOptions options, CallCallbacks callbacks,
+                            std::vector<std::string> requests, bool half_close) {
   auto c = std::make_shared<ClientCall>(*this, std::move(method), std::move(options), std::move(callbacks));
   c->unsent_ = std::move(requests);
   c->half_close_ = half_close;
@@ -167,6 +181,8 @@ ClientCallPtr Channel::start_call(std::string method, CallOptions options, CallC
     session::Session* s = client_->session();
     if (s != nullptr && s->ready() && !s->going_away()) {
       c->open(*s);
+    } else if (!options_.wait_for_ready && state() == ConnectivityState::kTransientFailure) {
+      c->complete(not_connected_status(), {});
     } else {
       waiting_.push_back(c);
     }
@@ -174,7 +190,38 @@ ClientCallPtr Channel::start_call(std::string method, CallOptions options, CallC
   return c;
 }
 
+ConnectivityState Channel::state() const {
+  if (client_ == nullptr) return ConnectivityState::kTransientFailure;
+  session::Session* s = client_->session();
+  if (s != nullptr && s->ready()) {
+    return s->going_away() ? ConnectivityState::kTransientFailure : ConnectivityState::kReady;
+  }
+  return failed_ ? ConnectivityState::kTransientFailure : ConnectivityState::kConnecting;
+}
+
+Status Channel::not_connected_status() const {
+  std::string m = "not connected to ";
+  m.append(address_);
+  if (!last_error_.is_ok()) m.append(": ").append(last_error_.to_string());
+  return disconnected(m);
+}
+
+void Channel::on_connect_failed(const Status& why) {
+  failed_ = true;
+  last_error_ = why;
+  fail_waiting();
+}
+
+void Channel::fail_waiting() {
+  if (options_.wait_for_ready || waiting_.empty()) return;
+  std::vector<ClientCallPtr> w = std::move(waiting_);
+  waiting_.clear();
+  const Status st = not_connected_status();
+  for (auto& c : w) c->complete(st, {});
+}
+
 void Channel::on_ready(session::Session& s) {
+  failed_ = false;
   std::vector<ClientCallPtr> w = std::move(waiting_);
   waiting_.clear();
   for (auto& c : w) c->open(s);
@@ -203,6 +250,8 @@ Status Channel::on_frame(session::Session& s, const wire::Frame& f) {
 }
 
 void Channel::on_closed(session::Session&, const Status& reason) {
+  failed_ = true;
+  last_error_ = reason.is_ok() ? disconnected("connection closed") : reason;
   // Streams were reset before this callback; calls not yet sent wait for the next session.
   if (!calls_.empty()) {
     std::vector<ClientCallPtr> left;
@@ -210,6 +259,7 @@ void Channel::on_closed(session::Session&, const Status& reason) {
     calls_.clear();
     for (auto& c : left) c->complete(reason.is_ok() ? disconnected("connection closed") : reason, {});
   }
+  fail_waiting();
 }
 
 }  // namespace slip::rpc

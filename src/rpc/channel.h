@@ -1,7 +1,8 @@
 // RPC client: a Channel to one server, and the calls made on it (docs/rpc.md).
 //
-// A Channel owns one event-loop thread and one reconnecting session (session::Client). Calls
-// started before the session is ready wait for it, bounded by their deadline. Every call is an
+// A Channel owns one event-loop thread (or runs on one it is given) and one reconnecting session
+// (session::Client). Calls started before the session is ready wait for it, bounded by their
+// deadline (or, without wait_for_ready, fail fast once the server could not be reached). Every call is an
 // interactive stream opened with CALL; its deadline is sent with it and enforced here too: when
 // it passes, the call ends with DEADLINE_EXCEEDED and the server gets CANCEL.
 //
@@ -19,45 +20,23 @@
 #include <vector>
 
 #include "io/loop_group.h"
+#include "rpc/call.h"
 #include "rpc/common.h"
 #include "session/client.h"
 
 namespace slip::rpc {
 
-struct CallOptions {
-  // Time allowed for the call; zero: none (unless `deadline` is set).
-  std::chrono::microseconds timeout{0};
-  // An absolute deadline; the earlier of the two applies.
-  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  Metadata metadata;
-
-  std::chrono::steady_clock::time_point effective_deadline(std::chrono::steady_clock::time_point now) const {
-    auto d = deadline;
-    if (timeout.count() > 0) d = std::min(d, now + timeout);
-    return d;
-  }
-};
-
-// What a call reports; all run on the channel's loop. on_done runs exactly once, last.
-struct CallCallbacks {
-  std::function<void(const Metadata& headers)> on_headers;
-  std::function<void(std::string message)> on_message;
-  std::function<void(const Status& status, const Metadata& trailers)> on_done;
-};
-
 class Channel;
 
-class ClientCall final : public session::StreamHandler, public std::enable_shared_from_this<ClientCall> {
+class ClientCall final : public Call, public session::StreamHandler, public std::enable_shared_from_this<ClientCall> {
  public:
   ClientCall(Channel& channel, std::string method, CallOptions options, CallCallbacks callbacks);
   ~ClientCall() override;
 
-  // Sends a request message; ignored after writes_done() or once the call ended.
-  void write(std::string message);
-  // Ends the requests (END_STREAM).
-  void writes_done();
-  // Gives up: the server gets CANCEL and on_done gets CANCELLED.
-  void cancel();
+  // Call
+  void write(std::string message) override;
+  void writes_done() override;
+  void cancel() override;
 
   // session::StreamHandler (on the loop)
   void on_message(session::Session& s, std::uint64_t stream, Chain message) override;
@@ -91,23 +70,42 @@ struct ChannelOptions {
   wire::ClientHandshakeConfig handshake;
   session::SessionOptions session;
   session::ReconnectPolicy reconnect;
+  // True: calls started while the server cannot be reached wait for the connection (bounded by
+  // their deadline). False: once a dial or the session failed, calls end at once with
+  // UNAVAILABLE until the channel is connected again (calls started before the first attempt
+  // ended still wait for it); what a channel over several endpoints wants, so that it can try
+  // another one.
+  bool wait_for_ready = true;
 };
 
-class Channel final : public session::SessionHandler {
+// Where a channel's connection stands (gRPC's connectivity states, without IDLE).
+enum class ConnectivityState : std::uint8_t {
+  kConnecting,        // no session yet, and no failure since the last ready one
+  kReady,             // a session that accepts calls
+  kTransientFailure,  // the last dial or session failed (or the server is going away); retrying
+};
+
+class Channel final : public ChannelInterface, public session::SessionHandler {
  public:
-  // `address` is "host:port". Connects at once, in the background.
+  // `address` is "host:port". Connects at once, in the background, on a loop thread of its own.
   explicit Channel(std::string address, ChannelOptions options = {});
+  // The same on `loop`, which must outlive the channel and keep running until the destructor
+  // returns (options.loop is then unused). Do not construct or destroy it on `loop`'s thread.
+  Channel(std::string address, io::EventLoop& loop, ChannelOptions options = {});
   ~Channel() override;  // ends calls in flight with CANCELLED
 
-  // Starts a call; `requests` are sent first and `half_close` ends the requests after them
-  // (a unary call passes its request and true). Any thread.
-  ClientCallPtr start_call(std::string method, CallOptions options, CallCallbacks callbacks,
-                           std::vector<std::string> requests = {}, bool half_close = false);
+  // ChannelInterface. Any thread.
+  CallPtr start_call(std::string method, CallOptions options, CallCallbacks callbacks,
+                     std::vector<std::string> requests = {}, bool half_close = false) override;
 
   const std::string& address() const { return address_; }
-  io::EventLoop& loop() { return loops_.loop(0); }
+  io::EventLoop& loop() { return *loop_; }
   // Calls whose stream is open now (loop thread only).
   std::size_t open_calls() const { return calls_.size(); }
+  // Loop thread only.
+  ConnectivityState state() const;
+  // Why the last dial or session failed (loop thread only).
+  const Status& last_error() const { return last_error_; }
 
   // session::SessionHandler (on the loop)
   void on_ready(session::Session& s) override;
@@ -116,13 +114,22 @@ class Channel final : public session::SessionHandler {
 
  private:
   friend class ClientCall;
+  void connect();
+  void on_connect_failed(const Status& why);
+  // UNAVAILABLE, naming the server and the last error.
+  Status not_connected_status() const;
+  // wait_for_ready == false: ends the calls waiting for a connection.
+  void fail_waiting();
 
   std::string address_;
   ChannelOptions options_;
-  io::LoopGroup loops_;
+  std::unique_ptr<io::LoopGroup> own_loops_;  // null on a loop given by the caller
+  io::EventLoop* loop_;
   std::unique_ptr<session::Client> client_;
   std::unordered_map<std::uint64_t, ClientCallPtr> calls_;  // by stream id
   std::vector<ClientCallPtr> waiting_;  // started before the session was ready
+  bool failed_ = false;  // the last dial or session failed (since the last ready session)
+  Status last_error_;
   bool closing_ = false;
 };
 

@@ -127,8 +127,8 @@ void add_streaming_method(Service& service, std::string name, MethodKind kind, F
 // ---- Client side ----------------------------------------------------------------------------
 
 template <typename Req, typename Resp>
-Status unary_call(Channel& channel, std::string method, const Req& req, Resp* resp, const CallOptions& options = {},
-                  Metadata* trailers = nullptr) {
+Status unary_call(ChannelInterface& channel, std::string method, const Req& req, Resp* resp,
+                  const CallOptions& options = {}, Metadata* trailers = nullptr) {
   Result<std::string> r = call_unary(channel, std::move(method), detail::serialize(req), options, trailers);
   if (!r.is_ok()) return r.status();
   if (!resp->ParseFromString(*r)) return Status(StatusCode::kInternal, "response message does not parse");
@@ -217,8 +217,8 @@ class ClientReaderWriter {
 };
 
 template <typename Req, typename Resp>
-std::unique_ptr<ClientReader<Resp>> server_streaming_call(Channel& channel, std::string method, const Req& req,
-                                                          const CallOptions& options = {}) {
+std::unique_ptr<ClientReader<Resp>> server_streaming_call(ChannelInterface& channel, std::string method,
+                                                          const Req& req, const CallOptions& options = {}) {
   std::vector<std::string> reqs;
   reqs.push_back(detail::serialize(req));
   return std::make_unique<ClientReader<Resp>>(
@@ -226,13 +226,15 @@ std::unique_ptr<ClientReader<Resp>> server_streaming_call(Channel& channel, std:
 }
 
 template <typename Req, typename Resp>
-std::unique_ptr<ClientWriter<Req, Resp>> client_streaming_call(Channel& channel, std::string method,
+std::unique_ptr<ClientWriter<Req, Resp>> client_streaming_call(ChannelInterface& channel,
+                                                               std::string method,
                                                                const CallOptions& options = {}) {
   return std::make_unique<ClientWriter<Req, Resp>>(std::make_unique<BlockingCall>(channel, std::move(method), options));
 }
 
 template <typename Req, typename Resp>
-std::unique_ptr<ClientReaderWriter<Req, Resp>> bidi_streaming_call(Channel& channel, std::string method,
+std::unique_ptr<ClientReaderWriter<Req, Resp>> bidi_streaming_call(ChannelInterface& channel,
+                                                                   std::string method,
                                                                    const CallOptions& options = {}) {
   return std::make_unique<ClientReaderWriter<Req, Resp>>(
       std::make_unique<BlockingCall>(channel, std::move(method), options));

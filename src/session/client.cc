@@ -58,6 +58,7 @@ void Client::dial() {
       return;
     }
     if (!conn.is_ok()) {
+      if (options_.on_dial_failed) options_.on_dial_failed(conn.status());
       schedule_retry(conn.status());
       return;
     }

@@ -42,6 +42,9 @@ struct ClientOptions {
   wire::ClientHandshakeConfig handshake;
   SessionOptions session;
   ReconnectPolicy reconnect;
+  // Told (on the loop) when a dial fails, before the retry is scheduled; may be empty. A session
+  // that fails after the dial is reported by on_closed instead.
+  std::function<void(const Status&)> on_dial_failed;
 };
 
 class Client final : public SessionHandler {

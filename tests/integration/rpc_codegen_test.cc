@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "calc.slip.h"
+#include "rpc/balanced_channel.h"
 #include "rpc/server.h"
 
 namespace slip::test {
@@ -120,6 +121,50 @@ TEST_F(RpcCodegenTest, BidiStreamingThroughGeneratedStub) {
 TEST_F(RpcCodegenTest, MethodNotOverriddenIsUnimplemented) {
   Num req, resp;
   EXPECT_EQ(stub_->NotImplemented(req, &resp).code(), StatusCode::kUnimplemented);
+}
+
+// The same generated stub over a channel to two servers: calls of every kind are spread over
+// both.
+TEST(RpcCodegenBalanced, GeneratedStubOverBalancedChannel) {
+  CalcImpl impl;
+  rpc::Server a, b;
+  a.add_service(impl);
+  b.add_service(impl);
+  ASSERT_TRUE(a.start().is_ok());
+  ASSERT_TRUE(b.start().is_ok());
+  rpc::BalancedChannelOptions o;
+  o.policy = rpc::LbPolicy::kRoundRobin;
+  rpc::BalancedChannel channel({a.address(), b.address()}, o);
+  Calc::Stub stub(channel);
+  for (int i = 1; i <= 4; ++i) {
+    Num req, resp;
+    req.set_value(i);
+    ASSERT_TRUE(stub.Square(req, &resp).is_ok());
+    EXPECT_EQ(resp.value(), i * i);
+  }
+  Range r;
+  r.set_from(0);
+  r.set_to(3);
+  auto reader = stub.Count(r);
+  Num n;
+  int got = 0;
+  while (reader->read(&n)) EXPECT_EQ(n.value(), got++);
+  EXPECT_EQ(got, 3);
+  EXPECT_TRUE(reader->finish().is_ok());
+  auto writer = stub.Sum();
+  for (int i = 1; i <= 3; ++i) {
+    Num v;
+    v.set_value(i);
+    ASSERT_TRUE(writer->write(v));
+  }
+  Num total;
+  ASSERT_TRUE(writer->finish(&total).is_ok());
+  EXPECT_EQ(total.value(), 6);
+  rpc::BalancedChannelStats s = channel.stats();
+  EXPECT_EQ(s.calls, 6u);
+  EXPECT_EQ(s.endpoints[0].attempts, 3u);
+  EXPECT_EQ(s.endpoints[1].attempts, 3u);
+  EXPECT_EQ(a.stats().calls.load() + b.stats().calls.load(), 6u);
 }
 
 }  // namespace

@@ -109,7 +109,7 @@ void generate_service(const ServiceDescriptor* svc, Printer& p) {
   p.Print("// Blocking client calls; `channel` must outlive the stub. Any thread but the channel's.\n");
   p.Print("class Stub {\n public:\n");
   p.Indent();
-  p.Print("explicit Stub(::slip::rpc::Channel& channel) : channel_(channel) {}\n\n");
+  p.Print("explicit Stub(::slip::rpc::ChannelInterface& channel) : channel_(channel) {}\n\n");
   for (int i = 0; i < svc->method_count(); ++i) {
     const MethodDescriptor* m = svc->method(i);
     std::map<std::string, std::string> v{{"m", m->name()},
@@ -142,7 +142,7 @@ void generate_service(const ServiceDescriptor* svc, Printer& p) {
     }
   }
   p.Outdent();
-  p.Print("\n private:\n  ::slip::rpc::Channel& channel_;\n};\n");
+  p.Print("\n private:\n  ::slip::rpc::ChannelInterface& channel_;\n};\n");
   p.Outdent();
   p.Print("};\n\n");
 }

@@ -1,0 +1,68 @@
+// What a caller sees of an RPC client, whatever carries the call: the options and callbacks of a
+// call, the handle of a call in progress, and the interface every client channel implements
+// (Channel to one server, BalancedChannel over several). Blocking calls and the typed stubs
+// (rpc/blocking.h, rpc/typed.h, the generated code) take a ChannelInterface.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rpc/common.h"
+
+namespace slip::rpc {
+
+struct CallOptions {
+  // Time allowed for the call; zero: none (unless `deadline` is set).
+  std::chrono::microseconds timeout{0};
+  // An absolute deadline; the earlier of the two applies.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  Metadata metadata;
+  // The call may run more than once on the server without harm: a channel over several
+  // endpoints may hedge it (send it to a second endpoint while the first is slow). Methods can
+  // also be declared idempotent in BalancedChannelOptions.
+  bool idempotent = false;
+
+  std::chrono::steady_clock::time_point effective_deadline(std::chrono::steady_clock::time_point now) const {
+    auto d = deadline;
+    if (timeout.count() > 0) d = std::min(d, now + timeout);
+    return d;
+  }
+};
+
+// What a call reports; all run on the channel's loop. on_done runs exactly once, last.
+struct CallCallbacks {
+  std::function<void(const Metadata& headers)> on_headers;
+  std::function<void(std::string message)> on_message;
+  std::function<void(const Status& status, const Metadata& trailers)> on_done;
+};
+
+// A call in progress. Any thread. A call must not be used after its channel is destroyed.
+class Call {
+ public:
+  virtual ~Call() = default;
+  // Sends a request message; ignored after writes_done() or once the call ended.
+  virtual void write(std::string message) = 0;
+  // Ends the requests (END_STREAM).
+  virtual void writes_done() = 0;
+  // Gives up: the server gets CANCEL and on_done gets CANCELLED.
+  virtual void cancel() = 0;
+};
+
+using CallPtr = std::shared_ptr<Call>;
+
+// A client channel: starts calls. Any thread, except that blocking calls made over it must not
+// run on the channel's own loop (inside a callback).
+class ChannelInterface {
+ public:
+  virtual ~ChannelInterface() = default;
+  // Starts a call; `requests` are sent first and `half_close` ends the requests after them
+  // (a unary call passes its request and true).
+  virtual CallPtr start_call(std::string method, CallOptions options, CallCallbacks callbacks,
+                             std::vector<std::string> requests = {}, bool half_close = false) = 0;
+};
+
+}  // namespace slip::rpc
