@@ -26,6 +26,7 @@ namespace slip::rpc {
 // but needs one number: the theoretical arrival time (TAT) of the next call, when the bucket
 // would be full again. A call at `now` is admitted if max(TAT, now) + 1/rate - now <= burst/rate,
 // and then moves TAT there. One compare-and-swap, no lock. rate 0: `burst` calls, never refilled.
+// 1/rate and burst/rate are capped at about 73 years (a quarter of the int64 nanosecond range).
 class TokenBucket {
  public:
   TokenBucket(double rate_per_second, std::uint64_t burst);
