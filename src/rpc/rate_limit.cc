@@ -97,7 +97,7 @@ std::chrono::nanoseconds TokenBucket::wait_time(std::int64_t now_ns) const {
 // ---- SlidingWindow -------------------------------------------------------------------------
 
 SlidingWindow::SlidingWindow(std::uint64_t max_calls, std::chrono::nanoseconds window)
-    : max_calls_(max_calls), window_ns_(std::max<std::int64_t>(1, window.count())) {}
+    : max_calls_(max_calls), window_ns_(std::clamp<std::int64_t>(window.count(), 1, kMaxSpanNs)) {}
 
 void SlidingWindow::advance(std::int64_t now_ns) {
   const std::int64_t aligned = now_ns - (((now_ns % window_ns_) + window_ns_) % window_ns_);
@@ -222,7 +222,9 @@ Status RateLimitInterceptor::check(Limiter& l, ServerCall& call, std::int64_t no
 }
 
 Status RateLimitInterceptor::on_call_start(ServerCall& call) {
-  const std::int64_t now = options_.clock ? options_.clock() : call.started().time_since_epoch().count();
+  const std::int64_t now =
+      options_.clock ? options_.clock()
+                     : std::chrono::duration_cast<std::chrono::nanoseconds>(call.started().time_since_epoch()).count();
   if (global_) {
     static const std::string kScope = "the server";
     SLIP_TRY(check(*global_, call, now, kScope));

@@ -56,6 +56,7 @@ class TokenBucket {
 // assumes the previous window's calls were evenly spread, which can admit a few more or fewer
 // calls than an exact log of timestamps would at the window's edges, and never more than
 // 2 * max_calls in any window. An exact log costs memory proportional to max_calls per limit.
+// The window is at least 1 ns and at most about 73 years.
 class SlidingWindow {
  public:
   SlidingWindow(std::uint64_t max_calls, std::chrono::nanoseconds window);

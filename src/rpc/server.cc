@@ -140,6 +140,10 @@ void ServerCall::do_finish(const Status& status, const std::string* last_message
 }
 
 namespace {
+Metadata metadata_from(const Metadata& m, std::size_t first) {
+  return Metadata(m.begin() + static_cast<std::ptrdiff_t>(std::min(first, m.size())), m.end());
+}
+
 std::int64_t cache_now(const CacheOptions& o, std::chrono::steady_clock::time_point started) {
   if (o.clock) return o.clock();
   return std::chrono::duration_cast<std::chrono::nanoseconds>(started.time_since_epoch()).count();
@@ -153,6 +157,10 @@ bool ServerCall::answer_from_cache(const std::string& request) {
   if (!hit) {
     caching_ = true;
     cache_key_ = std::move(key);
+    // What interceptors added so far belongs to this call, not to the answer.
+    std::lock_guard lock(meta_mu_);
+    headers_before_handler_ = headers_.size();
+    trailers_before_handler_ = trailers_.size();
     return false;
   }
   from_cache_ = true;
@@ -175,8 +183,8 @@ void ServerCall::store_in_cache(const Status& status, const std::string* last_me
   r->message = last_message != nullptr ? *last_message : std::move(cached_message_);
   {
     std::lock_guard lock(meta_mu_);
-    r->headers = headers_;
-    r->trailers = trailers_;
+    r->headers = metadata_from(headers_, headers_before_handler_);
+    r->trailers = metadata_from(trailers_, trailers_before_handler_);
   }
   ResponseCache& cache = *entry_->cache;
   (void)cache.insert(std::move(cache_key_), std::move(r), cache_now(cache.options(), started_));

@@ -125,8 +125,8 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   // When the CALL frame arrived.
   std::chrono::steady_clock::time_point started() const { return started_; }
   // The caller's address ("127.0.0.1:53012") and the server's number for its connection.
-  const std::string& peer() const { return peer_->address; }
-  std::uint64_t connection_id() const { return peer_->connection_id; }
+  const std::string& peer() const { return peer_ ? peer_->address : kNoPeer.address; }
+  std::uint64_t connection_id() const { return peer_ ? peer_->connection_id : 0; }
   // The loop the call lives on (below ServerLayout::shards) and its method's index in
   // ServerLayout::methods (SIZE_MAX for an unknown method).
   std::size_t shard() const { return shard_; }
@@ -188,6 +188,7 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point started_;
   std::shared_ptr<const detail::Peer> peer_;
+  static inline const detail::Peer kNoPeer{};
   std::size_t shard_ = 0;
   std::size_t method_index_ = SIZE_MAX;
   boost::asio::steady_timer deadline_timer_;
@@ -212,6 +213,8 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::string cache_key_;
   std::string cached_message_;
   int cached_writes_ = 0;
+  std::size_t headers_before_handler_ = 0;   // headers_ and trailers_ entries the interceptors
+  std::size_t trailers_before_handler_ = 0;  // added, which a cached answer does not keep
   std::mutex meta_mu_;  // headers_ and trailers_: set from a handler's thread
   Metadata headers_;
   Metadata trailers_;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -526,6 +527,34 @@ TEST(RpcCache, CachedAnswersStillNeedToPassTheInterceptors) {
   ASSERT_TRUE(h.call("/test.Svc/Echo", "a", with("authorization", "Bearer t")).is_ok());
   EXPECT_EQ(svc.echo_runs.load(), 1);
   EXPECT_EQ(h.server->stats().cache_hits.load(), 1u);
+}
+
+// Adds a header of its own to every call.
+class Stamp final : public ServerInterceptor {
+ public:
+  Status on_call_start(ServerCall& call) override {
+    call.add_header("x-call", std::to_string(++calls));
+    return Status();
+  }
+  std::atomic<int> calls{0};
+};
+
+TEST(RpcCache, HeadersAddedByInterceptorsAreNotReplayedFromTheCache) {
+  CountingService svc("test.Svc");
+  ASSERT_TRUE(svc.service.set_cacheable("Echo", {}));
+  Harness h({&svc.service}, {std::make_shared<Stamp>()});
+  h.start();
+  for (const char* expect : {"1", "2"}) {
+    BlockingCall call(*h.channel, "/test.Svc/Echo", {}, {"a"}, true);
+    std::string m;
+    ASSERT_TRUE(call.read(&m));
+    ASSERT_TRUE(call.finish().is_ok());
+    const Metadata headers = call.headers();
+    EXPECT_EQ(find_metadata(headers, "x-call"), expect);
+    EXPECT_EQ(std::count_if(headers.begin(), headers.end(), [](const auto& kv) { return kv.first == "x-call"; }), 1);
+    EXPECT_EQ(find_metadata(headers, "h"), "1");  // the handler's, replayed
+  }
+  EXPECT_EQ(svc.echo_runs.load(), 1);
 }
 
 TEST(RpcCache, VaryMetadataKeepsCallersApart) {
