@@ -1,5 +1,6 @@
 #include "rpc/server.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <exception>
 #include <future>
@@ -13,6 +14,14 @@ bool Service::set_method_options(const std::string& method, MethodOptions o) {
   auto it = methods_.find(method);
   if (it == methods_.end()) return false;
   it->second.options = o;
+  return true;
+}
+
+bool Service::set_cacheable(const std::string& method, CacheOptions cache) {
+  auto it = methods_.find(method);
+  if (it == methods_.end() || it->second.kind != MethodKind::kUnary) return false;
+  it->second.options.cacheable = true;
+  it->second.options.cache = std::move(cache);
   return true;
 }
 
@@ -100,6 +109,7 @@ void ServerCall::send_headers_if_needed(session::Session& s) {
 
 void ServerCall::do_write(std::string message) {
   if (finished() || cancelled()) return;
+  if (caching_ && ++cached_writes_ == 1) cached_message_ = message;
   auto s = session_.lock();
   if (!s || s->closed()) return;
   send_headers_if_needed(*s);
@@ -107,10 +117,11 @@ void ServerCall::do_write(std::string message) {
   if (!st.is_ok()) SLIP_LOG_DEBUG("rpc {}: response dropped: {}", method_, st.to_string());
 }
 
-void ServerCall::do_finish(const Status& status, std::string* last_message) {
+void ServerCall::do_finish(const Status& status, const std::string* last_message) {
   if (finished()) return;
   finished_.store(true, std::memory_order_release);
   auto self = shared_from_this();
+  if (caching_) store_in_cache(status, last_message);
   if (!cancelled()) {
     if (auto s = session_.lock(); s && !s->closed()) {
       send_headers_if_needed(*s);
@@ -125,7 +136,58 @@ void ServerCall::do_finish(const Status& status, std::string* last_message) {
       (void)s->send_trailers(stream_, status.code(), std::string(status.message()), std::move(trailers));
     }
   }
-  release();
+  release(status);
+}
+
+namespace {
+Metadata metadata_from(const Metadata& m, std::size_t first) {
+  return Metadata(m.begin() + static_cast<std::ptrdiff_t>(std::min(first, m.size())), m.end());
+}
+
+std::int64_t cache_now(const CacheOptions& o, std::chrono::steady_clock::time_point started) {
+  if (o.clock) return o.clock();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(started.time_since_epoch()).count();
+}
+}  // namespace
+
+bool ServerCall::answer_from_cache(const std::string& request) {
+  ResponseCache& cache = *entry_->cache;
+  std::string key = cache_key(request, metadata_, cache.options().vary_metadata);
+  std::shared_ptr<const CachedResponse> hit = cache.lookup(key, cache_now(cache.options(), started_));
+  if (!hit) {
+    caching_ = true;
+    cache_key_ = std::move(key);
+    // What interceptors added so far belongs to this call, not to the answer.
+    std::lock_guard lock(meta_mu_);
+    headers_before_handler_ = headers_.size();
+    trailers_before_handler_ = trailers_.size();
+    return false;
+  }
+  from_cache_ = true;
+  server_->stats_.cache_hits.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(meta_mu_);
+    headers_.insert(headers_.end(), hit->headers.begin(), hit->headers.end());
+    trailers_.insert(trailers_.end(), hit->trailers.begin(), hit->trailers.end());
+  }
+  do_finish(Status(), &hit->message);
+  return true;
+}
+
+void ServerCall::store_in_cache(const Status& status, const std::string* last_message) {
+  caching_ = false;
+  // Only a complete OK answer of exactly one message is worth replaying.
+  if (!status.is_ok() || cancelled()) return;
+  if (cached_writes_ + (last_message != nullptr ? 1 : 0) != 1) return;
+  auto r = std::make_shared<CachedResponse>();
+  r->message = last_message != nullptr ? *last_message : std::move(cached_message_);
+  {
+    std::lock_guard lock(meta_mu_);
+    r->headers = metadata_from(headers_, headers_before_handler_);
+    r->trailers = metadata_from(trailers_, trailers_before_handler_);
+  }
+  ResponseCache& cache = *entry_->cache;
+  (void)cache.insert(std::move(cache_key_), std::move(r), cache_now(cache.options(), started_));
 }
 
 void ServerCall::cancel(StatusCode code) {
@@ -142,7 +204,7 @@ void ServerCall::cancel(StatusCode code) {
   for (auto& fn : fns) invoke(fn);
 }
 
-void ServerCall::release() {
+void ServerCall::release(const Status& status) {
   if (released_) return;
   released_ = true;
   deadline_timer_.cancel();
@@ -155,7 +217,7 @@ void ServerCall::release() {
     self->reader_ = nullptr;
     self->read_done_ = nullptr;
   });
-  if (server_ != nullptr) server_->call_ended(*this);
+  if (server_ != nullptr) server_->call_ended(*this, status);
 }
 
 void ServerCall::invoke(std::function<void()> fn) {
@@ -201,7 +263,12 @@ void ServerCall::on_message(session::Session&, std::uint64_t, Chain message) {
   if (handler_->kind == MethodKind::kUnary || handler_->kind == MethodKind::kServerStreaming) {
     if (request_taken_) return;  // one request only; later ones are ignored
     request_taken_ = true;
-    auto run = [self, m = message.to_string()]() mutable {
+    std::string request = message.to_string();
+    if (entry_ != nullptr && entry_->cache != nullptr && handler_->kind == MethodKind::kUnary &&
+        answer_from_cache(request)) {
+      return;
+    }
+    auto run = [self, m = std::move(request)]() mutable {
       self->invoke([&] { self->handler_->on_request(self, std::move(m)); });
     };
     if (handler_->options.blocking) {
@@ -229,11 +296,11 @@ void ServerCall::on_end(session::Session&, std::uint64_t) {
   if (reader_ && read_done_ && unread_.empty()) invoke([&] { read_done_(); });
 }
 
-void ServerCall::on_reset(session::Session&, std::uint64_t, const Status&) {
+void ServerCall::on_reset(session::Session&, std::uint64_t, const Status& reason) {
   auto self = shared_from_this();
   cancel(StatusCode::kCancelled);
   finished_.store(true, std::memory_order_release);
-  release();
+  release(reason.is_ok() ? ::slip::cancelled("the stream was reset") : reason);
 }
 
 // ---- Server --------------------------------------------------------------------------------
@@ -251,13 +318,54 @@ Server::~Server() {
 
 void Server::add_service(Service& service) {
   for (const auto& [name, m] : service.methods()) {
-    methods_[full_method_name(service.name(), name)] = &m;
-    running_[&m] = std::make_unique<std::atomic<std::uint32_t>>(0);
+    auto e = std::make_unique<detail::MethodEntry>();
+    e->method = &m;
+    e->service = &service;
+    methods_[full_method_name(service.name(), name)] = std::move(e);
   }
+}
+
+void Server::add_interceptor(std::shared_ptr<ServerInterceptor> interceptor) {
+  interceptors_.push_back(std::move(interceptor));
+}
+
+// Method options and interceptors may change until start(): resolve them once here.
+void Server::setup_methods() {
+  layout_.shards = loops_.size();
+  layout_.methods.clear();
+  std::vector<ServerInterceptor*> all;
+  auto note = [&all](ServerInterceptor* i) {
+    if (std::find(all.begin(), all.end(), i) == all.end()) all.push_back(i);
+  };
+  for (auto& [name, e] : methods_) {
+    e->index = layout_.methods.size();
+    layout_.methods.push_back(name);
+    e->chain.clear();
+    for (const auto& i : interceptors_) e->chain.push_back(i.get());
+    for (const auto& i : e->service->interceptors()) e->chain.push_back(i.get());
+    for (ServerInterceptor* i : e->chain) note(i);
+    const MethodOptions& o = e->method->options;
+    e->cache.reset();
+    if (o.cacheable && e->method->kind == MethodKind::kUnary) {
+      e->cache = std::make_unique<ResponseCache>(o.cache);
+    } else if (o.cacheable) {
+      SLIP_LOG_WARN("rpc server: {} is not unary: its responses are not cached", name);
+    }
+  }
+  for (ServerInterceptor* i : all) i->on_attach(layout_);
+}
+
+std::vector<std::pair<std::string, CacheStats>> Server::cache_stats() const {
+  std::vector<std::pair<std::string, CacheStats>> out;
+  for (const auto& [name, e] : methods_) {
+    if (e->cache) out.emplace_back(name, e->cache->stats());
+  }
+  return out;
 }
 
 Status Server::start() {
   SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
+  setup_methods();
   loops_.start();
   started_ = true;
   auto l = transport::tcp_listen(loops_, hp, options_.tcp, [this](transport::ConnectionPtr c) { accept(c); });
@@ -277,17 +385,19 @@ std::uint16_t Server::port() const {
   return hp.is_ok() ? hp->port : 0;
 }
 
-Server::Shard& Server::shard_of(io::EventLoop& loop) {
+std::size_t Server::shard_index(io::EventLoop& loop) {
   for (std::size_t i = 0; i < loops_.size(); ++i) {
-    if (&loops_.loop(i) == &loop) return shards_[i];
+    if (&loops_.loop(i) == &loop) return i;
   }
-  return shards_[0];
+  return 0;
 }
 
 void Server::accept(transport::ConnectionPtr conn) {
   const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
   auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
-  shard_of(conn->loop()).sessions.emplace(s.get(), s);
+  Shard& shard = shard_of(conn->loop());
+  shard.sessions.emplace(s.get(), s);
+  shard.calls[s.get()].peer = std::make_shared<const detail::Peer>(detail::Peer{id, conn->peer_address()});
   open_sessions_.fetch_add(1, std::memory_order_relaxed);
   s->start();
 }
@@ -299,7 +409,13 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
                                              : now + std::chrono::microseconds(call.timeout_us);
   auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id,
                                         std::string(call.method), to_metadata(call.metadata), deadline);
-  shard_of(s.connection().loop()).calls[&s][call.stream_id] = c;
+  const std::size_t shard = shard_index(s.connection().loop());
+  SessionCalls& on_session = shards_[shard].calls[&s];
+  on_session.by_stream[call.stream_id] = c;
+  if (!on_session.peer) on_session.peer = std::make_shared<const detail::Peer>();
+  c->peer_ = on_session.peer;
+  c->shard_ = shard;
+  c->started_ = now;
   c->session_raw_ = &s;
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   auto it = methods_.find(c->method());
@@ -309,9 +425,21 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
     c->do_finish(unimplemented("unknown method " + c->method()), nullptr);
     return static_cast<session::StreamHandler*>(nullptr);
   }
-  const Method* m = it->second;
+  detail::MethodEntry& entry = *it->second;
+  c->entry_ = &entry;
+  c->method_index_ = entry.index;
+  if (!entry.chain.empty()) {
+    Status refused = run_interceptors(*c);
+    if (!refused.is_ok()) {
+      stats_.rejected_by_interceptor.fetch_add(1, std::memory_order_relaxed);
+      c->start(nullptr, this);
+      c->do_finish(refused, nullptr);
+      return static_cast<session::StreamHandler*>(nullptr);
+    }
+  }
+  const Method* m = entry.method;
   if (m->options.max_concurrency > 0) {
-    auto& running = *running_[m];
+    auto& running = entry.running;
     if (running.fetch_add(1, std::memory_order_acq_rel) >= m->options.max_concurrency) {
       running.fetch_sub(1, std::memory_order_acq_rel);
       stats_.over_concurrency.fetch_add(1, std::memory_order_relaxed);
@@ -325,28 +453,63 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
   return static_cast<session::StreamHandler*>(c.get());
 }
 
+Status Server::run_interceptors(ServerCall& call) {
+  for (ServerInterceptor* i : call.entry_->chain) {
+    ++call.entered_;
+    try {
+      Status s = i->on_call_start(call);
+      if (!s.is_ok()) return s;
+    } catch (const std::exception& e) {
+      stats_.interceptor_exceptions.fetch_add(1, std::memory_order_relaxed);
+      SLIP_LOG_WARN("rpc {}: interceptor threw: {}", call.method(), e.what());
+      return internal_error(std::string("interceptor threw: ") + e.what());
+    } catch (...) {
+      stats_.interceptor_exceptions.fetch_add(1, std::memory_order_relaxed);
+      return internal_error("interceptor threw a non-standard exception");
+    }
+  }
+  return Status();
+}
+
 Status Server::on_frame(session::Session& s, const wire::Frame& f) {
   if (f.type != wire::FrameType::kCancel) {
     return unimplemented(std::string(wire::frame_type_name(f.type)) + " frame is not served by an RPC server");
   }
   SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, s.options().limits));
   const auto& cancel = std::get<wire::Cancel>(any);
-  auto& calls = shard_of(s.connection().loop()).calls[&s];
+  auto& calls = shard_of(s.connection().loop()).calls[&s].by_stream;
   auto it = calls.find(cancel.stream_id);
   if (it == calls.end()) return Status();  // already finished: frames may cross
   ServerCallPtr c = it->second;
   s.close_stream(cancel.stream_id);
-  c->cancel(cancel.code == StatusCode::kOk ? StatusCode::kUnknown : cancel.code);
+  const StatusCode code = cancel.code == StatusCode::kOk ? StatusCode::kUnknown : cancel.code;
+  c->cancel(code);
   c->finished_.store(true, std::memory_order_release);
-  c->release();
+  c->release(Status(code, "cancelled by the caller"));
   return Status();
 }
 
-void Server::call_ended(ServerCall& call) {
-  if (call.counted_ && call.handler_ != nullptr) running_[call.handler_]->fetch_sub(1, std::memory_order_acq_rel);
-  auto& shard = shard_of(call.loop_);
+void Server::call_ended(ServerCall& call, const Status& status) {
+  if (call.counted_ && call.entry_ != nullptr) {
+    call.entry_->running.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  if (call.entered_ > 0) {
+    const auto elapsed = std::chrono::steady_clock::now() - call.started_;
+    const auto& chain = call.entry_->chain;
+    for (std::size_t i = call.entered_; i-- > 0;) {
+      try {
+        chain[i]->on_call_end(call, status, elapsed);
+      } catch (const std::exception& e) {
+        stats_.interceptor_exceptions.fetch_add(1, std::memory_order_relaxed);
+        SLIP_LOG_WARN("rpc {}: interceptor threw at the end of the call: {}", call.method(), e.what());
+      } catch (...) {
+        stats_.interceptor_exceptions.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+  auto& shard = shards_[call.shard_];
   auto it = shard.calls.find(call.session_raw_);
-  if (it != shard.calls.end()) it->second.erase(call.stream_);
+  if (it != shard.calls.end()) it->second.by_stream.erase(call.stream_);
   in_flight_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
@@ -355,7 +518,7 @@ void Server::on_closed(session::Session& s, const Status&) {
   if (auto it = shard.calls.find(&s); it != shard.calls.end()) {
     // Streams were reset before this callback; anything left is cancelled here.
     std::vector<ServerCallPtr> left;
-    for (auto& [id, c] : it->second) left.push_back(c);
+    for (auto& [id, c] : it->second.by_stream) left.push_back(c);
     for (auto& c : left) c->on_reset(s, c->stream_, disconnected("connection closed"));
     shard.calls.erase(&s);
   }

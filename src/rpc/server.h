@@ -8,6 +8,9 @@
 // lives on that loop; ServerCall's methods may be called from any thread (they hand the work to
 // the loop). Handlers of non-blocking methods run on the connection's loop and must not block;
 // handlers of methods declared blocking run on the server's worker pool.
+//
+// Interceptors (rpc/interceptor.h) see every call of a known method before its handler; a
+// cacheable unary method's OK responses are kept and replayed (rpc/response_cache.h).
 #pragma once
 
 #include <atomic>
@@ -26,6 +29,8 @@
 
 #include "io/loop_group.h"
 #include "rpc/common.h"
+#include "rpc/interceptor.h"
+#include "rpc/response_cache.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
 
@@ -45,6 +50,12 @@ struct MethodOptions {
   bool blocking = false;
   // Calls of this method running at once; 0: no limit. Over the limit: RESOURCE_EXHAUSTED.
   std::uint32_t max_concurrency = 0;
+  // Unary methods only (ignored for the others): OK responses are kept in a response cache by
+  // request bytes (and `cache.vary_metadata`), and a repeated request within `cache.ttl` is
+  // answered from it without running the handler. Only for methods whose response depends on
+  // the request alone (idempotent reads).
+  bool cacheable = false;
+  CacheOptions cache{};
 };
 
 struct Method {
@@ -65,12 +76,39 @@ class Service {
   void add_method(Method m) { methods_[m.name] = std::move(m); }
   // Changes options of a registered method (false: no such method).
   bool set_method_options(const std::string& method, MethodOptions o);
+  // Makes a registered unary method cacheable with `cache` (false: no such unary method);
+  // its other options stay. For generated services: `impl.set_cacheable("Get", {...})`.
+  bool set_cacheable(const std::string& method, CacheOptions cache = {});
   const std::map<std::string, Method>& methods() const { return methods_; }
+
+  // Interceptors for this service's calls only, after the server's own. Before Server::start().
+  void add_interceptor(std::shared_ptr<ServerInterceptor> interceptor) {
+    interceptors_.push_back(std::move(interceptor));
+  }
+  const std::vector<std::shared_ptr<ServerInterceptor>>& interceptors() const { return interceptors_; }
 
  private:
   std::string name_;
   std::map<std::string, Method> methods_;
+  std::vector<std::shared_ptr<ServerInterceptor>> interceptors_;
 };
+
+namespace detail {
+// Who a server connection is: shared by the calls on it, so that they outlive the connection.
+struct Peer {
+  std::uint64_t connection_id = 0;
+  std::string address;  // "127.0.0.1:53012"
+};
+// A served method: what the server resolves per call (set up by Server::start()).
+struct MethodEntry {
+  const Method* method = nullptr;
+  const Service* service = nullptr;
+  std::size_t index = 0;                    // in ServerLayout::methods
+  std::vector<ServerInterceptor*> chain;    // server's, then the service's
+  std::unique_ptr<ResponseCache> cache;     // cacheable unary methods
+  std::atomic<std::uint32_t> running{0};    // calls counted against max_concurrency
+};
+}  // namespace detail
 
 // One call on the server. Reference-counted: the server holds it until it ends; a handler may
 // keep it (e.g. to finish later from another thread).
@@ -84,6 +122,17 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   const Metadata& metadata() const { return metadata_; }
   // steady_clock::time_point::max() without a deadline.
   std::chrono::steady_clock::time_point deadline() const { return deadline_; }
+  // When the CALL frame arrived.
+  std::chrono::steady_clock::time_point started() const { return started_; }
+  // The caller's address ("127.0.0.1:53012") and the server's number for its connection.
+  const std::string& peer() const { return peer_ ? peer_->address : kNoPeer.address; }
+  std::uint64_t connection_id() const { return peer_ ? peer_->connection_id : 0; }
+  // The loop the call lives on (below ServerLayout::shards) and its method's index in
+  // ServerLayout::methods (SIZE_MAX for an unknown method).
+  std::size_t shard() const { return shard_; }
+  std::size_t method_index() const { return method_index_; }
+  // The response came from the method's response cache; the handler did not run.
+  bool served_from_cache() const { return from_cache_; }
 
   // The caller cancelled, the deadline passed or the connection went away. Any thread.
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
@@ -121,10 +170,14 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   void start(const Method* method, Server* server);
   void invoke(std::function<void()> fn);
   void do_write(std::string message);
-  void do_finish(const Status& status, std::string* last_message);
+  void do_finish(const Status& status, const std::string* last_message);
   void cancel(StatusCode code);
   void send_headers_if_needed(session::Session& s);
-  void release();
+  // `status`: how the call ended, for the interceptors.
+  void release(const Status& status);
+  // Unary request of a cacheable method: true when answered from the cache.
+  bool answer_from_cache(const std::string& request);
+  void store_in_cache(const Status& status, const std::string* last_message);
 
   io::EventLoop& loop_;
   std::weak_ptr<session::Session> session_;
@@ -133,8 +186,14 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::string method_;
   Metadata metadata_;
   std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point started_;
+  std::shared_ptr<const detail::Peer> peer_;
+  static inline const detail::Peer kNoPeer{};
+  std::size_t shard_ = 0;
+  std::size_t method_index_ = SIZE_MAX;
   boost::asio::steady_timer deadline_timer_;
   const Method* handler_ = nullptr;
+  detail::MethodEntry* entry_ = nullptr;
   Server* server_ = nullptr;
 
   std::atomic<bool> cancelled_{false};
@@ -146,6 +205,16 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   bool remote_ended_ = false;
   bool released_ = false;
   bool counted_ = false;  // holds a slot of the method's concurrency limit
+  std::size_t entered_ = 0;  // interceptors whose on_call_start ran
+  // Response cache (cacheable unary methods): the key of this call's request while its response
+  // may still be stored, and the one response message written so far.
+  bool caching_ = false;
+  bool from_cache_ = false;
+  std::string cache_key_;
+  std::string cached_message_;
+  int cached_writes_ = 0;
+  std::size_t headers_before_handler_ = 0;   // headers_ and trailers_ entries the interceptors
+  std::size_t trailers_before_handler_ = 0;  // added, which a cached answer does not keep
   std::mutex meta_mu_;  // headers_ and trailers_: set from a handler's thread
   Metadata headers_;
   Metadata trailers_;
@@ -174,6 +243,9 @@ struct ServerStats {
   std::atomic<std::uint64_t> deadline_exceeded{0};
   std::atomic<std::uint64_t> cancelled{0};
   std::atomic<std::uint64_t> over_concurrency{0};
+  std::atomic<std::uint64_t> rejected_by_interceptor{0};
+  std::atomic<std::uint64_t> interceptor_exceptions{0};
+  std::atomic<std::uint64_t> cache_hits{0};
 };
 
 class Server final : public session::SessionHandler {
@@ -183,6 +255,8 @@ class Server final : public session::SessionHandler {
 
   // Services must outlive the server; register before start().
   void add_service(Service& service);
+  // Interceptors for every call, in order (before each service's own). Before start().
+  void add_interceptor(std::shared_ptr<ServerInterceptor> interceptor);
   Status start();
   // "127.0.0.1:port" once started.
   std::string address() const;
@@ -191,6 +265,11 @@ class Server final : public session::SessionHandler {
   void shutdown();
 
   const ServerStats& stats() const { return stats_; }
+  // Methods and loops, as the interceptors were told at start().
+  const ServerLayout& layout() const { return layout_; }
+  // The response cache of each cacheable method ("/pkg.Service/Method"), once started. Any
+  // thread.
+  std::vector<std::pair<std::string, CacheStats>> cache_stats() const;
   std::size_t calls_in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 
   // session::SessionHandler (on a loop)
@@ -200,18 +279,27 @@ class Server final : public session::SessionHandler {
 
  private:
   friend class ServerCall;
+  struct SessionCalls {
+    std::shared_ptr<const detail::Peer> peer;
+    std::unordered_map<std::uint64_t, ServerCallPtr> by_stream;
+  };
   struct Shard {
     std::unordered_map<session::Session*, std::shared_ptr<session::Session>> sessions;
-    // Calls in flight per session, by stream id.
-    std::unordered_map<session::Session*, std::unordered_map<std::uint64_t, ServerCallPtr>> calls;
+    // Calls in flight per session.
+    std::unordered_map<session::Session*, SessionCalls> calls;
   };
-  Shard& shard_of(io::EventLoop& loop);
+  std::size_t shard_index(io::EventLoop& loop);
+  Shard& shard_of(io::EventLoop& loop) { return shards_[shard_index(loop)]; }
   void accept(transport::ConnectionPtr conn);
-  void call_ended(ServerCall& call);
+  void setup_methods();
+  // Runs the method's interceptors; the first refusal, if any.
+  Status run_interceptors(ServerCall& call);
+  void call_ended(ServerCall& call, const Status& status);
 
   ServerOptions options_;
-  std::map<std::string, const Method*> methods_;  // "/pkg.Service/Method"
-  std::unordered_map<const Method*, std::unique_ptr<std::atomic<std::uint32_t>>> running_;
+  std::map<std::string, std::unique_ptr<detail::MethodEntry>> methods_;  // "/pkg.Service/Method"
+  std::vector<std::shared_ptr<ServerInterceptor>> interceptors_;
+  ServerLayout layout_;
   io::LoopGroup loops_;
   std::vector<Shard> shards_;
   std::unique_ptr<transport::Listener> listener_;

@@ -2,6 +2,8 @@
 // every call kind through the typed stubs and service base class.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include "calc.slip.h"
 #include "rpc/balanced_channel.h"
 #include "rpc/server.h"
@@ -12,6 +14,7 @@ namespace {
 class CalcImpl final : public Calc::Service {
  public:
   Status Square(rpc::ServerCall&, const Num& req, Num* resp) override {
+    ++square_runs;
     if (req.value() < 0) return Status(StatusCode::kInvalidArgument, "negative");
     resp->set_value(req.value() * req.value());
     return Status();
@@ -44,6 +47,7 @@ class CalcImpl final : public Calc::Service {
         },
         [stream] { stream->finish(Status()); });
   }
+  std::atomic<int> square_runs{0};
 };
 
 class RpcCodegenTest : public ::testing::Test {
@@ -165,6 +169,35 @@ TEST(RpcCodegenBalanced, GeneratedStubOverBalancedChannel) {
   EXPECT_EQ(s.endpoints[0].attempts, 3u);
   EXPECT_EQ(s.endpoints[1].attempts, 3u);
   EXPECT_EQ(a.stats().calls.load() + b.stats().calls.load(), 6u);
+}
+
+// A generated service's unary method marked cacheable by name: a repeated request is answered
+// without running the override; errors are not cached.
+TEST(RpcCodegenCache, GeneratedMethodMarkedCacheableRunsOncePerDistinctRequest) {
+  CalcImpl impl;
+  ASSERT_TRUE(impl.set_cacheable("Square"));
+  EXPECT_FALSE(impl.set_cacheable("Count"));  // server-streaming: never cached
+  rpc::Server server;
+  server.add_service(impl);
+  ASSERT_TRUE(server.start().is_ok());
+  rpc::Channel channel(server.address());
+  Calc::Stub stub(channel);
+  Num req, resp;
+  for (int i = 0; i < 3; ++i) {
+    req.set_value(7);
+    ASSERT_TRUE(stub.Square(req, &resp).is_ok());
+    EXPECT_EQ(resp.value(), 49);
+  }
+  EXPECT_EQ(impl.square_runs.load(), 1);
+  req.set_value(8);
+  ASSERT_TRUE(stub.Square(req, &resp).is_ok());
+  EXPECT_EQ(resp.value(), 64);
+  EXPECT_EQ(impl.square_runs.load(), 2);
+  req.set_value(-1);
+  EXPECT_EQ(stub.Square(req, &resp).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(stub.Square(req, &resp).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(impl.square_runs.load(), 4);
+  server.shutdown();
 }
 
 }  // namespace
