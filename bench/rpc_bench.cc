@@ -879,7 +879,10 @@ int main(int argc, char** argv) {
     a->add_option("--log-level", log_level, "Slipstream's log level in the children")->capture_default_str();
   };
   plan_options(&app);
-  app.add_option("--runs", s.runs, "Repetitions; tables give medians")->capture_default_str()->check(CLI::Range(1, 100));
+  app.add_option("--runs", s.runs, "Repetitions; tables give medians")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--workloads", workloads, "Comma-separated: lat64, lat64cb, tp64, tp1k, stream64")
       ->capture_default_str();
   app.add_option("--slip-idle", slip_idles, "Slipstream idle strategies, one column each (spin, block, busy)")
