@@ -301,6 +301,9 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   bool local_stream(std::uint64_t id) const { return (id & 1) == (role_ == Role::kClient ? 1u : 0u); }
   void pump();
   bool emit_chunk(Stream& s);
+  // What stream and bulk chunks may fill the transport up to now: bulk_high_water while
+  // interactive traffic is active, send_high_water otherwise.
+  std::size_t bulk_limit();
   void flush_soon();
   void flush();
   void arm_heartbeat();
@@ -335,6 +338,10 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   std::int64_t last_rx_ns_ = 0;
   std::int64_t last_interactive_ns_ = 0;  // last control/interactive DATA frame, either way
   std::int64_t interactive_hold_ns_ = 0;
+  // An interactive chunk left since the clock was last read for the bulk limit: it counts as
+  // sent at the next read (a clock read is ~250 ns on these VMs, more than framing the chunk,
+  // so a call does not pay one per chunk; bulk may be held back up to that much longer).
+  bool interactive_unstamped_ = false;
 
   bool ready_ = false;
   bool closed_ = false;
