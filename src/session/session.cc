@@ -403,7 +403,13 @@ Session::Stream* Session::find(std::uint64_t id) {
 }
 
 Session::Stream& Session::add_stream(std::uint64_t id, Priority priority, StreamHandler* handler) {
-  auto s = std::make_unique<Stream>();
+  std::unique_ptr<Stream> s;
+  if (spare_streams_.empty()) {
+    s = std::make_unique<Stream>();
+  } else {
+    s = std::move(spare_streams_.back());
+    spare_streams_.pop_back();
+  }
   s->id = id;
   s->priority = priority;
   s->handler = handler;
@@ -424,6 +430,12 @@ void Session::remove_stream(std::uint64_t id, const Status* reset_reason) {
   // (Chunks of an unfinished message were credited as they came, unless the stream was paused.)
   if (ready_ && !closed_) credit_connection(s->held);
   if (reset_reason) s->handler->on_reset(*this, id, *reset_reason);
+  if (spare_streams_.size() < kSpareStreams) {
+    static_cast<StreamState&>(*s) = StreamState{};
+    s->out.clear();
+    s->inbox.clear();
+    spare_streams_.push_back(std::move(s));
+  }
   maybe_finish_drain();
 }
 
