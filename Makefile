@@ -71,3 +71,13 @@ bench-nats: build
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release --target broker_bench slipd
 	scripts/bench-nats.sh build/release $(ARGS)
+
+# Slipstream RPC against gRPC C++ (Debian's libgrpc++-dev), one echo .proto for both: unary latency
+# and throughput, server-streaming (docs/benchmarks.md, "RPC vs gRPC C++"). ARGS go to rpc_bench
+# (e.g. ARGS="--runs 5 --workloads lat64,tp64 --slip-idle spin block").
+.PHONY: bench-rpc
+bench-rpc: deps
+	@scripts/install-deps.sh --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target rpc_bench
+	scripts/bench-rpc.sh build/release $(ARGS)

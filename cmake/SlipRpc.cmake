@@ -1,10 +1,11 @@
-# slip_generate_rpc(TARGET <target> PROTOS <file.proto>... [IMPORT_DIRS <dir>...])
+# slip_generate_rpc(TARGET <target> PROTOS <file.proto>... [IMPORT_DIRS <dir>...] [NAMESPACE <name>])
 #
 # Runs protoc with its C++ generator and protoc-gen-slipstream on each .proto, adds the
 # generated foo.pb.cc / foo.pb.h / foo.slip.h to <target>, and links it with protobuf and the
-# Slipstream RPC library. Each file's own folder is an import path.
+# Slipstream RPC library. Each file's own folder is an import path. NAMESPACE puts the service
+# classes in <package>::<name> (beside gRPC's generated classes of the same services).
 function(slip_generate_rpc)
-  cmake_parse_arguments(ARG "" "TARGET" "PROTOS;IMPORT_DIRS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TARGET;NAMESPACE" "PROTOS;IMPORT_DIRS" ${ARGN})
   if(NOT ARG_TARGET OR NOT ARG_PROTOS)
     message(FATAL_ERROR "slip_generate_rpc: TARGET and PROTOS are required")
   endif()
@@ -14,6 +15,10 @@ function(slip_generate_rpc)
   foreach(dir IN LISTS ARG_IMPORT_DIRS)
     list(APPEND import_args --proto_path=${dir})
   endforeach()
+  set(slip_out ${out_dir})
+  if(ARG_NAMESPACE)
+    set(slip_out "namespace=${ARG_NAMESPACE}:${out_dir}")
+  endif()
   foreach(proto IN LISTS ARG_PROTOS)
     get_filename_component(abs ${proto} ABSOLUTE)
     get_filename_component(dir ${abs} DIRECTORY)
@@ -24,7 +29,7 @@ function(slip_generate_rpc)
       COMMAND ${Protobuf_PROTOC_EXECUTABLE} --proto_path=${dir} ${import_args}
               --cpp_out=${out_dir}
               --plugin=protoc-gen-slipstream=$<TARGET_FILE:protoc-gen-slipstream>
-              --slipstream_out=${out_dir} ${abs}
+              --slipstream_out=${slip_out} ${abs}
       DEPENDS ${abs} protoc-gen-slipstream
       COMMENT "protoc ${name}.proto (C++ and Slipstream RPC)"
       VERBATIM)

@@ -21,7 +21,8 @@ packages+=(chromium)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(sockperf nats-server)
+  # gRPC C++ and its protoc plugin: bench/rpc_bench's peer
+  packages+=(sockperf nats-server libgrpc++-dev protobuf-compiler-grpc)
 fi
 
 missing=()

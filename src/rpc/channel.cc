@@ -57,7 +57,9 @@ void ClientCall::give_up(StatusCode code, const std::string& why) {
 }
 
 void ClientCall::begin() {
-  deadline_ = options_.effective_deadline(std::chrono::steady_clock::now());
+  // The clock only when it is needed: a read costs ~250 ns on these VMs.
+  deadline_ = options_.timeout.count() > 0 ? options_.effective_deadline(std::chrono::steady_clock::now())
+                                           : options_.deadline;
   if (deadline_ != std::chrono::steady_clock::time_point::max()) {
     timer_.expires_at(deadline_);
     timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
@@ -86,9 +88,15 @@ void ClientCall::open(session::Session& s) {
   stream_ = *id;
   session_ = s.weak_from_this();
   channel_.calls_[stream_] = shared_from_this();
-  for (auto& m : unsent_) (void)s.send(stream_, Chain(Slice::copy_of(ByteView(m.data(), m.size()))));
+  // A unary call's request carries END_STREAM itself (one DATA frame, not two), unless it is
+  // empty: an empty DATA frame with END_STREAM is the end alone.
+  bool ended = false;
+  for (std::size_t i = 0; i < unsent_.size(); ++i) {
+    ended = half_close_ && i + 1 == unsent_.size() && !unsent_[i].empty();
+    (void)s.send(stream_, Chain(Slice::copy_of(ByteView(unsent_[i].data(), unsent_[i].size()))), ended);
+  }
+  if (half_close_ && !ended) (void)s.end_stream(stream_);
   unsent_.clear();
-  if (half_close_) (void)s.end_stream(stream_);
 }
 
 void ClientCall::complete(const Status& status, const Metadata& trailers) {

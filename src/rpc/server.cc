@@ -404,9 +404,8 @@ void Server::accept(transport::ConnectionPtr conn) {
 
 Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire::Call& call) {
   stats_.calls.fetch_add(1, std::memory_order_relaxed);
-  const auto now = std::chrono::steady_clock::now();
   const auto deadline = call.timeout_us == 0 ? std::chrono::steady_clock::time_point::max()
-                                             : now + std::chrono::microseconds(call.timeout_us);
+                                             : std::chrono::steady_clock::now() + std::chrono::microseconds(call.timeout_us);
   auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id,
                                         std::string(call.method), to_metadata(call.metadata), deadline);
   const std::size_t shard = shard_index(s.connection().loop());

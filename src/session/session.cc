@@ -403,7 +403,13 @@ Session::Stream* Session::find(std::uint64_t id) {
 }
 
 Session::Stream& Session::add_stream(std::uint64_t id, Priority priority, StreamHandler* handler) {
-  auto s = std::make_unique<Stream>();
+  std::unique_ptr<Stream> s;
+  if (spare_streams_.empty()) {
+    s = std::make_unique<Stream>();
+  } else {
+    s = std::move(spare_streams_.back());
+    spare_streams_.pop_back();
+  }
   s->id = id;
   s->priority = priority;
   s->handler = handler;
@@ -424,6 +430,12 @@ void Session::remove_stream(std::uint64_t id, const Status* reset_reason) {
   // (Chunks of an unfinished message were credited as they came, unless the stream was paused.)
   if (ready_ && !closed_) credit_connection(s->held);
   if (reset_reason) s->handler->on_reset(*this, id, *reset_reason);
+  if (spare_streams_.size() < kSpareStreams) {
+    static_cast<StreamState&>(*s) = StreamState{};
+    s->out.clear();
+    s->inbox.clear();
+    spare_streams_.push_back(std::move(s));
+  }
   maybe_finish_drain();
 }
 
@@ -591,11 +603,10 @@ void Session::pump() {
   if (!ready_ || closed_ || in_pump_) return;
   in_pump_ = true;
   bool emitted = false;
-  // Stream and bulk chunks may fill the transport up to `low_limit` only.
-  std::size_t low_limit = options_.send_high_water;
-  if (options_.bulk_high_water < low_limit && mono_now_ns() - last_interactive_ns_ < interactive_hold_ns_) {
-    low_limit = options_.bulk_high_water;
-  }
+  // Stream and bulk chunks may fill the transport up to `low_limit` only; worked out (with a
+  // clock read) the first time such a chunk is up.
+  constexpr std::size_t kUnknown = std::numeric_limits<std::size_t>::max();
+  std::size_t low_limit = kUnknown;
   while (true) {
     const std::size_t queued = conn_->queued_bytes() + encoder_.pending_bytes();
     if (queued >= options_.send_high_water) break;
@@ -621,6 +632,7 @@ void Session::pump() {
       }
     }
     if (cls == kPriorityClasses) break;
+    if (cls > class_of(Priority::kInteractive) && low_limit == kUnknown) low_limit = bulk_limit();
     if (cls > class_of(Priority::kInteractive) && queued > 0 && queued >= low_limit) {
       // Interactive streams may still have picks left in this round: only they go now.
       if (sendable_[class_of(Priority::kInteractive)].empty()) {
@@ -654,6 +666,16 @@ void Session::pump() {
   in_pump_ = false;
   if (emitted) flush_soon();
   if (going_away()) maybe_finish_drain();
+}
+
+std::size_t Session::bulk_limit() {
+  if (options_.bulk_high_water >= options_.send_high_water) return options_.send_high_water;
+  const std::int64_t now = mono_now_ns();
+  if (interactive_unstamped_) {
+    interactive_unstamped_ = false;
+    last_interactive_ns_ = now;
+  }
+  return now - last_interactive_ns_ < interactive_hold_ns_ ? options_.bulk_high_water : options_.send_high_water;
 }
 
 bool Session::emit_chunk(Stream& s) {
@@ -699,7 +721,7 @@ bool Session::emit_chunk(Stream& s) {
   s.out_bytes -= n;
   stats_.send_buffered -= n;
   ++stats_.chunks_out[class_of(s.priority)];
-  if (class_of(s.priority) <= class_of(Priority::kInteractive)) last_interactive_ns_ = mono_now_ns();
+  if (class_of(s.priority) <= class_of(Priority::kInteractive)) interactive_unstamped_ = true;
   if (last) s.out.pop_front();
   if (s.overloaded && s.out_bytes < options_.max_stream_buffer / 2) {
     s.overloaded = false;

@@ -257,12 +257,13 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
     bool end = false;
     std::unique_ptr<OutTrailers> trailers;  // an RPC callee's last frame instead of DATA
   };
-  struct Stream {
+  // A stream's state apart from its queues: reset in one assignment when the object of a closed
+  // stream is reused.
+  struct StreamState {
     std::uint64_t id = 0;
     Priority priority = Priority::kStream;
     StreamHandler* handler = nullptr;
     // Sending.
-    std::deque<OutMessage> out;
     std::size_t out_bytes = 0;
     std::int64_t send_window = 0;
     bool open_sent = false;  // our first DATA carried OPEN
@@ -276,11 +277,17 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
     wire::Codec partial_codec = wire::Codec::kNone;
     bool remote_ended = false;
     bool paused = false;
-    std::deque<Chain> inbox;  // complete messages held while paused
     std::uint64_t unacked = 0;  // bytes taken by the application, not yet credited back
     std::uint64_t held = 0;     // bytes received while paused: credited on resume
     std::int64_t recv_window = 0;
   };
+  struct Stream : StreamState {
+    std::deque<OutMessage> out;  // messages to send
+    std::deque<Chain> inbox;     // complete messages held while paused
+  };
+  // Objects of closed streams kept for new ones: a std::deque allocates when it is made, so a
+  // new Stream costs five allocations, and every RPC opens a stream. Bounded by kSpareStreams.
+  static constexpr std::size_t kSpareStreams = 32;
 
   Session(Role role, transport::ConnectionPtr conn, const SessionOptions& options, SessionHandler* handler);
 
@@ -304,6 +311,9 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   bool local_stream(std::uint64_t id) const { return (id & 1) == (role_ == Role::kClient ? 1u : 0u); }
   void pump();
   bool emit_chunk(Stream& s);
+  // What stream and bulk chunks may fill the transport up to now: bulk_high_water while
+  // interactive traffic is active, send_high_water otherwise.
+  std::size_t bulk_limit();
   void flush_soon();
   void flush();
   void arm_heartbeat();
@@ -327,6 +337,7 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   boost::asio::steady_timer drain_timer_;
 
   std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;
+  std::vector<std::unique_ptr<Stream>> spare_streams_;  // emptied, at most kSpareStreams
   std::array<std::deque<std::uint64_t>, kPriorityClasses> sendable_;  // streams with data to send
   std::array<std::uint32_t, kPriorityClasses> round_{};            // picks left this round
   std::uint64_t next_stream_id_ = 0;
@@ -338,6 +349,10 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   std::int64_t last_rx_ns_ = 0;
   std::int64_t last_interactive_ns_ = 0;  // last control/interactive DATA frame, either way
   std::int64_t interactive_hold_ns_ = 0;
+  // An interactive chunk left since the clock was last read for the bulk limit: it counts as
+  // sent at the next read (a clock read is ~250 ns on these VMs, more than framing the chunk,
+  // so a call does not pay one per chunk; bulk may be held back up to that much longer).
+  bool interactive_unstamped_ = false;
 
   bool ready_ = false;
   bool closed_ = false;
