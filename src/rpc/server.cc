@@ -114,7 +114,15 @@ void ServerCall::do_write(std::string message) {
   if (!s || s->closed()) return;
   send_headers_if_needed(*s);
   Status st = s->send(stream_, Chain(Slice::copy_of(ByteView(message.data(), message.size()))));
-  if (!st.is_ok()) SLIP_LOG_DEBUG("rpc {}: response dropped: {}", method_, st.to_string());
+  if (st.is_ok()) return;
+  // A response that cannot be queued is never dropped silently: the call ends, saying why, and
+  // the caller knows its stream is incomplete.
+  SLIP_LOG_DEBUG("rpc {}: response refused: {}", method_, st.to_string());
+  if (server_ != nullptr) server_->stats_.response_overflows.fetch_add(1, std::memory_order_relaxed);
+  std::string why = "response stream overflow: the caller reads more slowly than the handler writes (";
+  why.append(st.message());
+  why += ')';
+  do_finish(overloaded(why), nullptr);
 }
 
 void ServerCall::do_finish(const Status& status, const std::string* last_message) {

@@ -246,6 +246,9 @@ struct ServerStats {
   std::atomic<std::uint64_t> rejected_by_interceptor{0};
   std::atomic<std::uint64_t> interceptor_exceptions{0};
   std::atomic<std::uint64_t> cache_hits{0};
+  // Calls ended with RESOURCE_EXHAUSTED because a response did not fit the stream's send
+  // buffer (the caller reads more slowly than the handler writes).
+  std::atomic<std::uint64_t> response_overflows{0};
 };
 
 class Server final : public session::SessionHandler {

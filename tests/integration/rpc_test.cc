@@ -197,6 +197,42 @@ TEST_F(RpcTest, ServerStreamingDeliversEveryMessageInOrder) {
   EXPECT_TRUE(call.finish().is_ok());
 }
 
+// A handler that writes faster than its stream can hold: the call ends with RESOURCE_EXHAUSTED
+// after an in-order prefix, never with messages silently missing.
+TEST(RpcServerOverflow, ResponsesPastTheStreamBufferEndTheCallInsteadOfVanishing) {
+  Service svc("test.Flood");
+  svc.add_method({"Flood", MethodKind::kServerStreaming,
+                  [](const ServerCallPtr& c, std::string) {
+                    // All in one loop turn: nothing can leave before the buffer is full.
+                    for (int i = 0; i < 1000; ++i) {
+                      std::string m = std::to_string(i);
+                      m.resize(1024, '.');
+                      c->write(std::move(m));
+                    }
+                    c->finish(Status());
+                  },
+                  {},
+                  {}});
+  ServerOptions o;
+  o.session.max_stream_buffer = 64 * 1024;
+  Server server(o);
+  server.add_service(svc);
+  ASSERT_TRUE(server.start().is_ok());
+  Channel channel(server.address());
+  BlockingCall call(channel, "/test.Flood/Flood", {}, {""}, true);
+  std::string m;
+  int i = 0;
+  while (call.read(&m)) {
+    ASSERT_EQ(std::stoi(m), i);
+    ++i;
+  }
+  const Status st = call.finish();
+  EXPECT_EQ(st.code(), StatusCode::kOverloaded) << st.to_string();
+  EXPECT_NE(st.message().find("response stream overflow"), std::string::npos) << st.to_string();
+  EXPECT_LT(i, 1000);
+  EXPECT_EQ(server.stats().response_overflows.load(), 1u);
+}
+
 TEST_F(RpcTest, ClientStreamingSumsEveryRequest) {
   BlockingCall call(*channel_, "/test.Echo/Sum", {});
   for (int i = 1; i <= 100; ++i) ASSERT_TRUE(call.write(std::to_string(i)));
