@@ -297,16 +297,18 @@ void Connection::on_datagram(Instant now, ByteView datagram) {
     return;
   }
   const std::uint64_t pn = header->packet_number;
-  if (acks_.is_duplicate(pn)) {
-    ++stats_.packets_duplicate;
-    return;
-  }
   const ByteView hdr = datagram.sub(0, header->length);
   const std::size_t sealed = datagram.size() - header->length;
   rx_scratch_.assign(datagram.begin() + header->length, datagram.end());
   Result<std::size_t> opened = protector_->open(pn, hdr, rx_scratch_.data(), sealed);
   if (!opened.is_ok() || *opened > sealed) {
     ++stats_.packets_rejected;
+    return;
+  }
+  // After opening, not before: a damaged packet number must count as damage, and only an
+  // authentic packet may claim a number.
+  if (acks_.is_duplicate(pn)) {
+    ++stats_.packets_duplicate;
     return;
   }
   ++stats_.packets_received;
