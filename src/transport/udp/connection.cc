@@ -17,6 +17,18 @@ constexpr std::size_t kMinPacketSize = 128;
 
 std::size_t class_of(Priority p) { return static_cast<std::size_t>(p) & 3; }
 
+// The most data of `want` bytes that fits in `room` in one STREAM frame, given the overhead
+// `ovh` computed for the full length: a shorter length may have a shorter varint, so the
+// packet is filled to the byte.
+std::size_t fit_stream_len(std::uint64_t id, std::uint64_t offset, std::uint64_t want, std::size_t room,
+                           std::size_t ovh) {
+  std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(want, room - ovh));
+  const std::size_t ovh2 = FrameWriter::stream_overhead(id, offset, len);
+  const std::size_t len2 = static_cast<std::size_t>(std::min<std::uint64_t>(want, room - ovh2));
+  if (len2 > len && FrameWriter::stream_overhead(id, offset, len2) + len2 <= room) len = len2;
+  return len;
+}
+
 std::string cat_u64(std::string s, std::uint64_t v) {
   s.append(std::to_string(v));
   return s;
@@ -607,7 +619,7 @@ bool Connection::fill_stream(Stream& s, FrameWriter& w, SentPacket& sp, bool& re
       }
       const std::size_t ovh = FrameWriter::stream_overhead(s.id, a, static_cast<std::size_t>(r.end - a));
       if (w.room() <= ovh) return true;
-      const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(r.end - a, w.room() - ovh));
+      const std::size_t len = fit_stream_len(s.id, a, r.end - a, w.room(), ovh);
       const bool fin = s.fin && a + len == s.send_end();
       const ByteView data(reinterpret_cast<const std::uint8_t*>(s.sbuf.data()) + s.shead + (a - s.sbase), len);
       if (!w.add_stream(s.id, a, data, fin)) return true;
@@ -627,7 +639,7 @@ bool Connection::fill_stream(Stream& s, FrameWriter& w, SentPacket& sp, bool& re
     const std::uint64_t want = std::min(end - s.ssent, credit);
     const std::size_t ovh = FrameWriter::stream_overhead(s.id, s.ssent, static_cast<std::size_t>(want));
     if (w.room() <= ovh) return true;
-    const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(want, w.room() - ovh));
+    const std::size_t len = fit_stream_len(s.id, s.ssent, want, w.room(), ovh);
     const bool fin = s.fin && s.ssent + len == end && (!s.fin_sent || s.fin_lost);
     if (len == 0 && !fin) return false;  // only a FIN could have gone and it was not due
     const ByteView data(reinterpret_cast<const std::uint8_t*>(s.sbuf.data()) + s.shead + (s.ssent - s.sbase), len);
