@@ -200,6 +200,15 @@ TEST(UdpLossDetectorTest, PacketThresholdThenTimeThreshold) {
   EXPECT_FALSE(d.on_timeout(T0 + 4ms + loss_delay, rtt, rec));
   EXPECT_EQ(rec.lost, (std::vector<std::uint64_t>{0, 1, 2, 3, 4}));
   EXPECT_FALSE(d.timer(rtt).has_value());
+  // Lost packets are kept for two PTOs: an ACK that arrives late still finds them.
+  EXPECT_EQ(d.tracked(), 6u);
+  ASSERT_TRUE(d.on_ack(T0 + 120ms, ack_of({{5, 5}, {3, 3}}), rtt, rec).is_ok());
+  EXPECT_EQ(rec.acked, (std::vector<std::uint64_t>{5, 3}));
+  EXPECT_EQ(d.spurious_losses(), 1u);
+  EXPECT_EQ(d.tracked(), 6u);
+  // Two PTOs later they are forgotten.
+  d.on_packet_sent(packet(6, T0 + 10s));
+  ASSERT_TRUE(d.on_ack(T0 + 10s, ack_of({{6, 6}}), rtt, rec).is_ok());
   EXPECT_EQ(d.tracked(), 0u);
 }
 

@@ -530,7 +530,7 @@ void Connection::on_packets_lost(const std::vector<const SentPacket*>& lost, boo
   std::uint64_t bytes = 0;
   Instant newest{};
   for (const SentPacket* p : lost) {
-    ++stats_.packets_lost;
+    if (p->ack_eliciting) ++stats_.packets_lost;
     if (p->in_flight) {
       bytes += p->size;
       newest = std::max(newest, p->time_sent);
@@ -926,6 +926,7 @@ bool Connection::is_quiescent() const {
 ConnectionStats Connection::stats() const {
   ConnectionStats s = stats_;
   s.congestion_events = cc_.congestion_events();
+  s.packets_spuriously_lost = loss_.spurious_losses();
   s.cwnd = cc_.window();
   s.ssthresh = cc_.ssthresh();
   s.bytes_in_flight = cc_.bytes_in_flight();

@@ -93,7 +93,8 @@ struct ConnectionOptions {
 struct ConnectionStats {
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;       // accepted: authentic, new, well formed
-  std::uint64_t packets_lost = 0;           // declared lost
+  std::uint64_t packets_lost = 0;           // ack-eliciting packets declared lost
+  std::uint64_t packets_spuriously_lost = 0;  // declared lost, then acknowledged
   std::uint64_t packets_retransmitted = 0;  // packets that carried retransmitted stream data
   std::uint64_t packets_rejected = 0;       // failed the header or packet protection
   std::uint64_t packets_duplicate = 0;      // packet numbers seen before (or too old)

@@ -60,7 +60,10 @@ Status LossDetector::on_ack(Instant now, const AckFrame& ack, RttEstimator& rtt,
         newly_acked_eliciting = true;
         --eliciting_in_flight_;
       }
-      if (was_lost) p.in_flight = false;  // its bytes already left the flight
+      if (was_lost) {
+        p.in_flight = false;  // its bytes already left the flight
+        if (p.ack_eliciting) ++spurious_losses_;
+      }
       handler.on_packet_acked(p);
     }
   }
@@ -73,7 +76,7 @@ Status LossDetector::on_ack(Instant now, const AckFrame& ack, RttEstimator& rtt,
   }
   if (any_new) pto_count_ = 0;
   detect_lost(now, rtt, handler);
-  pop_resolved();
+  pop_resolved(now, rtt);
   return Status();
 }
 
@@ -114,8 +117,12 @@ void LossDetector::detect_lost(Instant now, const RttEstimator& rtt, RecoveryHan
   if (!lost_scratch_.empty()) handler.on_packets_lost(lost_scratch_, persistent_congestion);
 }
 
-void LossDetector::pop_resolved() {
+void LossDetector::pop_resolved(Instant now, const RttEstimator& rtt) {
+  // A lost packet stays a while, so that an ACK that arrives late (reordering beyond the
+  // thresholds) still finds it: its data then counts as delivered, and the loss as spurious.
+  const Duration keep_lost = rtt.pto(options_.peer_max_ack_delay) * 2;
   while (!sent_.empty() && sent_.front().resolved) {
+    if (sent_.front().lost && sent_.front().time_sent + keep_lost > now) break;
     sent_.pop_front();
     ++first_pn_;
   }
@@ -133,7 +140,7 @@ bool LossDetector::on_timeout(Instant now, RttEstimator& rtt, RecoveryHandler& h
   if (!t || *t > now) return false;
   if (loss_time_) {
     detect_lost(now, rtt, handler);
-    pop_resolved();
+    pop_resolved(now, rtt);
     return false;
   }
   ++pto_count_;

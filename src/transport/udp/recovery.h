@@ -92,8 +92,11 @@ class LossDetector {
   std::uint64_t next_packet_number() const { return next_pn_; }
   std::optional<std::uint64_t> largest_acked() const { return largest_acked_; }
   std::uint32_t pto_count() const { return pto_count_; }
+  // Packets declared lost and acknowledged afterwards (reordering beyond the thresholds).
+  std::uint64_t spurious_losses() const { return spurious_losses_; }
   std::size_t ack_eliciting_in_flight() const { return eliciting_in_flight_; }
-  // Packets sent and not yet resolved or forgotten.
+  // Packets sent and not yet forgotten (acknowledged and lost ones are forgotten once nothing
+  // older is outstanding; lost ones only after two PTOs).
   std::size_t tracked() const { return sent_.size(); }
   // The oldest unresolved ack-eliciting packet (what a probe retransmits), or null.
   const SentPacket* oldest_unacked() const;
@@ -102,7 +105,7 @@ class LossDetector {
 
  private:
   void detect_lost(Instant now, const RttEstimator& rtt, RecoveryHandler& handler);
-  void pop_resolved();
+  void pop_resolved(Instant now, const RttEstimator& rtt);
   SentPacket* find(std::uint64_t pn);
 
   RecoveryOptions options_;
@@ -114,6 +117,7 @@ class LossDetector {
   Instant last_ack_eliciting_sent_{};
   std::size_t eliciting_in_flight_ = 0;
   std::uint32_t pto_count_ = 0;
+  std::uint64_t spurious_losses_ = 0;
   std::vector<const SentPacket*> lost_scratch_;
 };
 
