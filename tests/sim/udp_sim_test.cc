@@ -352,6 +352,39 @@ INSTANTIATE_TEST_SUITE_P(LossRates, DeliveryTest, ::testing::Values(0.0, 0.01, 0
                            return "Loss" + std::to_string(static_cast<int>(i.param * 100 + 0.5)) + "pct";
                          });
 
+// Everything at once, with small windows and few ACK ranges remembered: still every message,
+// once, in order.
+TEST(UdpSimTest, AHostileNetworkWithSmallLimitsStillDeliversEverything) {
+  for (std::uint64_t seed = seed_base(); seed < seed_base() + std::max<std::uint64_t>(1, seed_count() / 4); ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    LinkOptions link;
+    link.loss = 0.15;
+    link.reorder = 0.2;
+    link.duplicate = 0.1;
+    link.corrupt = 0.03;
+    link.jitter = 10ms;
+    link.bandwidth_bps = 2'000'000;
+    link.queue_bytes = 20'000;
+    ConnectionOptions co = options_for(Role::kClient);
+    ConnectionOptions so = options_for(Role::kServer);
+    for (ConnectionOptions* o : {&co, &so}) {
+      o->stream_receive_window = o->peer_stream_receive_window = 8192;
+      o->connection_receive_window = o->peer_connection_receive_window = 16384;
+      o->ack.max_ranges = 4;
+      o->stream_send_buffer = 16384;
+    }
+    App::Config cfg;
+    cfg.streams = 4;
+    cfg.messages = 25;
+    cfg.datagrams = 50;
+    Pair p(link, seed, cfg, co, so);
+    ASSERT_TRUE(p.net.run_until([&] { return p.all_delivered(cfg); }, 600s, p.hook()))
+        << "client got " << p.client_app.messages_received() << ", server got " << p.server_app.messages_received();
+    ASSERT_TRUE(p.net.run_until_idle(120s, p.hook()));
+    EXPECT_FALSE(p.client_app.closed());
+  }
+}
+
 TEST(UdpSimTest, DuplicatedPacketsAreDetectedAndDropped) {
   LinkOptions link;
   link.duplicate = 0.5;
