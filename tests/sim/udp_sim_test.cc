@@ -266,7 +266,7 @@ struct Pair {
       const auto conn = c->connection_receive_limits_for_test();
       ASSERT_LE(conn.highest_received, conn.max_advertised);
     }
-    for (std::uint64_t id = 0; id < 16; ++id) {
+    for (std::uint64_t id = 0; id < 64; ++id) {
       for (Connection* c : {&client, &server}) {
         if (auto l = c->stream_receive_limits_for_test(id)) {
           ASSERT_LE(l->highest_received, l->max_advertised) << id;
