@@ -121,7 +121,7 @@ Status Io::sync_dir(const std::string& dir) const {
   return Status::ok();
 }
 
-Status Io::write_file_atomic(const std::string& dir, const std::string& path, ByteView bytes) const {
+Status Io::write_file_atomic(const std::string& dir, const std::string& path, ByteView bytes, bool sync) const {
   SLIP_TRY(check(IoOp::kWriteIndex, path));
   std::string tmp = path;
   tmp.append(".tmp");
@@ -137,9 +137,9 @@ Status Io::write_file_atomic(const std::string& dir, const std::string& path, By
     }
     done += static_cast<std::size_t>(r);
   }
-  if (::fdatasync(fd) != 0) return errno_status(errno, "fsync", tmp);
+  if (sync && ::fdatasync(fd) != 0) return errno_status(errno, "fsync", tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_status(errno, "rename", tmp);
-  return sync_dir(dir);
+  return sync ? sync_dir(dir) : Status::ok();
 }
 
 Result<std::vector<std::uint8_t>> read_small_file(const std::string& path, std::size_t max_bytes) {

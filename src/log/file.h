@@ -76,8 +76,9 @@ class Io {
   Status truncate(const File& f, std::uint64_t size) const;
   Status remove(const std::string& path) const;
   Status sync_dir(const std::string& dir) const;
-  // Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync.
-  Status write_file_atomic(const std::string& dir, const std::string& path, ByteView bytes) const;
+  // Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync
+  // (without `sync`: the rename alone, still atomic, not durable).
+  Status write_file_atomic(const std::string& dir, const std::string& path, ByteView bytes, bool sync) const;
 
  private:
   Status check(IoOp op, std::string_view path, std::size_t* write_bytes = nullptr) const;

@@ -234,8 +234,9 @@ Result<std::shared_ptr<Segment>> Log::load_sealed(std::uint64_t base, std::uint6
 Status Log::write_indexes(const Segment& seg) {
   const std::vector<std::uint8_t> oi = encode_offset_index(seg.offset_index());
   const std::vector<std::uint8_t> ti = encode_time_index(seg.time_index());
-  SLIP_TRY(io_.write_file_atomic(dir_, seg.time_index_path, ByteView(ti.data(), ti.size())));
-  return io_.write_file_atomic(dir_, seg.index_path, ByteView(oi.data(), oi.size()));
+  const bool sync = options_.fsync != FsyncPolicy::kNever;
+  SLIP_TRY(io_.write_file_atomic(dir_, seg.time_index_path, ByteView(ti.data(), ti.size()), sync));
+  return io_.write_file_atomic(dir_, seg.index_path, ByteView(oi.data(), oi.size()), sync);
 }
 
 void Log::rebuild_dedup() {
@@ -399,8 +400,9 @@ void Log::write_appends(std::vector<Pending>& items) {
     const bool too_old = options_.segment_max_age_ns > 0 && write_end_ > 0 &&
                          now_ns - active_first_ts_ >= options_.segment_max_age_ns;
     if (too_big || too_old) {
-      // Rolling makes the batches so far durable and visible, then seals the segment.
-      SLIP_TRY(sync_active(now_ns));
+      // Rolling makes the batches so far durable (unless the policy is kNever) and visible,
+      // then seals the segment.
+      if (options_.fsync != FsyncPolicy::kNever) SLIP_TRY(sync_active(now_ns));
       publish();
       SLIP_TRY(roll_segment(now_ns));
     }
@@ -472,7 +474,9 @@ void Log::write_appends(std::vector<Pending>& items) {
         continue;
       }
     }
-    if (builder_.record_count() > 0 && builder_.size() + items[i].bytes > options_.max_batch_bytes) {
+    // A batch never exceeds a segment (unless one record does), so segments keep their size.
+    const std::uint64_t batch_cap = std::min<std::uint64_t>(options_.max_batch_bytes, options_.segment_max_bytes);
+    if (builder_.record_count() > 0 && builder_.size() + items[i].bytes > batch_cap) {
       if (Status s = commit(); !s.is_ok()) {
         failure = s;
         break;
@@ -557,9 +561,11 @@ Status Log::roll_segment(std::int64_t now_ns) {
     return f.status();
   }
   seg->file = std::move(f).value();
-  if (Status s = io_.sync_dir(dir_); !s.is_ok()) {
-    fail(s);
-    return s;
+  if (options_.fsync != FsyncPolicy::kNever) {
+    if (Status s = io_.sync_dir(dir_); !s.is_ok()) {
+      fail(s);
+      return s;
+    }
   }
   // Indexes are hints: a failure to write them costs a rebuild at the next open, nothing else.
   if (Status s = write_indexes(*old); !s.is_ok()) {
@@ -745,7 +751,7 @@ void Log::apply_retention(std::int64_t now_ns) {
   // Everything expired: start a fresh segment so the old one can go (the new file's name keeps
   // the next sequence across a restart).
   if (new_first == next && segs.back()->size > 0) {
-    if (unsynced_) (void)sync_active(now_ns);
+    if (unsynced_ && options_.fsync != FsyncPolicy::kNever) (void)sync_active(now_ns);
     if (roll_segment(now_ns).is_ok()) segs.push_back(segments_.rbegin()->second);
   }
 
