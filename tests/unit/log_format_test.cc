@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -172,6 +174,49 @@ TEST(LogIndexTest, LookupsFindTheLastEntryBefore) {
   EXPECT_EQ(time_lookup(t, 100, 50), 100u);  // a record before 120 may have timestamp 50
   EXPECT_EQ(time_lookup(t, 100, 51), 120u);
   EXPECT_EQ(time_lookup(t, 100, 71), 140u);
+}
+
+std::string seed(const std::string& target, const std::string& name) {
+  std::ifstream in(std::string(SLIP_SOURCE_DIR "/tests/fuzz/corpus/") + target + "/" + name, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The fuzz seeds are written by tests/fuzz/make_log_corpus.py from docs/storage.md alone: the
+// C++ decoders must read them exactly.
+TEST(LogFormatSpecTest, SeedsWrittenFromTheSpecDecode) {
+  const std::string seg = seed("log_batch_fuzz", "segment");
+  ASSERT_FALSE(seg.empty());
+  ByteView all(seg);
+  std::size_t pos = 0;
+  std::vector<RecordView> recs;
+  std::vector<std::uint64_t> bases;
+  while (pos < all.size()) {
+    auto h = decode_batch_header(all.sub(pos), BatchLimits{});
+    ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+    const ByteView batch = all.sub(pos, h->length);
+    ASSERT_TRUE(verify_batch(batch, *h).is_ok());
+    ASSERT_TRUE(decode_records(batch, *h, &recs).is_ok());
+    bases.push_back(h->base_sequence);
+    pos += h->length;
+  }
+  EXPECT_EQ(bases, (std::vector<std::uint64_t>{1, 2, 4}));
+  ASSERT_EQ(recs.size(), 9u);
+  EXPECT_EQ(recs[0].subject->as_string_view(), "orders.eu");
+  EXPECT_EQ(recs[0].payload.as_string_view(), "hello");
+  EXPECT_EQ(recs[1].msg_id->as_string_view(), "id-1");
+  EXPECT_EQ(recs[2].timestamp_ns + 2, recs[1].timestamp_ns);  // a negative delta
+  EXPECT_EQ(recs[8].sequence, 9u);
+  EXPECT_EQ(recs[8].msg_id->as_string_view(), "m5");
+
+  const std::string oi = seed("log_index_fuzz", "offset-two");
+  auto o = decode_offset_index(ByteView(oi));
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->entries.size(), 2u);
+  EXPECT_EQ(o->segment_bytes, seg.size());
+  const std::string ti = seed("log_index_fuzz", "time-two");
+  auto t = decode_time_index(ByteView(ti));
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  EXPECT_EQ(t->entries.size(), 2u);
 }
 
 }  // namespace
