@@ -70,7 +70,7 @@ Result<std::unique_ptr<Log>> Log::open(std::string dir, LogOptions options) {
   std::unique_ptr<Log> log(new Log(std::move(dir), std::move(options)));
   SLIP_TRY(log->recover());
   log->rebuild_dedup();
-  log->apply_retention(log->now());
+  log->apply_retention(log->now(), true);
   log->last_sync_ns_ = mono_now_ns();
   log->last_retention_ns_ = mono_now_ns();
   log->writer_ = std::thread([raw = log.get()] { raw->writer_main(); });
@@ -327,7 +327,7 @@ void Log::writer_main() {
     if (options_.max_age_ns > 0 && options_.retention_check_interval_ns > 0 &&
         mono - last_retention_ns_ >= options_.retention_check_interval_ns) {
       last_retention_ns_ = mono;
-      apply_retention(now());
+      apply_retention(now(), true);
     }
     for (auto& t : tasks) t();
     lk.lock();
@@ -537,7 +537,9 @@ void Log::write_appends(std::vector<Pending>& items) {
     stats_.duplicates += duplicates;
     stats_.refused_full += refused;
   }
-  if (options_.max_messages > 0 || options_.max_bytes > 0 || options_.max_age_ns > 0) apply_retention(now_ns);
+  // Count and size limits after every batch; age (a time lookup that reads the segment) on
+  // the periodic check and enforce_retention().
+  if (options_.max_messages > 0 || options_.max_bytes > 0) apply_retention(now_ns, false);
   for (std::size_t i = 0; i < items.size(); ++i) items[i].done(std::move(results[i]));
 }
 
@@ -638,7 +640,7 @@ Status Log::enforce_retention() {
     std::lock_guard lk(mu_);
     if (closing_) return failed_precondition("log is closed");
     tasks_.push_back([this, promise] {
-      apply_retention(now());
+      apply_retention(now(), true);
       promise->set_value(Status::ok());
     });
   }
@@ -699,10 +701,10 @@ Result<std::uint64_t> Log::batch_start_at_or_after(const std::shared_ptr<Segment
   return end;
 }
 
-void Log::apply_retention(std::int64_t now_ns) {
+void Log::apply_retention(std::int64_t now_ns, bool include_age) {
   const bool by_count = options_.max_messages > 0 && options_.discard == DiscardPolicy::kOld;
   const bool by_bytes = options_.max_bytes > 0 && options_.discard == DiscardPolicy::kOld;
-  const bool by_age = options_.max_age_ns > 0;
+  const bool by_age = options_.max_age_ns > 0 && include_age;
   if (!by_count && !by_bytes && !by_age) return;
 
   std::uint64_t first;

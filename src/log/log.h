@@ -77,8 +77,8 @@ struct LogOptions {
   std::uint64_t max_bytes = 0;  // stored bytes (batches on disk) from the first record on
   std::int64_t max_age_ns = 0;
   DiscardPolicy discard = DiscardPolicy::kOld;
-  // How often the writer thread applies age retention when no append wakes it (0: only after
-  // appends and enforce_retention()).
+  // How often the writer thread applies age retention (0: only at open and on
+  // enforce_retention()). Count and size limits apply after every batch.
   std::int64_t retention_check_interval_ns = 1'000'000'000;
 
   // De-duplication: an append whose msg_id was stored within this window returns the original
@@ -223,7 +223,7 @@ class Log {
   void write_appends(std::vector<Pending>& items);
   Status roll_segment(std::int64_t now);
   Status sync_active(std::int64_t now);
-  void apply_retention(std::int64_t now);
+  void apply_retention(std::int64_t now, bool include_age);
   void fail(const Status& s);
 
   std::int64_t now() const { return options_.clock(); }
