@@ -269,6 +269,7 @@ Status Log::append(AppendRecord record, AppendCallback done) {
   }
   if (record.msg_id && record.msg_id->empty()) return invalid_argument("empty message id");
   if (!done) return invalid_argument("append without a callback");
+  bool wake = false;
   {
     std::lock_guard lk(mu_);
     if (closing_) return failed_precondition("log is closed");
@@ -278,8 +279,11 @@ Status Log::append(AppendRecord record, AppendCallback done) {
     }
     queue_.push_back(Pending{std::move(record), std::move(done), bytes});
     queue_bytes_ += bytes;
+    // A busy writer takes the queue when it finishes its cycle: no wake-up (a syscall) needed.
+    wake = writer_idle_;
+    writer_idle_ = false;
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
   return Status::ok();
 }
 
@@ -305,12 +309,14 @@ void Log::writer_main() {
       if (options_.max_age_ns > 0 && options_.retention_check_interval_ns > 0) {
         deadline = std::min(deadline, last_retention_ns_ + options_.retention_check_interval_ns);
       }
+      writer_idle_ = true;
       if (deadline == INT64_MAX) {
         wake_.wait(lk);
       } else {
         const std::int64_t wait = deadline - mono_now_ns();
         if (wait > 0) wake_.wait_for(lk, std::chrono::nanoseconds(wait));
       }
+      writer_idle_ = false;
     }
     std::vector<Pending> items(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
     queue_.clear();

@@ -248,6 +248,7 @@ class Log {
   std::size_t queue_bytes_ = 0;       // guarded by mu_
   std::vector<std::function<void()>> tasks_;  // run by the writer after the appends; mu_
   bool closing_ = false;              // guarded by mu_
+  bool writer_idle_ = false;          // the writer waits on wake_; guarded by mu_
   Status failed_;                     // guarded by mu_
   mutable LogStats stats_;            // counters; guarded by mu_
 
