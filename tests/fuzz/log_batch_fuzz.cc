@@ -27,6 +27,7 @@ namespace {
 
 using namespace slip;
 using namespace slip::log;
+namespace ld = slip::log::detail;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "log_batch_fuzz: %s\n", what);
@@ -86,30 +87,30 @@ void check_scan(ByteView in, const BatchLimits& limits) {
     if (n <= 0) fail("write to memfd");
     done += static_cast<std::size_t>(n);
   }
-  detail::Segment seg;
+  ld::Segment seg;
   seg.base = 1;
   seg.file = File(fd, "memfd");
   seg.next_sequence = 1;
-  Result<detail::ScanResult> r = detail::scan_segment(&seg, in.size(), limits, 64);
+  Result<ld::ScanResult> r = ld::scan_segment(&seg, in.size(), limits, 64);
   if (!r.is_ok()) fail("scan of a readable file failed");
   if (r->valid_end > in.size()) fail("valid end past the file");
   std::uint64_t prev = 0;
-  for (const detail::DamagedRange& d : r->damaged) {
+  for (const ld::DamagedRange& d : r->damaged) {
     if (d.position < prev || d.end <= d.position || d.end > r->valid_end) fail("damaged range out of order");
     prev = d.end;
   }
   if (seg.size != r->valid_end && !(seg.size == 0 && r->valid_end == 0)) fail("segment size differs from valid end");
   for (const IndexEntry& e : seg.offsets) {
     Buffer b;
-    Result<std::optional<BatchHeader>> h = detail::read_batch(seg.file, e.position, in.size(), limits, &b);
+    Result<std::optional<BatchHeader>> h = ld::read_batch(seg.file, e.position, in.size(), limits, &b);
     if (!h.is_ok() || !*h || (*h)->base_sequence != e.sequence) fail("index entry does not point at its batch");
   }
   if (seg.next_sequence < seg.base) fail("sequence went backwards");
-  Result<std::optional<detail::FoundBatch>> next = detail::find_next_batch(seg.file, 0, in.size(), 1, limits);
+  Result<std::optional<ld::FoundBatch>> next = ld::find_next_batch(seg.file, 0, in.size(), 1, limits);
   if (!next.is_ok()) fail("find_next_batch failed");
   if (*next) {
     Buffer b;
-    Result<std::optional<BatchHeader>> h = detail::read_batch(seg.file, (*next)->position, in.size(), limits, &b);
+    Result<std::optional<BatchHeader>> h = ld::read_batch(seg.file, (*next)->position, in.size(), limits, &b);
     if ((*next)->position == 0 || !h.is_ok() || !*h) fail("find_next_batch returned an invalid batch");
   }
 }
