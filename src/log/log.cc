@@ -602,7 +602,6 @@ Status Log::sync_active(std::int64_t now_ns) {
   }
   unsynced_ = false;
   last_sync_ns_ = mono_now_ns();
-  synced_.notify_all();
   return Status::ok();
 }
 

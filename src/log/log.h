@@ -239,7 +239,6 @@ class Log {
 
   mutable std::mutex mu_;
   std::condition_variable wake_;    // the writer: work queued or stop
-  std::condition_variable synced_;  // flush(): a sync finished
   std::map<std::uint64_t, std::shared_ptr<detail::Segment>> segments_;  // by base; guarded by mu_
   std::uint64_t first_sequence_ = 1;  // guarded by mu_
   std::uint64_t first_position_ = 0;  // of first_sequence_'s batch in the first segment; mu_
