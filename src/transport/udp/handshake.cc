@@ -154,7 +154,7 @@ Result<ResponsePacket> parse_response(ByteView d) {
   SLIP_TRY(read_long_prefix(r, LongType::kResponse, "response"));
   ResponsePacket p;
   std::uint16_t msg_len = 0;
-  if (!r.cid(p.dcid) || !r.cid(p.scid) || !r.u16(msg_len)) return invalid_argument("response: truncated header");
+  if (!r.cid(p.dcid) || !r.u16(msg_len)) return invalid_argument("response: truncated header");
   if (!r.bytes(msg_len, p.message)) return invalid_argument("response: message runs past the datagram");
   if (r.left() != 0) return invalid_argument("response: bytes after the message");
   p.version = kUdpVersion;
@@ -179,7 +179,6 @@ void encode_response(const ResponsePacket& p, std::vector<std::uint8_t>& out) {
   out.push_back(kLongHeaderForm | static_cast<std::uint8_t>(LongType::kResponse));
   put_u32(out, p.version);
   put(out, view(p.dcid));
-  put(out, view(p.scid));
   put_u16(out, p.message.size());
   put(out, p.message);
 }
@@ -264,14 +263,16 @@ Result<ClientHandshake::Event> ClientHandshake::on_datagram(ByteView datagram) {
   if (r->dcid != local_cid_) return refuse(invalid_argument("response for another connection id"));
   // Try on a copy: a forged or damaged response must not spoil the state for the real one.
   HandshakeState attempt = noise_;
-  std::vector<std::uint8_t> params;
-  Status s = attempt.read_message(r->message, params);
+  std::vector<std::uint8_t> payload;
+  Status s = attempt.read_message(r->message, payload);
   if (!s.is_ok()) return refuse(s);
+  // Authenticated, so a short payload is the server's bug, not an attacker's: still refused.
+  if (payload.size() < kConnectionIdLen) return refuse(invalid_argument("response: no server connection id"));
   ClientHandshakeResult res;
   res.keys = attempt.finish();
   res.local_cid = local_cid_;
-  res.server_cid = r->scid;
-  res.server_params = std::move(params);
+  std::memcpy(res.server_cid.data(), payload.data(), kConnectionIdLen);
+  res.server_params.assign(payload.begin() + kConnectionIdLen, payload.end());
   result_ = std::move(res);
   return Event::kComplete;
 }
@@ -336,8 +337,13 @@ Result<ServerHandshake::Accepted> ServerHandshake::respond(const InitialPacket& 
     ++counters_.noise_failures;
     return s;
   }
+  std::vector<std::uint8_t> payload(kConnectionIdLen + transport_params.size());
+  std::memcpy(payload.data(), local_cid.data(), kConnectionIdLen);
+  if (!transport_params.empty()) {
+    std::memcpy(payload.data() + kConnectionIdLen, transport_params.data(), transport_params.size());
+  }
   std::vector<std::uint8_t> msg2;
-  s = noise.write_message(transport_params, msg2);
+  s = noise.write_message(view(payload), msg2);
   if (!s.is_ok()) {
     ++counters_.noise_failures;
     return s;
@@ -348,7 +354,6 @@ Result<ServerHandshake::Accepted> ServerHandshake::respond(const InitialPacket& 
   a.client_static = noise.remote_static();
   ResponsePacket r;
   r.dcid = initial.scid;
-  r.scid = local_cid;
   r.message = ByteView(msg2.data(), msg2.size());
   encode_response(r, a.response);
   ++counters_.completed;

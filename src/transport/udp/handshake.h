@@ -5,7 +5,7 @@
 //   Initial(scid=C, token="", msg1)          ->
 //                                            <-  Retry(dcid=C, cookie, tag)    only when the
 //   Initial(scid=C, token=cookie, msg1)      ->                                server wants proof
-//                                            <-  Response(dcid=C, scid=S, msg2)
+//                                            <-  Response(dcid=C, msg2{S, params})
 //   protected packets to S (crypto.h)        <->  protected packets to C
 //
 // Every long-header packet starts with: flags (1: 1 1 0 0 T T T T), version (4, big-endian).
@@ -13,8 +13,11 @@
 //             | zero padding up to the datagram's end (a datagram of at least 1200 bytes, so
 //             the server's answers, all smaller, amplify nothing)
 //   Retry     flags 0xC1 | version | dcid (8) | cookie length (2) | cookie | tag (16)
-//   Response  flags 0xC2 | version | dcid (8) | scid (8) | msg length (2) | msg2
+//   Response  flags 0xC2 | version | dcid (8) | msg length (2) | msg2
 //
+// The server's connection id travels inside message 2's encrypted payload (its first 8 bytes,
+// then the transport parameters), so it is authenticated like the rest of the handshake; the
+// client's is authenticated through the prologue.
 // The Noise prologue is "slipstream-udp" || version (4, BE) || client connection id (8), so a
 // peer speaking another version, or a connection id changed on the way, fails message 1's tags.
 // The retry tag is BLAKE2b-128 keyed with BLAKE2b-256("slipstream-udp retry v1" || server
@@ -22,7 +25,7 @@
 // off-path attacker, who does not see the Initial, knows neither the connection id nor the
 // ephemeral key, and cannot make a client accept a Retry.
 //
-// Handshake payloads (the transport parameters) are opaque here.
+// Transport parameters are opaque here.
 //
 // Thread safety: none; one object per handshake (client) or per loop (server gate).
 #pragma once
@@ -75,8 +78,7 @@ struct RetryPacket {
 struct ResponsePacket {
   std::uint32_t version = kUdpVersion;
   ConnectionId dcid{};
-  ConnectionId scid{};
-  ByteView message;  // Noise message 2
+  ByteView message;  // Noise message 2: payload = server connection id (8) || parameters
 };
 
 // Parsers: views into `datagram`. kInvalidArgument for a wrong type, a truncated field, a
