@@ -327,6 +327,23 @@ TEST(UdpHandshake, ServerDropsSmallInitialsAndOtherVersions) {
   EXPECT_EQ(d.reason.code(), StatusCode::kUnimplemented);
 }
 
+TEST(UdpHandshake, ResponseNeverExceedsTheSmallestInitial) {
+  Fixture f;
+  ClientHandshake client(f.client_config());
+  ServerHandshake server(f.server_config(CookiePolicy::kNever), f.clock.now_ns());
+  auto initial = client.initial_datagram();
+  ServerHandshake::Decision d = server.on_initial(view(*initial), kClientAddr, 0, 0);
+  ASSERT_EQ(d.action, ServerHandshake::Decision::Action::kAccept);
+  const std::vector<std::uint8_t> fits(1129, 1), too_big(1130, 1);
+  Result<ServerHandshake::Accepted> a = server.respond(d.initial, random_connection_id(), view(too_big));
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  a = server.respond(d.initial, random_connection_id(), view(fits));
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_EQ(a->response.size(), kMinInitialDatagram);
+  ASSERT_TRUE(client.on_datagram(view(a->response)).is_ok());
+  EXPECT_EQ(client.result().server_params, fits);
+}
+
 TEST(UdpHandshake, PacketParsersRefuseTruncationAndTrailingBytes) {
   ResponsePacket r;
   r.dcid = random_connection_id();

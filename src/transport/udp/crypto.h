@@ -153,6 +153,10 @@ class PacketProtection {
   std::optional<std::uint64_t> largest_received() const;
   std::optional<std::uint64_t> last_sealed() const;
   const PacketProtectionCounters& counters() const { return counters_; }
+  // Test hook: records `pn` as received (fuzzing starts a receiver mid-connection).
+  void mark_received_for_test(std::uint64_t pn) {
+    if (window_.check(pn) == ReplayVerdict::kFresh) window_.mark(pn);
+  }
 
   // TODO(security): key update. The key phase bit is reserved for it: on a flip, both sides
   // derive the next generation (e.g. HKDF of the current key), keep the previous receive key

@@ -330,7 +330,15 @@ ServerHandshake::Decision ServerHandshake::on_initial(ByteView datagram, const P
 
 Result<ServerHandshake::Accepted> ServerHandshake::respond(const InitialPacket& initial, const ConnectionId& local_cid,
                                                            ByteView transport_params) {
+  // The Response goes to an address nobody has proven yet: keep it no larger than the smallest
+  // Initial we accept, so it amplifies nothing.
+  const std::size_t response_len = 1 + 4 + kConnectionIdLen + 2 + kDhLen + kConnectionIdLen +
+                                   transport_params.size() + kTagLen;
+  if (response_len > config_.min_initial_datagram) {
+    return invalid_argument("server transport parameters make the response larger than the smallest initial");
+  }
   HandshakeState noise = HandshakeState::responder(config_.static_key, view(handshake_prologue(initial.version, initial.scid)));
+  if (ephemeral_for_test_) noise.set_ephemeral_for_test(*ephemeral_for_test_);
   Accepted a;
   Status s = noise.read_message(initial.message, a.client_params);
   if (!s.is_ok()) {

@@ -140,6 +140,9 @@ class ClientHandshake {
   // Precondition: complete().
   const ClientHandshakeResult& result() const { return *result_; }
   const ConnectionId& local_cid() const { return local_cid_; }
+  // Test hook (fuzzing wants determinism): the ephemeral key pair of message 1. Call before
+  // the first initial_datagram().
+  void set_ephemeral_for_test(const KeyPair& e) { noise_.set_ephemeral_for_test(e); }
   // Packets refused so far (forged, damaged, wrong key), for metrics.
   std::uint64_t refused() const { return refused_; }
 
@@ -195,7 +198,7 @@ class ServerHandshake {
     enum class Action : std::uint8_t { kDrop, kRetry, kAccept } action = Action::kDrop;
     Status reason;                     // why, for kDrop
     std::vector<std::uint8_t> retry;   // the datagram to send back, for kRetry
-    InitialPacket initial;             // views into the datagram, for kAccept
+    InitialPacket initial;             // views into the datagram (keep it until respond()), for kAccept
   };
   Decision on_initial(ByteView datagram, const PeerAddress& from, std::size_t load, std::int64_t now_ns);
 
@@ -208,10 +211,14 @@ class ServerHandshake {
     std::vector<std::uint8_t> response;  // the datagram to send back
   };
   // Runs Noise for an Initial that on_initial accepted. kUnauthenticated when message 1 does
-  // not verify (the client pinned another key, or bytes changed).
+  // not verify (the client pinned another key, or bytes changed); kInvalidArgument when
+  // `transport_params` would make the Response larger than min_initial_datagram.
   Result<Accepted> respond(const InitialPacket& initial, const ConnectionId& local_cid, ByteView transport_params);
 
   const PublicKey& public_key() const { return config_.static_key.public_key; }
+  // Test hooks (fuzzing wants determinism): message 2's ephemeral pair, the cookie secret.
+  void set_ephemeral_for_test(const KeyPair& e) { ephemeral_for_test_ = e; }
+  void set_cookie_secret_for_test(const std::array<std::uint8_t, 32>& s) { cookies_.set_secret_for_test(s); }
   const ServerHandshakeCounters& counters() const { return counters_; }
   const CookieCounters& cookie_counters() const { return cookies_.counters(); }
 
@@ -219,6 +226,7 @@ class ServerHandshake {
   ServerHandshakeConfig config_;
   CookieValidator cookies_;
   ServerHandshakeCounters counters_;
+  std::optional<KeyPair> ephemeral_for_test_;
 };
 
 }  // namespace slip::transport::udp
