@@ -16,6 +16,7 @@ namespace {
 
 using namespace slip;
 using namespace slip::transport::udp;
+using fuzz::fail;
 using fuzz::Input;
 
 constexpr const char* kName = "udp_cookie_fuzz";
