@@ -13,7 +13,6 @@ namespace {
 
 constexpr std::string_view kPrologueLabel = "slipstream-udp";
 constexpr std::string_view kRetryKeyLabel = "slipstream-udp retry v1";
-constexpr std::size_t kLongPrefix = 1 + 4;  // flags, version
 
 // Reads fields front to back; every read checks the bytes left.
 class Reader {
