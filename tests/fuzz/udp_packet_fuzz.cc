@@ -93,7 +93,7 @@ void sealed_then_mutated(Input& in) {
 
 void packet_numbers(Input& in) {
   const std::uint64_t pn = in.u64() % (kMaxPacketNumber + 1);
-  const std::uint64_t gap = 1 + in.u32();
+  const std::uint64_t gap = 1 + static_cast<std::uint64_t>(in.u32());
   const std::uint64_t recv_gap = in.u32();
   if (pn >= gap) {
     const std::uint64_t acked = pn - gap;
