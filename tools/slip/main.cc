@@ -14,6 +14,7 @@
 #include "stats.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
+#include "transport/udp/keys.h"
 
 namespace {
 
@@ -179,6 +180,27 @@ std::string payload_text(const slip::Slice& p) {
   return s;
 }
 
+// `slip udp-key generate FILE` / `slip udp-key public FILE`: a reliable UDP server's key, and
+// the public key clients pin.
+int run_udp_key(bool generate, const std::string& file) {
+  if (generate) {
+    const slip::transport::udp::KeyPair key = slip::transport::udp::KeyPair::generate();
+    if (auto st = slip::transport::udp::save_private_key(file, key); !st.is_ok()) {
+      std::fprintf(stderr, "slip udp-key: %s\n", st.to_string().c_str());
+      return 1;
+    }
+    std::printf("%s\n", slip::transport::udp::format_public_key(key.public_key).c_str());
+    return 0;
+  }
+  auto key = slip::transport::udp::load_private_key(file);
+  if (!key.is_ok()) {
+    std::fprintf(stderr, "slip udp-key: %s\n", key.status().to_string().c_str());
+    return 1;
+  }
+  std::printf("%s\n", slip::transport::udp::format_public_key(key->public_key).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -253,9 +275,19 @@ int main(int argc, char** argv) {
   stats->add_option("--interval-ms", stats_opts.interval_ms, "Refresh period")->capture_default_str()->check(CLI::Range(100u, 3600000u));
   stats->add_option("--top", stats_opts.top, "Connections shown, busiest first")->capture_default_str();
 
+  std::string udp_key_file;
+  auto* udp_key = app.add_subcommand("udp-key", "Reliable UDP server keys: create one, or print the public key clients pin");
+  udp_key->require_subcommand(1);
+  auto* udp_key_generate =
+      udp_key->add_subcommand("generate", "Write a new private key to FILE (mode 0600) and print its public key");
+  udp_key_generate->add_option("file", udp_key_file, "Key file to create (never overwritten)")->required();
+  auto* udp_key_public = udp_key->add_subcommand("public", "Print the public key of the private key in FILE");
+  udp_key_public->add_option("file", udp_key_file, "Key file")->required();
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
   if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
+  if (*udp_key) return run_udp_key(udp_key_generate->parsed(), udp_key_file);
   if (*stats) return slip::cli::run_stats(stats_opts);
   if (*bench) return slip::cli::run_bench(common, bench_options);
   if (*pub) {
