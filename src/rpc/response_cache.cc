@@ -76,7 +76,10 @@ bool ResponseCache::insert(std::string key, std::shared_ptr<const CachedResponse
   const std::size_t bytes = entry_bytes(key, *value);
   const std::int64_t expires = now_ns + options_.ttl.count();
   std::lock_guard lock(mu_);
-  if (auto it = index_.find(key); it != index_.end()) erase(it->second);
+  if (auto it = index_.find(key); it != index_.end()) {
+    erase(it->second);
+    bump(replaced_);
+  }
   if (options_.max_bytes > 0 && bytes > options_.max_bytes) {
     bump(too_large_);
     entries_now_.store(lru_.size(), std::memory_order_relaxed);
@@ -114,6 +117,7 @@ CacheStats ResponseCache::stats() const {
   s.evictions = evictions_.load(std::memory_order_relaxed);
   s.expirations = expirations_.load(std::memory_order_relaxed);
   s.too_large = too_large_.load(std::memory_order_relaxed);
+  s.replaced = replaced_.load(std::memory_order_relaxed);
   s.entries = entries_now_.load(std::memory_order_relaxed);
   s.bytes = bytes_now_.load(std::memory_order_relaxed);
   return s;

@@ -53,6 +53,9 @@ struct CacheStats {
   std::uint64_t evictions = 0;    // live entries dropped to stay within the bounds
   std::uint64_t expirations = 0;  // entries dropped because their time-to-live had passed
   std::uint64_t too_large = 0;    // responses not stored: larger than max_bytes alone
+  // Entries dropped for a newer response to the same key (concurrent misses of one request
+  // each ran the handler). insertions = entries + evictions + expirations + replaced.
+  std::uint64_t replaced = 0;
   std::uint64_t entries = 0;      // now
   std::uint64_t bytes = 0;        // now, as counted against max_bytes
 };
@@ -102,7 +105,8 @@ class ResponseCache {
   std::unordered_map<std::string_view, List::iterator> index_;  // views of Entry::key
   std::size_t bytes_ = 0;
   // Written under mu_, read by stats() from any thread.
-  std::atomic<std::uint64_t> hits_{0}, misses_{0}, insertions_{0}, evictions_{0}, expirations_{0}, too_large_{0};
+  std::atomic<std::uint64_t> hits_{0}, misses_{0}, insertions_{0}, evictions_{0}, expirations_{0}, too_large_{0},
+      replaced_{0};
   std::atomic<std::uint64_t> entries_now_{0}, bytes_now_{0};
 };
 

@@ -113,6 +113,7 @@ TEST(ResponseCache, InsertingAKeyAgainReplacesIt) {
   ASSERT_TRUE(c.insert("k", response("new"), 0));
   EXPECT_EQ(c.lookup("k", 0)->message, "new");
   EXPECT_EQ(c.stats().entries, 1u);
+  EXPECT_EQ(c.stats().replaced, 1u);
   c.clear();
   EXPECT_EQ(c.lookup("k", 0), nullptr);
   EXPECT_EQ(c.stats().entries, 0u);
@@ -147,7 +148,7 @@ TEST(ResponseCacheConcurrency, ThreadsLookingUpAndInsertingKeepTheBounds) {
   EXPECT_LE(s.entries, 16u);
   EXPECT_EQ(s.hits + s.misses, 8000u);
   EXPECT_EQ(s.insertions, s.misses);
-  EXPECT_EQ(s.insertions - s.evictions - s.expirations, s.entries);
+  EXPECT_EQ(s.insertions, s.entries + s.evictions + s.expirations + s.replaced);
 }
 
 }  // namespace
