@@ -412,10 +412,17 @@ void Server::accept(transport::ConnectionPtr conn) {
 
 Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire::Call& call) {
   stats_.calls.fetch_add(1, std::memory_order_relaxed);
+  std::string method(call.method);
+  auto it = methods_.find(method);
+  // The clock is read only for a deadline, for interceptors (they are told the call's duration)
+  // or for the response cache (its TTL).
+  const bool timed = call.timeout_us != 0 ||
+                     (it != methods_.end() && (!it->second->chain.empty() || it->second->cache != nullptr));
+  const auto now = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const auto deadline = call.timeout_us == 0 ? std::chrono::steady_clock::time_point::max()
-                                             : std::chrono::steady_clock::now() + std::chrono::microseconds(call.timeout_us);
-  auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id,
-                                        std::string(call.method), to_metadata(call.metadata), deadline);
+                                             : now + std::chrono::microseconds(call.timeout_us);
+  auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id, std::move(method),
+                                        to_metadata(call.metadata), deadline);
   const std::size_t shard = shard_index(s.connection().loop());
   SessionCalls& on_session = shards_[shard].calls[&s];
   on_session.by_stream[call.stream_id] = c;
@@ -425,7 +432,6 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
   c->started_ = now;
   c->session_raw_ = &s;
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
-  auto it = methods_.find(c->method());
   if (it == methods_.end()) {
     stats_.unimplemented.fetch_add(1, std::memory_order_relaxed);
     c->start(nullptr, this);
