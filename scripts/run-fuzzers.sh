@@ -4,8 +4,8 @@
 #   scripts/run-fuzzers.sh BUILD_DIR SECONDS
 #
 # BUILD_DIR is a build with SLIP_FUZZ=ON (the `asan` preset: cmake --preset asan && cmake
-# --build build/asan). Each target in BUILD_DIR/tests/fuzz runs for SECONDS seconds, one after
-# the other, on a copy of its seed corpus (tests/fuzz/corpus/<target>) in a temporary
+# --build build/asan). Each target in BUILD_DIR/tests/fuzz runs for SECONDS seconds, FUZZ_JOBS
+# at a time (default: the number of cores), on a copy of its seed corpus (tests/fuzz/corpus/<target>) in a temporary
 # directory, so the committed corpus never grows. Leak detection is on. Prints one line per
 # target and exits non-zero if any target crashed, leaked, hung or could not run; the log and
 # the crashing input are then kept and their paths printed.
@@ -43,8 +43,9 @@ field() {
   sed -n "s/.*[[:space:]]$1: \([^[:space:]]*\).*/\1/p" <<<"$2"
 }
 
-failed=0
-for bin in "${targets[@]}"; do
+# Fuzzes one target; prints its result line(s) and returns non-zero on failure.
+fuzz_one() {
+  local bin=$1 name work seeds seed_count log status last runs rate cov ft corp summary artifacts
   name=$(basename "$bin")
   work=$(mktemp -d "${TMPDIR:-/tmp}/slip-fuzz-$name.XXXXXX")
   mkdir -p "$work/corpus"
@@ -75,11 +76,31 @@ for bin in "${targets[@]}"; do
     echo "$name: OK   $summary"
     rm -rf "$work"
   else
-    failed=1
     echo "$name: FAIL (exit $status) $summary"
     echo "  log: $log"
     grep -m 3 -E '^==[0-9]+==ERROR|^SUMMARY:|deadly signal|runtime error|_fuzz: ' "$log" | sed 's/^/  /' || true
     for a in $artifacts; do echo "  input: $a (reproduce: $bin $a)"; done
+    return 1
   fi
+}
+
+jobs=${FUZZ_JOBS:-$(nproc)}
+results=$(mktemp -d "${TMPDIR:-/tmp}/slip-fuzz-results.XXXXXX")
+trap 'rm -rf "$results"' EXIT
+pids=()
+for i in "${!targets[@]}"; do
+  fuzz_one "${targets[$i]}" >"$results/$i" 2>&1 &
+  pids+=($!)
+  if [[ ${#pids[@]} -ge $jobs ]]; then
+    wait "${pids[0]}" || true
+    pids=("${pids[@]:1}")
+  fi
+done
+wait || true
+# Results in target order; a target failed when its first line says FAIL.
+failed=0
+for i in "${!targets[@]}"; do
+  cat "$results/$i"
+  if ! head -n 1 "$results/$i" | grep -q ': OK '; then failed=1; fi
 done
 exit $failed

@@ -1,5 +1,6 @@
 #include "broker/broker.h"
 
+#include <algorithm>
 #include <boost/unordered/unordered_flat_map.hpp>
 
 #include "core/clock.h"
@@ -12,6 +13,8 @@ namespace {
 // The no-responders answer: an empty message with this header.
 constexpr std::string_view kStatusHeader = ":status";
 constexpr std::string_view kNoRespondersStatus = "503";
+// The W3C trace context header (obs/traceparent.h), looked for only when a tracer is set.
+constexpr std::string_view kTraceparentHeader = "traceparent";
 // Reply subjects a client with restricted publish permissions may still answer (auth.h).
 constexpr std::size_t kMaxRememberedResponses = 1024;
 
@@ -495,7 +498,7 @@ Status BrokerClient::on_frame(const wire::Frame& f, const wire::WireLimits& limi
     case wire::FrameType::kSub: {
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
       const auto& s = std::get<wire::Sub>(any);
-      Status st = subscribe(s.sid, s.subject, s.queue);
+      Status st = subscribe(s.sid, s.subject, s.queue, SubOptions{s.drop_oldest, s.backlog_msgs, s.backlog_bytes});
       if (st.code() != StatusCode::kPermissionDenied && st.code() != StatusCode::kOverloaded) return st;
       conn_.refuse(wire::FrameType::kSub, s.sid, s.subject, st);
       return Status();
@@ -524,6 +527,17 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   ++stats_.msgs_in;
   stats_.bytes_in += payload.size();
   const detail::ClientLink* skip = echo_ ? nullptr : link_.get();
+  if (has_headers && broker_.options_.on_traced_publish) {
+    for (const auto& [k, v] : headers) {
+      if (k != kTraceparentHeader) continue;
+      TracedPublish t{v, subject, name_, wall_now_ns(), 0};
+      const std::int64_t start = mono_now_ns();
+      broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, skip);
+      t.duration_ns = mono_now_ns() - start;
+      broker_.options_.on_traced_publish(t);
+      return Status();
+    }
+  }
   if (shard_stats_ != nullptr && (++publish_seq_ & (kPublishSampleEvery - 1)) == 0) {
     const std::int64_t start = mono_now_ns();
     broker_.publish(*link_->loop, subject, reply, has_headers, headers, payload, skip);
@@ -534,7 +548,8 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   return Status();
 }
 
-Status BrokerClient::subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue) {
+Status BrokerClient::subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue,
+                               const SubOptions& options) {
   if (subs_.count(sid)) return invalid_argument("SUB: sid " + std::to_string(sid) + " is already in use");
   if (subs_.size() >= broker_.options_.max_subscriptions) {
     return overloaded("too many subscriptions (max_subscriptions " +
@@ -550,7 +565,15 @@ Status BrokerClient::subscribe(std::uint64_t sid, std::string_view subject, std:
   sub->subject = std::string(subject);
   sub->queue = std::string(queue);
   SLIP_TRY(broker_.add(sub.get()));
-  subs_[sid] = LocalSub{std::move(sub), 0, 0};
+  LocalSub local{std::move(sub), 0, 0, nullptr};
+  if (options.drop_oldest) {
+    const BrokerOptions& o = broker_.options_;
+    local.backlog = std::make_unique<Backlog>();
+    local.backlog->max_msgs = std::max<std::uint64_t>(1, options.backlog_msgs != 0 ? options.backlog_msgs : o.backlog_msgs);
+    local.backlog->max_bytes =
+        std::min<std::uint64_t>(options.backlog_bytes != 0 ? options.backlog_bytes : o.backlog_bytes, o.max_pending_bytes);
+  }
+  subs_[sid] = std::move(local);
   return Status();
 }
 
@@ -605,41 +628,58 @@ void BrokerClient::set_identity(Identity identity) {
 void BrokerClient::remove_sub(std::uint64_t sid) {
   auto it = subs_.find(sid);
   if (it == subs_.end()) return;
+  if (it->second.backlog && !it->second.backlog->items.empty()) {
+    auto at = std::find(backlogged_.begin(), backlogged_.end(), sid);
+    if (at != backlogged_.end()) backlogged_.erase(at);
+  }
   broker_.remove(it->second.sub.get());
   subs_.erase(it);
 }
 
-bool BrokerClient::admit(std::size_t bytes) {
-  const std::size_t pending = conn_.pending_out_bytes();
-  if (pending + bytes <= broker_.options_.max_pending_bytes) {
-    slow_logged_ = false;
-    return true;
-  }
-  if (!slow_logged_) {
-    slow_logged_ = true;
-    shard_->stats.slow_consumers.add(1);
-    SLIP_LOG_WARN("slow consumer '{}' ({}): {} bytes pending, limit {}: {}", name_,
-                  conn_.peer_address(), pending, broker_.options_.max_pending_bytes,
-                  drop_when_slow_ ? "dropping its messages" : "disconnecting it");
-  }
-  if (drop_when_slow_) {
-    ++dropped_;
-    shard_->stats.dropped.add(1);
-    return false;
-  }
-  conn_.fail(overloaded("slow consumer: " + std::to_string(pending) + " bytes waiting, limit " +
-                           std::to_string(broker_.options_.max_pending_bytes)));
-  close();
-  return false;
+bool BrokerClient::fits(std::size_t bytes) const {
+  return conn_.pending_out_bytes() + bytes <= broker_.options_.max_pending_bytes;
 }
 
-bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
-                           const wire::Metadata& headers, const Slice& payload) {
-  if (closed_ || conn_.closed()) return false;
-  auto it = subs_.find(sid);
-  if (it == subs_.end()) return false;
-  if (!admit(payload.size() + subject.size() + reply.size())) return true;  // counted as dropped
-  LocalSub& local = it->second;
+void BrokerClient::note_slow(const char* what) {
+  if (slow_logged_) return;
+  slow_logged_ = true;
+  shard_->stats.slow_consumers.add(1);
+  SLIP_LOG_WARN("slow consumer '{}' ({}): {} bytes pending, limit {}: {}", name_, conn_.peer_address(),
+                conn_.pending_out_bytes(), broker_.options_.max_pending_bytes, what);
+}
+
+void BrokerClient::cut_off() {
+  const std::size_t pending = conn_.pending_out_bytes();
+  note_slow("disconnecting it");
+  conn_.fail(overloaded("slow consumer: " + std::to_string(pending) + " bytes waiting, limit " +
+                        std::to_string(broker_.options_.max_pending_bytes)));
+  close();
+}
+
+void BrokerClient::hold(std::uint64_t sid, Backlog& b, std::string_view subject, std::string_view reply,
+                        bool has_headers, const wire::Metadata& headers, const Slice& payload, std::size_t cost) {
+  note_slow("dropping the oldest messages of its drop-oldest subscriptions");
+  if (b.items.empty()) backlogged_.push_back(sid);
+  detail::SharedMessage m;
+  m.subject = std::string(subject);
+  m.reply = std::string(reply);
+  m.has_headers = has_headers;
+  m.headers.reserve(headers.size());
+  for (const auto& [k, v] : headers) m.headers.emplace_back(std::string(k), std::string(v));
+  m.payload = payload;  // shared, not copied
+  b.items.emplace_back(std::move(m), cost);
+  b.bytes += cost;
+  while (b.items.size() > b.max_msgs || (b.bytes > b.max_bytes && b.items.size() > 1)) {
+    b.bytes -= b.items.front().second;
+    b.items.pop_front();
+    ++b.dropped;
+    ++dropped_;
+    shard_->stats.dropped.add(1);
+  }
+}
+
+bool BrokerClient::send_now(std::uint64_t sid, LocalSub& local, std::string_view subject, std::string_view reply,
+                            bool has_headers, const wire::Metadata& headers, const Slice& payload) {
   if (const Permissions* p = identity_.permissions.get()) {
     if (!p->subscribe.deny.empty() && !p->may_receive(subject)) return true;  // filtered, not lost
     if (!reply.empty() && p->allow_responses && p->publish.restricted()) remember_response(reply);
@@ -650,8 +690,84 @@ bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::str
   ++stats_.msgs_out;
   stats_.bytes_out += payload.size();
   ++local.delivered;
-  if (local.max_msgs != 0 && local.delivered >= local.max_msgs) remove_sub(sid);
+  if (local.max_msgs != 0 && local.delivered >= local.max_msgs) {
+    remove_sub(sid);
+    return false;
+  }
   return true;
+}
+
+bool BrokerClient::deliver(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
+                           const wire::Metadata& headers, const Slice& payload) {
+  if (closed_ || conn_.closed()) return false;
+  auto it = subs_.find(sid);
+  if (it == subs_.end()) return false;
+  LocalSub& local = it->second;
+  const std::size_t bytes = payload.size() + subject.size() + reply.size();
+  if (Backlog* b = local.backlog.get()) {
+    // Behind a backlog, a message waits its turn: the subscription's order is kept.
+    if (!b->items.empty() || !fits(bytes)) {
+      std::size_t cost = bytes + kBacklogOverhead;
+      for (const auto& [k, v] : headers) cost += k.size() + v.size();
+      hold(sid, *b, subject, reply, has_headers, headers, payload, cost);
+      return true;
+    }
+  } else if (!fits(bytes)) {
+    cut_off();
+    return true;  // taken: the client is gone
+  }
+  if (backlogged_.empty()) slow_logged_ = false;
+  send_now(sid, local, subject, reply, has_headers, headers, payload);
+  return true;
+}
+
+void BrokerClient::on_drained() {
+  if (closed_ || conn_.closed() || backlogged_.empty()) return;
+  const std::size_t pending = conn_.pending_out_bytes();
+  const std::size_t bound = broker_.options_.max_pending_bytes;
+  std::size_t budget = pending < bound ? bound - pending : 0;
+  // Frames written in this turn are not yet counted as pending: the budget keeps the total
+  // under the bound. Backlogs take turns a message at a time, so none starves the others.
+  std::size_t done = 0;  // backlogs emptied or gone, at the front of backlogged_
+  bool room = true;
+  while (room && done < backlogged_.size()) {
+    room = false;
+    for (std::size_t i = done; i < backlogged_.size(); ++i) {
+      auto it = subs_.find(backlogged_[i]);
+      Backlog* b = it == subs_.end() ? nullptr : it->second.backlog.get();
+      if (b == nullptr || b->items.empty()) {
+        std::swap(backlogged_[i], backlogged_[done++]);
+        continue;
+      }
+      auto& [m, cost] = b->items.front();
+      const std::size_t bytes = m.payload.size() + m.subject.size() + m.reply.size();
+      if (bytes > budget) continue;
+      budget -= bytes;
+      room = true;
+      detail::SharedMessage msg = std::move(m);
+      b->bytes -= cost;
+      b->items.pop_front();
+      wire::Metadata headers;
+      headers.reserve(msg.headers.size());
+      for (const auto& [k, v] : msg.headers) headers.emplace_back(k, v);
+      send_now(it->first, it->second, msg.subject, msg.reply, msg.has_headers, headers, msg.payload);
+    }
+  }
+  // Keep the order of the rest: sids still waiting, oldest first.
+  std::vector<std::uint64_t> still;
+  for (std::uint64_t sid : backlogged_) {
+    auto it = subs_.find(sid);
+    if (it != subs_.end() && it->second.backlog && !it->second.backlog->items.empty()) still.push_back(sid);
+  }
+  backlogged_ = std::move(still);
+  if (backlogged_.empty()) slow_logged_ = false;
+}
+
+BrokerClient::BacklogInfo BrokerClient::backlog(std::uint64_t sid) const {
+  auto it = subs_.find(sid);
+  if (it == subs_.end() || !it->second.backlog) return {};
+  const Backlog& b = *it->second.backlog;
+  return {b.items.size(), b.bytes, b.dropped};
 }
 
 bool BrokerClient::deliver(std::uint64_t sid, const detail::SharedMessage& m) {

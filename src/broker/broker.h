@@ -14,9 +14,11 @@
 // fails fast instead of waiting for its timeout.
 //
 // Slow consumers: every client has a bound on bytes waiting to be written to it. Past the bound
-// the client is disconnected with an error saying so (the default), or, for a client that asked
-// for it, new messages to it are dropped. Either way it is counted and logged with the client's
-// name, and nobody else waits.
+// the client is disconnected with an error saying so (the default). A subscription made with
+// the drop-oldest policy instead keeps its messages in a bounded backlog of its own while the
+// client is over the bound, losing the oldest when the backlog is full, and the backlog is
+// written as soon as the connection drains. Either way it is counted and logged with the
+// client's name, and nobody else waits.
 //
 // Threading: the index lives behind one mutex, taken by SUB and UNSUB. A PUB takes no lock:
 // each shard keeps its own cache of routes (subject -> receivers), stamped with the index's
@@ -27,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include "broker/auth.h"
+#include "broker/sub_options.h"
 #include "broker/sublist.h"
 #include "core/histogram.h"
 #include "io/event_loop.h"
@@ -41,10 +45,25 @@
 
 namespace slip::broker {
 
+// A PUB that carried a W3C `traceparent` header, as BrokerOptions::on_traced_publish sees it.
+// Views are valid for the call.
+struct TracedPublish {
+  std::string_view traceparent;  // the header's value, unchecked
+  std::string_view subject;
+  std::string_view client;  // the publisher's name
+  std::int64_t start_unix_ns = 0;
+  std::int64_t duration_ns = 0;  // routing it: match, local writes, hand-over to other shards
+};
+
 struct BrokerOptions {
   SubjectLimits limits;
   // Bytes queued for one client before it counts as a slow consumer.
   std::size_t max_pending_bytes = 64u << 20;
+  // A drop-oldest subscription's backlog bounds when its SUB leaves them 0. A SUB may ask for
+  // more messages, but never for more bytes than max_pending_bytes. Each message counts its
+  // subject, reply, headers and payload plus kBacklogOverhead bytes.
+  std::size_t backlog_msgs = 10000;
+  std::size_t backlog_bytes = 8u << 20;
   // Subscriptions one client may hold.
   std::size_t max_subscriptions = 100000;
   // Largest payload a client may publish.
@@ -52,6 +71,9 @@ struct BrokerOptions {
   // Time the routing of one PUB in kPublishSampleEvery (ShardStats::publish_ns). Off, the
   // publish path reads no clock; the plain counters are kept either way.
   bool metrics = true;
+  // Called (on the publisher's loop) for every PUB with a `traceparent` header, after routing
+  // it: a tracer writes the broker's span from it. Empty: headers are not looked at.
+  std::function<void(const TracedPublish&)> on_traced_publish;
 };
 
 struct BrokerStats {
@@ -72,6 +94,7 @@ struct ShardStats {
   Histogram publish_ns;
 };
 inline constexpr std::uint32_t kPublishSampleEvery = 128;  // a power of two
+inline constexpr std::size_t kBacklogOverhead = 64;
 
 // One client's traffic. Written on the client's loop only; read there too (the server collects
 // connection details by posting to each loop), so plain integers suffice.
@@ -206,11 +229,14 @@ class BrokerClient {
   // `permission denied: publish to "x.y" for user "bob"`.
   Status publish(std::string_view subject, std::string_view reply, bool has_headers, const wire::Metadata& headers,
                  const Slice& payload);
-  Status subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue);
+  Status subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue, const SubOptions& options = {});
   // max_msgs 0: now; n: after n messages in all have been delivered on `sid`.
   Status unsubscribe(std::uint64_t sid, std::uint64_t max_msgs);
   // Drops every subscription. Idempotent.
   void close();
+  // The connection wrote everything it held: drop-oldest subscriptions' backlogs are sent,
+  // as much as max_pending_bytes allows. The connection calls it on its loop.
+  void on_drained();
 
   // Delivers one message to subscription `sid` of this client (on this client's loop). False
   // when the client or the subscription is gone (the message was not taken).
@@ -224,13 +250,12 @@ class BrokerClient {
   void set_identity(Identity identity);
   const std::string& user() const { return identity_.user; }
 
-  // When set, a slow consumer drops new messages instead of being disconnected.
-  void set_drop_when_slow(bool drop) { drop_when_slow_ = drop; }
   // When false, this client's own publishes are not delivered to its own subscriptions (NATS
   // CONNECT "echo": false).
   void set_echo(bool echo) { echo_ = echo; }
   const std::string& name() const { return name_; }
   std::size_t subscriptions() const { return subs_.size(); }
+  // Messages dropped by this client's drop-oldest subscriptions.
   std::uint64_t dropped() const { return dropped_; }
   const ClientStats& stats() const { return stats_; }
   // Calls fn(sid, subject, queue, delivered) for each subscription. On this client's loop.
@@ -238,17 +263,43 @@ class BrokerClient {
   void for_each_subscription(Fn&& fn) const {
     for (const auto& [sid, local] : subs_) fn(sid, local.sub->subject, local.sub->queue, local.delivered);
   }
+  // A drop-oldest subscription's figures (zeros for others or unknown sids). On the loop.
+  struct BacklogInfo {
+    std::size_t msgs = 0;
+    std::size_t bytes = 0;
+    std::uint64_t dropped = 0;
+  };
+  BacklogInfo backlog(std::uint64_t sid) const;
 
  private:
   friend class Broker;
+  // Messages of a drop-oldest subscription held while the client is over its bound.
+  struct Backlog {
+    std::size_t max_msgs = 0;
+    std::size_t max_bytes = 0;
+    std::deque<std::pair<detail::SharedMessage, std::size_t>> items;  // message, its cost
+    std::size_t bytes = 0;
+    std::uint64_t dropped = 0;
+  };
   struct LocalSub {
     std::unique_ptr<detail::Subscription> sub;
     std::uint64_t max_msgs = 0;  // 0: unlimited
     std::uint64_t delivered = 0;
+    std::unique_ptr<Backlog> backlog;  // drop-oldest subscriptions only
   };
 
   void remove_sub(std::uint64_t sid);
-  bool admit(std::size_t bytes);
+  // True when `bytes` more fit under max_pending_bytes; otherwise the client is slow.
+  bool fits(std::size_t bytes) const;
+  // Disconnects a slow client (the default policy).
+  void cut_off();
+  void note_slow(const char* what);
+  void hold(std::uint64_t sid, Backlog& b, std::string_view subject, std::string_view reply, bool has_headers,
+            const wire::Metadata& headers, const Slice& payload, std::size_t cost);
+  // Writes one message to the connection and counts it; may end the subscription (auto-unsub):
+  // false then.
+  bool send_now(std::uint64_t sid, LocalSub& local, std::string_view subject, std::string_view reply,
+                bool has_headers, const wire::Metadata& headers, const Slice& payload);
   Status denied(std::string_view what, std::string_view subject);
   // allow_responses: reply subjects of messages delivered to this client, each good for one
   // PUB. Bounded; the oldest are forgotten first.
@@ -261,7 +312,7 @@ class BrokerClient {
   std::shared_ptr<detail::ClientLink> link_;
   detail::Shard* shard_;  // of conn's loop
   std::unordered_map<std::uint64_t, LocalSub> subs_;
-  bool drop_when_slow_ = false;
+  std::vector<std::uint64_t> backlogged_;  // sids whose backlog is not empty, oldest first
   bool echo_ = true;
   bool slow_logged_ = false;
   std::uint64_t dropped_ = 0;

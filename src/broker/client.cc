@@ -60,16 +60,18 @@ Status PubSubClient::publish(std::string_view subject, Slice payload, std::strin
 
 void PubSubClient::send_sub(std::uint64_t sid, const Sub& s) {
   if (!ready()) return;  // sent on the next on_ready
-  client_.session()->send_frame(wire::Sub{sid, s.subject, s.queue});
+  client_.session()->send_frame(
+      wire::Sub{sid, s.subject, s.queue, s.options.drop_oldest, s.options.backlog_msgs, s.options.backlog_bytes});
 }
 
 Result<std::uint64_t> PubSubClient::subscribe(std::string_view subject, std::string_view queue,
-                                              MessageHandler handler) {
+                                              MessageHandler handler, const SubOptions& options) {
   const std::uint64_t sid = next_sid_++;
   Sub& s = subs_[sid];
   s.subject = std::string(subject);
   s.queue = std::string(queue);
   s.handler = std::move(handler);
+  s.options = options;
   send_sub(sid, s);
   return sid;
 }

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/sub_options.h"
 #include "session/client.h"
 
 namespace slip::broker {
@@ -64,7 +65,10 @@ class PubSubClient final : public session::SessionHandler {
   Status publish(std::string_view subject, Slice payload, std::string_view reply = {},
                  const wire::Metadata* headers = nullptr);
   // Returns the subscription id. `queue` non-empty: one member of the group gets each message.
-  Result<std::uint64_t> subscribe(std::string_view subject, std::string_view queue, MessageHandler handler);
+  // `options.drop_oldest`: when this client falls behind, the broker drops this subscription's
+  // oldest messages instead of disconnecting the client.
+  Result<std::uint64_t> subscribe(std::string_view subject, std::string_view queue, MessageHandler handler,
+                                  const SubOptions& options = {});
   // max_msgs 0: now (messages the broker routed here before it took the UNSUB are still
   // delivered); n: after n more messages.
   void unsubscribe(std::uint64_t sid, std::uint64_t max_msgs = 0);
@@ -94,6 +98,7 @@ class PubSubClient final : public session::SessionHandler {
     std::string subject;
     std::string queue;
     MessageHandler handler;
+    SubOptions options;
     bool draining = false;  // UNSUB sent; messages already routed here are still delivered
   };
   struct Pending {

@@ -713,7 +713,10 @@ bool Session::emit_chunk(Stream& s) {
   return true;
 }
 
-void Session::on_send_drained() { pump(); }
+void Session::on_send_drained() {
+  pump();
+  if (!closed_ && ready_ && handler_ != nullptr) handler_->on_send_drained(*this);
+}
 
 void Session::flush_soon() {
   if (flush_posted_) return;

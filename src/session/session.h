@@ -90,6 +90,9 @@ class SessionHandler {
   }
   // A PONG answering our ping(); rtt_ns measured from when it was sent.
   virtual void on_pong(Session&, std::int64_t /*rtt_ns*/) {}
+  // The transport wrote everything it held (after the streams were offered the room): a good
+  // moment to send what was held back for a slow peer.
+  virtual void on_send_drained(Session&) {}
   // Last callback: why the session ended (OK when it closed cleanly).
   virtual void on_closed(Session&, const Status&) {}
 };

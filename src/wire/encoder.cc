@@ -202,10 +202,14 @@ void FrameEncoder::add(const Reset& f) {
 }
 
 void FrameEncoder::add(const Sub& f) {
-  emit(FrameType::kSub, 0, [&](auto& s) {
+  emit(FrameType::kSub, f.drop_oldest ? sub_flags::kDropOldest : 0, [&](auto& s) {
     s.varint(f.sid);
     s.str(f.subject);
     s.str(f.queue);
+    if (f.drop_oldest) {
+      s.varint(f.backlog_msgs);
+      s.varint(f.backlog_bytes);
+    }
   }, nullptr);
 }
 

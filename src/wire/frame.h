@@ -90,6 +90,13 @@ inline constexpr std::uint8_t kHasReply = 0x01;
 inline constexpr std::uint8_t kHasHeaders = 0x02;
 }  // namespace msg_flags
 
+// SUB flags.
+namespace sub_flags {
+// When the client falls behind, this subscription's oldest messages are dropped instead of the
+// client being disconnected; the SUB carries the backlog's bounds.
+inline constexpr std::uint8_t kDropOldest = 0x01;
+}  // namespace sub_flags
+
 // Limits a decoder enforces. All configurable; the defaults suit a broker on a LAN.
 struct WireLimits {
   std::uint32_t max_frame_size = 1u << 20;   // body bytes; at most kHardMaxFrameSize

@@ -471,12 +471,17 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       return AnyFrame(x);
     }
     case FrameType::kSub: {
-      SLIP_TRY(no_flags());
+      SLIP_TRY(r.flags_within(sub_flags::kDropOldest));
       Sub s;
       SLIP_TRY(r.varint(s.sid, "sid"));
       SLIP_TRY(r.name(s.subject, "subject"));
       if (s.subject.empty()) return r.fail(StatusCode::kInvalidArgument, "subject", "empty");
       SLIP_TRY(r.name(s.queue, "queue"));
+      if (f.flags & sub_flags::kDropOldest) {
+        s.drop_oldest = true;
+        SLIP_TRY(r.varint(s.backlog_msgs, "backlog msgs"));
+        SLIP_TRY(r.varint(s.backlog_bytes, "backlog bytes"));
+      }
       SLIP_TRY(r.done());
       return AnyFrame(s);
     }

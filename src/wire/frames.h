@@ -116,6 +116,12 @@ struct Sub {
   std::uint64_t sid = 0;
   std::string_view subject;
   std::string_view queue;  // empty: no queue group
+  // sub_flags::kDropOldest: a slow client loses this subscription's oldest messages, keeping at
+  // most backlog_msgs messages and backlog_bytes bytes of it (0: the broker's defaults), instead
+  // of being disconnected.
+  bool drop_oldest = false;
+  std::uint64_t backlog_msgs = 0;
+  std::uint64_t backlog_bytes = 0;
 };
 
 struct Unsub {

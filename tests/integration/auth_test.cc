@@ -8,9 +8,11 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <set>
 
 #include "broker/auth.h"
 #include "broker/client.h"
+#include "config.h"
 #include "io/loop_group.h"
 #include "peer.h"
 #include "process.h"
@@ -451,6 +453,33 @@ TEST(Config, BadFilesStopSlipdWithTheKeyAndLine) {
   cfg.write("[[users]]\nname = \"x\"\npassword_hash = \"plain-text\"\n");
   EXPECT_NE(test::run_program({SLIPD_PATH, "--config", cfg.path(), "--listen", "127.0.0.1:0"}, &out), 0);
   EXPECT_NE(out.find("not a libsodium password hash"), std::string::npos) << out;
+}
+
+TEST(Config, EverySlipdFlagHasAConfigKey) {
+  std::string help;
+  ASSERT_EQ(test::run_program({SLIPD_PATH, "--help"}, &help), 0) << help;
+  std::set<std::string> keys;
+  for (const slipd::SettingSpec& s : slipd::setting_specs()) keys.insert(std::string(s.key));
+  std::size_t flags = 0;
+  for (std::size_t at = help.find("\n  --"); at != std::string::npos; at = help.find("\n  --", at + 1)) {
+    std::size_t begin = at + 5;
+    std::size_t end = help.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-", begin);
+    std::string key = help.substr(begin, end - begin);
+    if (key == "help" || key == "config" || key == "hash-password") continue;
+    for (char& c : key) c = c == '-' ? '_' : c;
+    ++flags;
+    EXPECT_TRUE(keys.count(key)) << "slipd --" << key << " has no config key " << key;
+  }
+  EXPECT_GT(flags, 30u) << help;
+}
+
+TEST(Config, TheExampleFileStartsSlipd) {
+  test::SlipdProcess slipd({"--config", std::string(SLIP_SOURCE_DIR) + "/docs/slipd.example.toml"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  std::string out;
+  EXPECT_EQ(slip({"ping", "-s", slipd.address(), "-c", "1", "--token", "change-me-to-a-long-random-token"}, &out), 0)
+      << out;
+  EXPECT_NE(slip({"ping", "-s", slipd.address(), "-c", "1"}, &out), 0) << out;  // its users apply
 }
 
 TEST(Config, DataDirIsCreatedAndLockedAndAFileInTheWayIsAClearError) {

@@ -230,6 +230,63 @@ TEST(Broker, SlowConsumerIsCutOffWhileFastSubscribersGetEverything) {
   EXPECT_NE(slipd.log().find("slow consumer"), std::string::npos) << slipd.log();
 }
 
+TEST(Broker, DropOldestSubscriptionKeepsTheNewestWhileFastSubscribersGetEverything) {
+  // No heartbeats: the slow client below says nothing for as long as the publishing takes.
+  test::SlipdProcess slipd({"--max-pending-bytes", "1048576", "--heartbeat-ms", "0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  constexpr std::uint64_t kBacklog = 10;
+  test::RawClient slow(slipd.port());
+  ASSERT_TRUE(slow.handshake().is_ok());
+  wire::FrameEncoder e;
+  e.add(wire::Sub{1, "firehose", "", true, kBacklog, 0});
+  slow.send_chain(e.take());
+  Peer fast(slipd.address()), pub(slipd.address());
+  ASSERT_TRUE(fast.wait_ready() && pub.wait_ready());
+  fast.subscribe("firehose");
+  constexpr int kMessages = 2000;
+  constexpr int kBatch = 20;
+  auto body = [](int i) {
+    std::string b = std::to_string(1000000 + i);  // fixed width: "1000000" + i
+    b.resize(16 * 1024, 'f');
+    return b;
+  };
+  for (int batch = 0; batch < kMessages / kBatch; ++batch) {
+    pub.run([&] {
+      for (int i = batch * kBatch; i < (batch + 1) * kBatch; ++i) {
+        ASSERT_TRUE(pub.client().publish("firehose", Slice::copy_of(body(i))).is_ok());
+      }
+    });
+    const std::size_t want = static_cast<std::size_t>((batch + 1) * kBatch);
+    ASSERT_TRUE(fast.wait_for([&] { return fast.received_["firehose"].size() >= want; })) << slipd.log();
+  }
+  fast.run([&] {
+    for (int i = 0; i < kMessages; ++i) ASSERT_EQ(fast.received_["firehose"][static_cast<std::size_t>(i)], body(i));
+  });
+  // The slow client now reads: it is still connected, gets messages in publishing order with
+  // the oldest of its backlog missing, and the newest kBacklog are all there.
+  std::vector<int> got;
+  while (got.empty() || got.back() != kMessages - 1) {
+    Result<wire::Frame> f = slow.read_frame();
+    ASSERT_TRUE(f.is_ok()) << f.status().to_string() << " after " << got.size() << " messages\n" << slipd.log();
+    if (f->type != wire::FrameType::kMsg) continue;
+    Result<wire::Msg> m = wire::decode_msg(*f, {});
+    ASSERT_TRUE(m.is_ok());
+    const std::string payload = m->payload.to_string();
+    const int i = std::stoi(payload.substr(0, 7)) - 1000000;
+    ASSERT_EQ(payload, body(i));
+    if (!got.empty()) {
+      ASSERT_GT(i, got.back()) << "out of order";
+    }
+    got.push_back(i);
+  }
+  EXPECT_LT(got.size(), static_cast<std::size_t>(kMessages));
+  ASSERT_GE(got.size(), kBacklog);
+  for (std::size_t k = 0; k < kBacklog; ++k) {
+    EXPECT_EQ(got[got.size() - kBacklog + k], kMessages - static_cast<int>(kBacklog) + static_cast<int>(k));
+  }
+  EXPECT_NE(slipd.log().find("dropping the oldest"), std::string::npos) << slipd.log();
+}
+
 TEST(Broker, SlipCliPubReachesSlipCliSub) {
   test::SlipdProcess slipd;
   ASSERT_TRUE(slipd.ok()) << slipd.log();

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -329,6 +332,43 @@ TEST(Trace, SlipPubTraceSendsATraceparentThatReachesSubscribersUnchanged) {
   const std::string sent = out.substr(at + 12, 55);
   ASSERT_TRUE(sub.wait_received(1));
   EXPECT_EQ(sub.traceparent(), sent);
+}
+
+// --trace-file: one span per sampled traced message, as a JSON line naming the publisher's span
+// as its parent; untraced messages write nothing.
+TEST(Trace, TraceFileGetsASpanPerTracedMessage) {
+  char dir_tmpl[] = "/tmp/slip-spans-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_tmpl), nullptr);
+  const std::string path = std::string(dir_tmpl) + "/spans.jsonl";
+  {
+    test::SlipdProcess slipd({"--trace-file", path});
+    ASSERT_TRUE(slipd.ok()) << slipd.log();
+    std::string out;
+    ASSERT_EQ(test::run_program({SLIP_PATH, "--server", slipd.address(), "pub", "plain.x", "hi"}, &out), 0) << out;
+    ASSERT_EQ(test::run_program({SLIP_PATH, "--server", slipd.address(), "pub", "--trace", "traced.x", "hi"}, &out), 0)
+        << out;
+    const auto at = out.find("traceparent 00-");
+    ASSERT_NE(at, std::string::npos) << out;
+    const std::string trace_id = out.substr(at + 15, 32);
+    const std::string parent_id = out.substr(at + 48, 16);
+    std::string text;
+    for (int i = 0; i < 3000 && text.find('\n') == std::string::npos; ++i) {
+      std::ifstream f(path);
+      text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+      if (text.find('\n') == std::string::npos) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+    boost::json::object span = boost::json::parse(text).as_object();
+    EXPECT_EQ(span["trace_id"].as_string(), trace_id) << text;
+    EXPECT_EQ(span["parent_span_id"].as_string(), parent_id) << text;
+    EXPECT_NE(span["span_id"].as_string(), parent_id) << text;
+    EXPECT_EQ(span["span_id"].as_string().size(), 16u);
+    EXPECT_EQ(span["name"].as_string(), "publish traced.x");
+    EXPECT_EQ(span["kind"].as_string(), "broker");
+    EXPECT_GE(span["duration_ns"].as_int64(), 0);
+    EXPECT_EQ(span["attributes"].as_object()["subject"].as_string(), "traced.x");
+  }
+  std::filesystem::remove_all(dir_tmpl);
 }
 
 }  // namespace

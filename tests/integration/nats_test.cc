@@ -121,16 +121,18 @@ class RawNats {
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(fd_);
+      ::close(fd_);
       fd_ = -1;
     }
     int one = 1;
     if (fd_ >= 0) setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
-  ~RawNats() {
-    if (fd_ >= 0) close(fd_);
-  }
+  ~RawNats() { close(); }
   bool ok() const { return fd_ >= 0; }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
   void send(std::string_view s) {
     std::size_t done = 0;
     while (done < s.size()) {
@@ -675,6 +677,33 @@ TEST(NatsProtocol, AuthorizationViolationCloses) {
     EXPECT_EQ(r.line(), "+OK");
     EXPECT_EQ(r.line(), "PONG");
   }
+}
+
+// NATS connections count against the same limits as native ones; one over them is told the
+// way NATS servers say it, and a slot freed by a closed connection can be used again.
+TEST(NatsProtocol, ConnectionsOverTheLimitAreRefused) {
+  test::SlipdProcess slipd(nats_args({"--max-connections", "2"}));
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  RawNats a(slipd.nats_port());
+  EXPECT_EQ(a.line().rfind("INFO ", 0), 0u);
+  test::RawClient native(slipd.port());  // the second connection, native
+  ASSERT_TRUE(native.handshake().is_ok());
+  {
+    RawNats over(slipd.nats_port());
+    EXPECT_EQ(over.line(), "-ERR 'maximum connections exceeded'");
+    EXPECT_EQ(over.line(), "<EOF>");
+  }
+  a.send("CONNECT {}\r\nPING\r\n");
+  EXPECT_EQ(a.line(), "PONG");  // the refusal did not disturb the others
+  a.close();
+  // Once the first one's slot is released, a new NATS client gets in.
+  bool admitted = false;
+  for (int i = 0; i < 200 && !admitted; ++i) {
+    RawNats again(slipd.nats_port());
+    admitted = again.line().rfind("INFO ", 0) == 0;
+    if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(admitted) << slipd.log();
 }
 
 // Users from the config file: NATS clients log in as them and get their permissions; a refusal

@@ -107,6 +107,7 @@ inline std::string describe(const AnyFrame& any) {
           s += " stream_id=" + num(f.stream_id) + " flags=" + num(f.flags) + " " + describe_payload(f.payload);
         } else if constexpr (std::is_same_v<T, Sub>) {
           s += " sid=" + num(f.sid) + " subject=" + quoted(f.subject) + " queue=" + quoted(f.queue);
+          if (f.drop_oldest) s += " drop_oldest backlog_msgs=" + num(f.backlog_msgs) + " backlog_bytes=" + num(f.backlog_bytes);
         } else if constexpr (std::is_same_v<T, Unsub>) {
           s += " sid=" + num(f.sid) + " max_msgs=" + num(f.max_msgs);
         } else if constexpr (std::is_same_v<T, Pub>) {

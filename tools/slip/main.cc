@@ -224,6 +224,13 @@ int main(int argc, char** argv) {
   sub->add_option("subject", subject, "Subject pattern")->required();
   sub->add_option("-q,--queue", queue, "Join this queue group (each message goes to one member)");
   sub->add_option("-n,--count", msg_count, "Exit after this many messages (0: never)")->capture_default_str();
+  slip::broker::SubOptions sub_options;
+  sub->add_flag("--drop-oldest", sub_options.drop_oldest,
+                "When this client falls behind, let slipd drop the oldest messages instead of disconnecting it");
+  sub->add_option("--backlog-msgs", sub_options.backlog_msgs,
+                  "With --drop-oldest: messages slipd holds for us while we are behind (0: its default)");
+  sub->add_option("--backlog-bytes", sub_options.backlog_bytes,
+                  "With --drop-oldest: bytes slipd holds for us while we are behind (0: its default)");
 
   auto* req = app.add_subcommand("req", "Send a request on SUBJECT and print the reply");
   req->add_option("subject", subject, "Subject")->required();
@@ -279,7 +286,7 @@ int main(int argc, char** argv) {
     return run_pubsub(common, replying ? "reply" : "sub", true,
                       [&](slip::broker::PubSubClient& c, std::function<void(int)> finish) {
       auto seen = std::make_shared<unsigned>(0);
-      auto r = c.subscribe(subject, queue, [&c, finish, seen, replying, msg_count, &data](const slip::broker::Message& m) {
+      auto handler = [&c, finish, seen, replying, msg_count, &data](const slip::broker::Message& m) {
         ++*seen;
         if (replying) {
           if (!m.reply.empty()) (void)c.publish(m.reply, slip::Slice::copy_of(data));
@@ -296,7 +303,8 @@ int main(int argc, char** argv) {
         }
         std::fflush(stdout);
         if (msg_count != 0 && *seen >= msg_count) finish(0);
-      });
+      };
+      auto r = c.subscribe(subject, queue, std::move(handler), replying ? slip::broker::SubOptions{} : sub_options);
       if (!r.is_ok()) {
         std::fprintf(stderr, "slip: %s\n", r.status().to_string().c_str());
         finish(1);

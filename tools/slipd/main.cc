@@ -13,6 +13,8 @@
 
 #include "config.h"
 #include "core/logging.h"
+#include "obs/spans.h"
+#include "obs/traceparent.h"
 #include "observability.h"
 #include "server.h"
 
@@ -166,6 +168,14 @@ int main(int argc, char** argv) {
   app.add_option("--max-pending-bytes", opts.broker.max_pending_bytes,
                  "Bytes waiting for one client before it is cut off as a slow consumer")
       ->capture_default_str();
+  app.add_option("--backlog-msgs", opts.broker.backlog_msgs,
+                 "Messages a drop-oldest subscription keeps while its client is behind, unless its SUB says")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  app.add_option("--backlog-bytes", opts.broker.backlog_bytes,
+                 "Bytes a drop-oldest subscription keeps while its client is behind, unless its SUB says "
+                 "(never more than --max-pending-bytes)")
+      ->capture_default_str();
   app.add_option("--max-payload", opts.broker.max_payload, "Largest message a client may publish, bytes")
       ->capture_default_str();
   app.add_option("--max-subscriptions", opts.broker.max_subscriptions, "Subscriptions per client")
@@ -204,6 +214,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics, "Sampled publish-routing latency histogram (counters are always kept)")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
+  std::string trace_file;
+  app.add_option("--trace-file", trace_file,
+                 "Append a span (JSON line) here for every message whose traceparent header is sampled");
   CLI11_PARSE(app, argc, argv);
   opts.broker.metrics = metrics == "on";
 
@@ -269,6 +282,28 @@ int main(int argc, char** argv) {
       return 1;
     }
     data_lock = *fd;
+  }
+
+  std::unique_ptr<slip::obs::SpanWriter> spans;
+  if (!trace_file.empty()) {
+    auto w = slip::obs::SpanWriter::open(trace_file);
+    if (!w.is_ok()) {
+      SLIP_LOG_ERROR("cannot start: {}", w.status().message());
+      return 1;
+    }
+    spans = std::move(w).value();
+    opts.broker.on_traced_publish = [w = spans.get()](const slip::broker::TracedPublish& t) {
+      auto parent = slip::obs::parse_traceparent(t.traceparent);
+      if (!parent.is_ok() || !parent->sampled()) return;  // a malformed header is passed on, not traced
+      slip::obs::Span span = slip::obs::span_of_hop(*parent);
+      span.name = "publish ";
+      span.name.append(t.subject);
+      span.kind = "broker";
+      span.start_unix_ns = t.start_unix_ns;
+      span.duration_ns = t.duration_ns;
+      span.attributes = {{"subject", std::string(t.subject)}, {"client", std::string(t.client)}};
+      w->write(span);
+    };
   }
 
   sigset_t signals = block_signals();

@@ -60,6 +60,27 @@ class Refuser final : public transport::ConnectionHandler, public std::enable_sh
   std::shared_ptr<Refuser> self_;
 };
 
+// Turns away a NATS client over the connection limits the way NATS servers do: one -ERR line,
+// then close.
+class NatsRefuser final : public transport::ConnectionHandler, public std::enable_shared_from_this<NatsRefuser> {
+ public:
+  explicit NatsRefuser(transport::ConnectionPtr conn) : conn_(std::move(conn)) {}
+
+  void start() {
+    self_ = shared_from_this();
+    conn_->start(this);
+    static constexpr std::string_view kLine = "-ERR 'maximum connections exceeded'\r\n";
+    conn_->send(Chain(Slice::copy_of(ByteView(kLine))));
+    conn_->close();
+  }
+  void on_bytes(Slice) override {}
+  void on_closed(Status) override { auto keep = std::move(self_); }
+
+ private:
+  transport::ConnectionPtr conn_;
+  std::shared_ptr<NatsRefuser> self_;
+};
+
 }  // namespace
 
 Server::Server(ServerOptions options)
@@ -202,13 +223,21 @@ Status Server::start() {
 }
 
 void Server::accept_nats(transport::ConnectionPtr conn) {
+  std::string ip = ip_of(conn->peer_address());
+  if (Status limit = admit(ip); !limit.is_ok()) {
+    stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    SLIP_LOG_WARN("nats connection from {} refused: {}", conn->peer_address(), limit.to_string());
+    std::make_shared<NatsRefuser>(conn)->start();
+    return;
+  }
   const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
   Shard& shard = shard_of(conn->loop());
   auto c = std::make_shared<gateway::nats::NatsConnection>(
-      broker_, conn, options_.nats, id, [this, &shard](gateway::nats::NatsConnection& gone) {
+      broker_, conn, options_.nats, id, [this, &shard, ip = std::move(ip)](gateway::nats::NatsConnection& gone) {
         if (shard.nats.erase(&gone) > 0) {
           open_nats_.fetch_sub(1, std::memory_order_relaxed);
           nats_stats_.open.fetch_sub(1, std::memory_order_relaxed);
+          release(ip);
         }
       });
   shard.nats.emplace(c.get(), c);
@@ -275,6 +304,12 @@ Status Server::on_frame(session::Session& s, const wire::Frame& f) {
     shard.last_client = it->second.get();
   }
   return shard.last_client->client.on_frame(f, s.options().limits);
+}
+
+void Server::on_send_drained(session::Session& s) {
+  Shard& shard = shard_of(s.connection().loop());
+  auto it = shard.clients.find(&s);
+  if (it != shard.clients.end()) it->second->client.on_drained();
 }
 
 void Server::on_closed(session::Session& s, const Status& reason) {

@@ -115,6 +115,7 @@ class Server final : public session::SessionHandler {
   void on_ready(session::Session& s) override;
   Status on_frame(session::Session& s, const wire::Frame& f) override;
   void on_closed(session::Session& s, const Status& reason) override;
+  void on_send_drained(session::Session& s) override;
 
  private:
   // A native session's broker state.
