@@ -241,11 +241,13 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
       if (!session) return;
       wire::LogAck a;
       a.request_id = id;
+      Status failure;  // owns the message the frame points at until it is encoded
       if (r.is_ok()) {
         a.sequence = r->sequence;
       } else {
-        a.code = r.status().code();
-        a.message = r.status().message();
+        failure = r.status();
+        a.code = failure.code();
+        a.message = failure.message();
       }
       session->send_frame(a);
     });
