@@ -158,10 +158,13 @@ int run_stream(const Common& c, const StreamCliOptions& o, const PubSubRunner& r
     return one_request(c, run, "stream rm", wire::StreamOp::kDelete, {{"name", o.name}},
                        [&](const broker::StreamFields&) { std::printf("deleted stream %s\n", o.name.c_str()); });
   }
-  // read: one request per batch until the end of the stream or the count.
+  // read: one request per batch until the end of the stream or the count. run() returns only
+  // when the command is done, so the state lives in this frame.
+  unsigned printed_count = 0;
+  unsigned* printed = &printed_count;
+  std::function<void(std::uint64_t)> next_batch;
+  std::function<void(std::uint64_t)>* next = &next_batch;
   return run(c, "stream read", false, [&](broker::PubSubClient& client, std::function<void(int)> finish) {
-    auto printed = std::make_shared<unsigned>(0);
-    auto next = std::make_shared<std::function<void(std::uint64_t)>>();
     *next = [&, printed, next, finish](std::uint64_t from) {
       broker::StreamFields args = {{"name", o.name}, {"from_seq", std::to_string(from)}};
       Status st = client.stream_request(
