@@ -514,7 +514,7 @@ Status BrokerClient::on_frame(const wire::Frame& f, const wire::WireLimits& limi
 }
 
 Status BrokerClient::publish(std::string_view subject, std::string_view reply, bool has_headers,
-                             const wire::Metadata& headers, const Slice& payload) {
+                             const wire::Metadata& headers, const Slice& payload, const BrokerClient* except) {
   if (payload.size() > broker_.options_.max_payload) {
     return overloaded("payload of " + std::to_string(payload.size()) + " bytes exceeds max_payload " +
                       std::to_string(broker_.options_.max_payload));
@@ -526,7 +526,7 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
   }
   ++stats_.msgs_in;
   stats_.bytes_in += payload.size();
-  const detail::ClientLink* skip = echo_ ? nullptr : link_.get();
+  const detail::ClientLink* skip = echo_ ? (except != nullptr ? except->link_.get() : nullptr) : link_.get();
   if (has_headers && broker_.options_.on_traced_publish) {
     for (const auto& [k, v] : headers) {
       if (k != kTraceparentHeader) continue;

@@ -227,8 +227,10 @@ class BrokerClient {
   // validated here; a failed Status says what was wrong and changed nothing. An operation the
   // client's permissions forbid is kPermissionDenied, e.g.
   // `permission denied: publish to "x.y" for user "bob"`.
+  // `except`: a client whose subscriptions do not get this message (a stream's capture client,
+  // when the stream stores the message itself); ignored when echo is off.
   Status publish(std::string_view subject, std::string_view reply, bool has_headers, const wire::Metadata& headers,
-                 const Slice& payload);
+                 const Slice& payload, const BrokerClient* except = nullptr);
   Status subscribe(std::uint64_t sid, std::string_view subject, std::string_view queue, const SubOptions& options = {});
   // max_msgs 0: now; n: after n messages in all have been delivered on `sid`.
   Status unsubscribe(std::uint64_t sid, std::uint64_t max_msgs);

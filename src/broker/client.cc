@@ -167,6 +167,10 @@ Status PubSubClient::on_refusal(const wire::Frame& f, const wire::WireLimits& li
 
 Status PubSubClient::on_frame(session::Session& s, const wire::Frame& f) {
   if (f.type == wire::FrameType::kPubSubError) return on_refusal(f, s.options().limits);
+  if (f.type == wire::FrameType::kLogAck || f.type == wire::FrameType::kStreamResponse ||
+      f.type == wire::FrameType::kStreamMsg) {
+    return on_stream_frame(f, s.options().limits);
+  }
   if (f.type != wire::FrameType::kMsg) {
     return unimplemented(std::string(wire::frame_type_name(f.type)) + " frames are not expected by a client");
   }
@@ -211,6 +215,7 @@ void PubSubClient::on_closed(session::Session&, const Status& reason) {
   for (std::uint64_t id : ids) {
     finish_request(id, reason.is_ok() ? disconnected("connection closed") : reason);
   }
+  fail_stream_calls(reason.is_ok() ? disconnected("connection closed") : reason);
   if (on_closed_) on_closed_(reason);
 }
 

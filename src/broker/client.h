@@ -41,6 +41,23 @@ struct Message {
 using MessageHandler = std::function<void(const Message&)>;
 using ReplyHandler = std::function<void(Result<Message>)>;
 
+// Persistent streams (docs/protocol.md, LOG_PUBLISH and STREAM_REQUEST).
+// The sequence a LOG_PUBLISH was stored at, or why it was not.
+using AckHandler = std::function<void(Result<std::uint64_t>)>;
+using StreamFields = std::vector<std::pair<std::string, std::string>>;
+// A stream request's result fields, or its error.
+using StreamReplyHandler = std::function<void(Result<StreamFields>)>;
+// One stored message read or fetched by a stream request; views valid during the callback.
+struct StoredMessage {
+  std::uint64_t sequence = 0;
+  std::uint64_t timestamp_ns = 0;
+  std::uint64_t deliveries = 0;
+  std::string_view subject;
+  const wire::Metadata* headers = nullptr;
+  Slice payload;
+};
+using StoredMessageHandler = std::function<void(const StoredMessage&)>;
+
 // A SUB or PUB the broker refused.
 struct Refusal {
   wire::FrameType op = wire::FrameType::kPub;  // kSub or kPub
@@ -80,6 +97,24 @@ class PubSubClient final : public session::SessionHandler {
   // connected.
   Status flush(std::function<void()> done);
 
+  // Publishes to the stream that captures `subject` and calls `done` once: with the stored
+  // sequence when the broker acknowledges it (durable per the stream's fsync policy), or with
+  // the broker's error (NOT_FOUND: no stream for the subject), or kDisconnected when the
+  // connection closes first (the message may or may not be stored: publish it again with the
+  // same Slip-Msg-Id header and the stream's de-duplication makes it count once).
+  // At most ack_window() publishes are unanswered at once; later ones wait in the client, up to
+  // max_queued_publishes, past which the call is kOverloaded.
+  Status publish_acked(std::string_view subject, Slice payload, const wire::Metadata* headers, AckHandler done);
+  void set_ack_window(std::size_t window) { ack_window_ = window == 0 ? 1 : window; }
+  std::size_t ack_window() const { return ack_window_; }
+  std::size_t unacked() const { return acks_.size() + queued_.size(); }
+  static constexpr std::size_t kMaxQueuedPublishes = 1u << 16;
+
+  // Sends one STREAM_REQUEST; `on_msg` gets the STREAM_MSG frames sent for it (reads and
+  // fetches), `done` its STREAM_RESPONSE (or kDisconnected).
+  Status stream_request(wire::StreamOp op, const StreamFields& args, StreamReplyHandler done,
+                        StoredMessageHandler on_msg = {});
+
   // Runs for every SUB or PUB the broker refused.
   void set_on_refused(std::function<void(const Refusal&)> f) { on_refused_ = std::move(f); }
   // Runs after every session close (the client may reconnect afterwards).
@@ -107,6 +142,21 @@ class PubSubClient final : public session::SessionHandler {
     std::unique_ptr<boost::asio::steady_timer> timer;
   };
 
+  struct QueuedPublish {
+    std::string subject;
+    std::vector<std::pair<std::string, std::string>> headers;
+    bool has_headers = false;
+    Slice payload;
+    AckHandler done;
+  };
+  struct StreamCall {
+    StreamReplyHandler done;
+    StoredMessageHandler on_msg;
+  };
+  void send_publish(QueuedPublish q);
+  Status on_stream_frame(const wire::Frame& f, const wire::WireLimits& limits);
+  void fail_stream_calls(const Status& why);
+
   void send_sub(std::uint64_t sid, const Sub& s);
   void finish_request(std::uint64_t id, Result<Message> r);
   Status on_refusal(const wire::Frame& f, const wire::WireLimits& limits);
@@ -123,6 +173,12 @@ class PubSubClient final : public session::SessionHandler {
   std::uint64_t inbox_sid_ = 0;
   std::uint64_t next_request_ = 1;
   std::unordered_map<std::uint64_t, Pending> pending_;
+  std::size_t ack_window_ = 1024;
+  std::uint64_t next_publish_id_ = 1;
+  std::unordered_map<std::uint64_t, AckHandler> acks_;  // LOG_PUBLISH sent, LOG_ACK awaited
+  std::deque<QueuedPublish> queued_;                    // waiting for room in the window
+  std::uint64_t next_stream_call_ = 1;
+  std::unordered_map<std::uint64_t, StreamCall> stream_calls_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -355,6 +355,34 @@ void FrameEncoder::add(const PubSubError& f) {
   }, nullptr);
 }
 
+void FrameEncoder::add(const StreamRequest& f) {
+  emit(FrameType::kStreamRequest, 0, [&](auto& s) {
+    s.varint(f.request_id);
+    s.u8(static_cast<std::uint8_t>(f.op));
+    metadata(s, f.args);
+  }, nullptr);
+}
+
+void FrameEncoder::add(const StreamResponse& f) {
+  emit(FrameType::kStreamResponse, 0, [&](auto& s) {
+    s.varint(f.request_id);
+    s.varint(code_of(f.code));
+    s.str(f.message);
+    metadata(s, f.fields);
+  }, nullptr);
+}
+
+void FrameEncoder::add(const StreamMsg& f) {
+  emit(FrameType::kStreamMsg, f.has_headers ? msg_flags::kHasHeaders : 0, [&](auto& s) {
+    s.varint(f.request_id);
+    s.varint(f.sequence);
+    s.varint(f.timestamp_ns);
+    s.varint(f.deliveries);
+    s.str(f.subject);
+    if (f.has_headers) metadata(s, f.headers);
+  }, &f.payload);
+}
+
 void FrameEncoder::add(const AnyFrame& f) {
   std::visit([this](const auto& typed) { add(typed); }, f);
 }

@@ -47,6 +47,9 @@ class FrameEncoder {
   void add(const LogPublish& f);
   void add(const LogAck& f);
   void add(const PubSubError& f);
+  void add(const StreamRequest& f);
+  void add(const StreamResponse& f);
+  void add(const StreamMsg& f);
   void add(const AnyFrame& f);
 
   // A frame with an arbitrary type, flags and body; for extensions and for tests.

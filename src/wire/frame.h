@@ -55,6 +55,9 @@ enum class FrameType : std::uint8_t {
   // Persistent streams (0x40-0x4F).
   kLogPublish = 0x40,
   kLogAck = 0x41,
+  kStreamRequest = 0x42,   // client -> broker: a stream or consumer operation (op + arguments)
+  kStreamResponse = 0x43,  // broker -> client: its outcome and result fields
+  kStreamMsg = 0x44,       // broker -> client: one stored message read or fetched by a request
 };
 // 0x00, the gaps above and 0x50-0xEF are reserved: receiving one is an error (UNIMPLEMENTED).
 // 0xF0-0xFF are extension frames: receivers that do not know one skip it.

@@ -215,6 +215,7 @@ bool is_known_frame_type(std::uint8_t t) {
     case FrameType::kReset: case FrameType::kSub: case FrameType::kUnsub: case FrameType::kPub:
     case FrameType::kMsg: case FrameType::kCall: case FrameType::kResponse: case FrameType::kTrailers:
     case FrameType::kCancel: case FrameType::kLogPublish: case FrameType::kLogAck: case FrameType::kPubSubError:
+    case FrameType::kStreamRequest: case FrameType::kStreamResponse: case FrameType::kStreamMsg:
       return true;
   }
   return false;
@@ -242,6 +243,9 @@ std::string_view frame_type_name(FrameType t) {
     case FrameType::kCancel: return "CANCEL";
     case FrameType::kLogPublish: return "LOG_PUBLISH";
     case FrameType::kLogAck: return "LOG_ACK";
+    case FrameType::kStreamRequest: return "STREAM_REQUEST";
+    case FrameType::kStreamResponse: return "STREAM_RESPONSE";
+    case FrameType::kStreamMsg: return "STREAM_MSG";
   }
   return is_extension_frame_type(static_cast<std::uint8_t>(t)) ? "EXTENSION" : "UNKNOWN";
 }
@@ -569,6 +573,40 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       a.message = r.rest_str();
       return AnyFrame(a);
     }
+    case FrameType::kStreamRequest: {
+      SLIP_TRY(no_flags());
+      StreamRequest q;
+      SLIP_TRY(r.varint(q.request_id, "request id"));
+      std::uint8_t op = 0;
+      SLIP_TRY(r.u8(op, "op"));
+      if (op == 0 || op > kMaxStreamOp) {
+        return r.fail(StatusCode::kInvalidArgument, "op", "unknown operation " + std::to_string(op));
+      }
+      q.op = static_cast<StreamOp>(op);
+      SLIP_TRY(r.metadata(q.args, "args"));
+      SLIP_TRY(r.done());
+      return AnyFrame(std::move(q));
+    }
+    case FrameType::kStreamResponse: {
+      SLIP_TRY(no_flags());
+      StreamResponse x;
+      SLIP_TRY(r.varint(x.request_id, "request id"));
+      SLIP_TRY(r.code(x.code, "code"));
+      SLIP_TRY(r.str(x.message, "message", limits.max_frame_size));
+      SLIP_TRY(r.metadata(x.fields, "fields"));
+      SLIP_TRY(r.done());
+      return AnyFrame(std::move(x));
+    }
+    case FrameType::kStreamMsg: {
+      SLIP_TRY(r.flags_within(msg_flags::kHasHeaders));
+      StreamMsg m;
+      SLIP_TRY(r.varint(m.request_id, "request id"));
+      SLIP_TRY(r.varint(m.sequence, "sequence"));
+      SLIP_TRY(r.varint(m.timestamp_ns, "timestamp"));
+      SLIP_TRY(r.varint(m.deliveries, "deliveries"));
+      SLIP_TRY(read_message(r, f, m));
+      return AnyFrame(std::move(m));
+    }
   }
   return unimplemented("frame type 0x" + [&] {
     char hex[4];
@@ -583,6 +621,7 @@ FrameType type_of(const AnyFrame& frame) {
       FrameType::kError, FrameType::kCredit,  FrameType::kData,     FrameType::kReset,    FrameType::kSub,
       FrameType::kUnsub, FrameType::kPub,     FrameType::kMsg,      FrameType::kCall,     FrameType::kResponse,
       FrameType::kTrailers, FrameType::kCancel, FrameType::kLogPublish, FrameType::kLogAck, FrameType::kPubSubError,
+      FrameType::kStreamRequest, FrameType::kStreamResponse, FrameType::kStreamMsg,
   };
   return kTypes[frame.index()];
 }

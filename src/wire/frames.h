@@ -195,8 +195,51 @@ struct LogAck {
   std::string_view message;
 };
 
+// Stream and consumer operations (docs/protocol.md, STREAM_REQUEST). The numbers are wire values.
+enum class StreamOp : std::uint8_t {
+  kAdd = 1,
+  kInfo = 2,
+  kList = 3,
+  kDelete = 4,
+  kRead = 5,
+  kConsumerAdd = 6,
+  kConsumerFetch = 7,
+  kConsumerAck = 8,
+  kConsumerDelete = 9,
+  kConsumerInfo = 10,
+};
+inline constexpr std::uint8_t kMaxStreamOp = 10;
+
+// Arguments and results are (key, value) pairs of text: a small, self-describing body that new
+// options extend without new bytes. Unknown keys are errors on the broker's side.
+struct StreamRequest {
+  std::uint64_t request_id = 0;
+  StreamOp op = StreamOp::kInfo;
+  Metadata args;
+};
+
+struct StreamResponse {
+  std::uint64_t request_id = 0;
+  StatusCode code = StatusCode::kOk;
+  std::string_view message;
+  Metadata fields;
+};
+
+// One stored message, sent for a STREAM_REQUEST (read or fetch) before its STREAM_RESPONSE.
+struct StreamMsg {
+  std::uint64_t request_id = 0;
+  std::uint64_t sequence = 0;
+  std::uint64_t timestamp_ns = 0;  // nanoseconds since the Unix epoch
+  std::uint64_t deliveries = 0;    // 1 on the first delivery to a consumer; 0 for plain reads
+  std::string_view subject;
+  bool has_headers = false;
+  Metadata headers;
+  Slice payload;
+};
+
 using AnyFrame = std::variant<Hello, Welcome, Ping, Pong, GoAway, ErrorFrame, Credit, Data, Reset, Sub, Unsub,
-                              Pub, Msg, Call, Response, Trailers, Cancel, LogPublish, LogAck, PubSubError>;
+                              Pub, Msg, Call, Response, Trailers, Cancel, LogPublish, LogAck, PubSubError,
+                              StreamRequest, StreamResponse, StreamMsg>;
 
 // Interprets a frame's body. Errors name the frame type and the field; the code is
 // kInvalidArgument for malformed fields, kOverloaded for fields over a limit and kUnimplemented

@@ -17,6 +17,7 @@ PREFACE = b"SLIP"
 HELLO, WELCOME, PING, PONG, GOAWAY, ERROR, CREDIT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 DATA, RESET, SUB, UNSUB, PUB, MSG, PUBSUB_ERROR = 0x10, 0x11, 0x20, 0x21, 0x22, 0x23, 0x24
 CALL, RESPONSE, TRAILERS, CANCEL, LOG_PUBLISH, LOG_ACK = 0x30, 0x31, 0x32, 0x33, 0x40, 0x41
+STREAM_REQUEST, STREAM_RESPONSE, STREAM_MSG = 0x42, 0x43, 0x44
 
 
 def varint(v):
@@ -103,6 +104,10 @@ def every_frame():
         frame(0xF3, 0x55, b"extension"),
         frame(PUBSUB_ERROR, 0, bytes([PUB]) + varint(0) + varint(7) + string("x.y") + b"denied"),
         frame(PUBSUB_ERROR, 0, bytes([SUB]) + varint(2) + varint(7) + string(">") + b"no"),
+        frame(STREAM_REQUEST, 0, varint(5) + bytes([1]) + metadata([("name", "S"), ("subjects", "a.>")])),
+        frame(STREAM_RESPONSE, 0, varint(5) + varint(0) + string("") + metadata([("messages", "12")])),
+        frame(STREAM_MSG, 0x02, varint(5) + varint(300) + varint(1 << 60) + varint(1) + string("a.b")
+              + metadata([("Slip-Msg-Id", "x")]) + b"payload"),
     ]
 
 
@@ -128,6 +133,8 @@ def broken_frames():
         frame(HELLO, 0, b"\x01\x01" + varint(1) + varint(5000) + b"x"),  # TLV runs past the body
         frame(PUBSUB_ERROR, 0, bytes([UNSUB]) + varint(1) + varint(7) + string("a")),  # op not SUB or PUB
         frame(PUBSUB_ERROR, 0, bytes([PUB]) + varint(0) + varint(7) + varint(9) + b"a"),  # subject truncated
+        frame(STREAM_REQUEST, 0, varint(1) + bytes([0x7F]) + metadata([])),  # unknown op
+        frame(STREAM_MSG, 0x01, varint(1) + varint(1) + varint(1) + varint(0) + string("a")),  # reserved flag
     ]
 
 

@@ -235,6 +235,40 @@ TEST(FramesTest, EncodingMatchesTheProtocolDocExamples) {
   check(PubSubError{FrameType::kPub, 0, StatusCode::kPermissionDenied, "x.y", "denied"},
         "24 00 0D  22  00  07  03 78 2E 79  64 65 6E 69 65 64");
   check(PubSubError{FrameType::kSub, 2, StatusCode::kPermissionDenied, ">", "no"}, "24 00 07  20  02  07  01 3E  6E 6F");
+  StreamRequest sq;
+  sq.request_id = 5;
+  sq.op = StreamOp::kInfo;
+  sq.args = {{"name", "S"}};
+  check(sq, "42 00 0A  05  02  01 04 6E 61 6D 65 01 53");
+  check(StreamResponse{5, StatusCode::kNotFound, "no", {}}, "43 00 06  05  05  02 6E 6F  00");
+  StreamMsg sm;
+  sm.request_id = 5;
+  sm.sequence = 300;
+  sm.timestamp_ns = 1;
+  sm.subject = "a";
+  sm.payload = Slice::copy_of(ByteView("xy"));
+  check(sm, "44 00 09  05  AC 02  01  00  01 61  78 79");
+}
+
+TEST(FramesTest, StreamRequestRejectsUnknownOpAndTrailingBytes) {
+  const WireLimits limits;
+  for (std::uint8_t op : {std::uint8_t{0}, std::uint8_t{kMaxStreamOp + 1}, std::uint8_t{0xFF}}) {
+    const std::uint8_t body[] = {0x01, op, 0x00};
+    Frame f{FrameType::kStreamRequest, 0, Slice::copy_of(ByteView(body, sizeof(body)))};
+    auto r = parse_frame(f, limits);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("op"), std::string::npos) << r.status().to_string();
+  }
+  const std::uint8_t extra[] = {0x01, 0x02, 0x00, 0x00};
+  Frame f{FrameType::kStreamRequest, 0, Slice::copy_of(ByteView(extra, sizeof(extra)))};
+  EXPECT_FALSE(parse_frame(f, limits).ok());
+  // STREAM_MSG takes HAS_HEADERS only.
+  const std::uint8_t msg[] = {0x01, 0x01, 0x01, 0x00, 0x01, 0x61};
+  Frame m{FrameType::kStreamMsg, msg_flags::kHasReply, Slice::copy_of(ByteView(msg, sizeof(msg)))};
+  EXPECT_FALSE(parse_frame(m, limits).ok());
+  m.flags = 0;
+  EXPECT_TRUE(parse_frame(m, limits).ok());
 }
 
 TEST(FramesTest, PingOpaqueIsBigEndianOnTheWire) {
@@ -461,6 +495,7 @@ TEST(FramesTest, TypeOfMapsEveryAlternative) {
       FrameType::kError, FrameType::kCredit,   FrameType::kData,     FrameType::kReset,      FrameType::kSub,
       FrameType::kUnsub, FrameType::kPub,      FrameType::kMsg,      FrameType::kCall,       FrameType::kResponse,
       FrameType::kTrailers, FrameType::kCancel, FrameType::kLogPublish, FrameType::kLogAck, FrameType::kPubSubError,
+      FrameType::kStreamRequest, FrameType::kStreamResponse, FrameType::kStreamMsg,
   };
   std::vector<AnyFrame> all = test::every_frame_type();
   for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(type_of(all[i]), expected[i]);
@@ -477,7 +512,7 @@ TEST(FramesTest, KnownTypesAreExactlyTheListedOnes) {
     }
     EXPECT_EQ(is_extension_frame_type(b), t >= 0xF0);
   }
-  EXPECT_EQ(known, 20);
+  EXPECT_EQ(known, 23);
   EXPECT_FALSE(is_known_frame_type(0x00));
   EXPECT_FALSE(is_known_frame_type(0x08));
   EXPECT_FALSE(is_known_frame_type(0x50));

@@ -137,6 +137,17 @@ inline std::string describe(const AnyFrame& any) {
         } else if constexpr (std::is_same_v<T, PubSubError>) {
           s += " op=" + num(static_cast<unsigned>(f.op)) + " sid=" + num(f.sid) + " code=" + code_str(f.code) +
                " subject=" + quoted(f.subject) + " message=" + quoted(f.message);
+        } else if constexpr (std::is_same_v<T, StreamRequest>) {
+          s += " request_id=" + num(f.request_id) + " op=" + num(static_cast<unsigned>(f.op)) +
+               " args=" + describe_metadata(f.args);
+        } else if constexpr (std::is_same_v<T, StreamResponse>) {
+          s += " request_id=" + num(f.request_id) + " code=" + code_str(f.code) + " message=" + quoted(f.message) +
+               " fields=" + describe_metadata(f.fields);
+        } else if constexpr (std::is_same_v<T, StreamMsg>) {
+          s += " request_id=" + num(f.request_id) + " sequence=" + num(f.sequence) + " timestamp_ns=" +
+               num(f.timestamp_ns) + " deliveries=" + num(f.deliveries) + " subject=" + quoted(f.subject) +
+               " has_headers=" + num(f.has_headers) + " headers=" + describe_metadata(f.headers) + " " +
+               describe_payload(f.payload);
         } else {
           static_assert(!sizeof(T), "describe() misses a frame type");
         }
@@ -251,6 +262,30 @@ inline std::vector<AnyFrame> every_frame_type() {
 
   v.emplace_back(LogAck{77, StatusCode::kOk, 123456789, ""});
   v.emplace_back(PubSubError{FrameType::kSub, 9, StatusCode::kPermissionDenied, "orders.>", "permission denied"});
+
+  StreamRequest sq;
+  sq.request_id = 300;
+  sq.op = StreamOp::kAdd;
+  sq.args = {{"name", "ORDERS"}, {"subjects", "orders.>"}};
+  v.emplace_back(sq);
+
+  StreamResponse sr;
+  sr.request_id = 300;
+  sr.code = StatusCode::kNotFound;
+  sr.message = "no stream \"X\"";
+  sr.fields = {{"messages", "12"}};
+  v.emplace_back(sr);
+
+  StreamMsg sm;
+  sm.request_id = 300;
+  sm.sequence = 1u << 20;
+  sm.timestamp_ns = 1700000000000000000ull;
+  sm.deliveries = 2;
+  sm.subject = "orders.new";
+  sm.has_headers = true;
+  sm.headers = {{"Slip-Msg-Id", "a1"}};
+  sm.payload = pattern_payload(40, 6);
+  v.emplace_back(sm);
   return v;
 }
 

@@ -12,6 +12,7 @@
 #include "session/session.h"
 #include "obs/traceparent.h"
 #include "stats.h"
+#include "streams.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
 #include "transport/udp/keys.h"
@@ -239,6 +240,11 @@ int main(int argc, char** argv) {
   pub->add_option("data", data, "Payload")->required();
   pub->add_option("-n,--count", pub_count, "Publish it this many times")->capture_default_str();
   pub->add_option("-r,--reply", reply_to, "Reply subject to send with it");
+  bool ack = false;
+  std::string msg_id;
+  pub->alias("publish");
+  pub->add_flag("--ack", ack, "Store it in the stream that captures SUBJECT and print the sequence it got");
+  pub->add_option("--msg-id", msg_id, "With --ack: a Slip-Msg-Id header, so that a retry is stored once");
   bool trace = false;
   pub->add_flag("--trace", trace, "Start a W3C trace: send a traceparent header (printed) with the message");
 
@@ -284,12 +290,17 @@ int main(int argc, char** argv) {
   auto* udp_key_public = udp_key->add_subcommand("public", "Print the public key of the private key in FILE");
   udp_key_public->add_option("file", udp_key_file, "Key file")->required();
 
+  slip::cli::StreamCliOptions stream_opts;
+  auto* stream = slip::cli::add_stream_commands(app, stream_opts);
+
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
   if (!common.tls.ca_file.empty() || !common.tls.cert_file.empty()) common.use_tls = true;
   if (*udp_key) return run_udp_key(udp_key_generate->parsed(), udp_key_file);
   if (*stats) return slip::cli::run_stats(stats_opts);
   if (*bench) return slip::cli::run_bench(common, bench_options);
+  if (*stream) return slip::cli::run_stream(common, stream_opts, run_pubsub);
+  if (*pub && ack) return slip::cli::run_publish_acked(common, subject, data, pub_count, msg_id, run_pubsub);
   if (*pub) {
     const std::string traceparent = trace ? slip::obs::format_traceparent(slip::obs::new_trace()) : std::string();
     const slip::wire::Metadata trace_headers = {{slip::obs::kTraceparentHeader, traceparent}};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -282,6 +283,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     data_lock = *fd;
+    opts.streams_dir = data_dir + "/streams";
+    // Tests only: while the file this variable names exists, every stream write fails as on a
+    // full disk (the failure-injection seam of src/log/file.h).
+    if (const char* fail_path = std::getenv("SLIPD_FAIL_WRITES_FOR_TEST"); fail_path != nullptr && *fail_path) {
+      opts.streams.log.io_hook = [path = std::string(fail_path)](slip::log::IoOp op, std::string_view,
+                                                                  std::size_t*) -> slip::Status {
+        if (op == slip::log::IoOp::kWrite && access(path.c_str(), F_OK) == 0) {
+          return slip::Status(slip::StatusCode::kOverloaded, "no space left on device (ENOSPC, simulated)");
+        }
+        return slip::Status();
+      };
+    }
   }
 
   std::unique_ptr<slip::obs::SpanWriter> spans;

@@ -177,6 +177,24 @@ Status Server::start() {
   SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
   loops_.start();
   started_ = true;
+  std::unique_ptr<log::StreamManager> manager;
+  if (!options_.streams_dir.empty()) {
+    log::StreamManagerOptions so = options_.streams;
+    so.dir = options_.streams_dir;
+    auto m = log::StreamManager::open(std::move(so));
+    if (!m.is_ok()) {
+      loops_.stop();
+      started_ = false;
+      return m.status().with_context("persistent streams");
+    }
+    manager = std::move(m).value();
+  }
+  streams_ = std::make_unique<log::StreamService>(broker_, loops_.loop(0), std::move(manager));
+  if (Status st = streams_->start(); !st.is_ok()) {
+    loops_.stop();
+    started_ = false;
+    return st.with_context("persistent streams");
+  }
   const bool tls = !options_.tls.cert_file.empty();
   options_.handshake.link_encrypted = tls;
   auto on_accept = [this](transport::ConnectionPtr c) { accept(c); };
@@ -303,6 +321,10 @@ Status Server::on_frame(session::Session& s, const wire::Frame& f) {
     shard.last_session = &s;
     shard.last_client = it->second.get();
   }
+  // Persistent-stream frames (0x40-0x4F).
+  if ((static_cast<std::uint8_t>(f.type) & 0xF0) == 0x40) {
+    return streams_->on_frame(s, shard.last_client->client, f, s.options().limits);
+  }
   return shard.last_client->client.on_frame(f, s.options().limits);
 }
 
@@ -365,6 +387,7 @@ void Server::shutdown() {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
+  if (streams_) streams_->stop();
   loops_.stop();
   native_.reset();
   nats_.reset();

@@ -15,6 +15,7 @@
 #include "broker/broker.h"
 #include "gateway/nats/connection.h"
 #include "io/loop_group.h"
+#include "log/stream_service.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
@@ -39,6 +40,9 @@ struct ServerOptions {
   // is refused with RESOURCE_EXHAUSTED.
   std::size_t max_connections = 65536;
   std::size_t max_connections_per_ip = 4096;
+  // Persistent streams live here (one directory per stream); empty: streams are refused.
+  std::string streams_dir;
+  log::StreamManagerOptions streams;  // dir is streams_dir
 };
 
 struct ServerStats {
@@ -100,6 +104,8 @@ class Server final : public session::SessionHandler {
   std::uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
   std::uint64_t open_nats_connections() const { return open_nats_.load(std::memory_order_relaxed); }
 
+  // Null before start().
+  log::StreamService* streams() { return streams_.get(); }
   const broker::Broker& broker() const { return broker_; }
   broker::Broker& broker() { return broker_; }
 
@@ -148,6 +154,8 @@ class Server final : public session::SessionHandler {
   broker::Broker broker_;
   io::LoopGroup loops_;
   std::vector<Shard> shards_;  // one per loop, touched only on that loop's thread
+  // Destroyed before loops_: its logs' callbacks post to the loops.
+  std::unique_ptr<log::StreamService> streams_;
   std::unique_ptr<transport::Listener> native_;
   std::unique_ptr<transport::Listener> nats_;
   std::atomic<std::uint64_t> open_nats_{0};

@@ -1,0 +1,140 @@
+// Streams: named, persistent logs that capture the messages published on their subjects.
+//
+// A stream is a name, one or more subject patterns and the options of its Log (limits,
+// discard policy, fsync policy, de-duplication window). StreamManager keeps every stream of a
+// server under one directory:
+//
+//   <dir>/<name>/stream.conf   the configuration, "key=value" lines (the keys of stream_config)
+//   <dir>/<name>/log/          the Log's segments and indexes (docs/storage.md)
+//
+// and opens them all again at start. Two streams never capture the same subject: a stream whose
+// patterns overlap another stream's is refused, so every subject has at most one stream.
+//
+// Thread safety: every method may be called from any thread. Streams are shared_ptrs, so a
+// stream removed while a caller uses it stays valid (its log is closed: appends fail).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "log/log.h"
+#include "slipstream/status.h"
+#include "wire/frames.h"
+
+namespace slip::log {
+
+// The header whose value de-duplicates publishes within the stream's dedup window.
+inline constexpr std::string_view kMsgIdHeader = "Slip-Msg-Id";
+
+struct StreamConfig {
+  std::string name;                   // 1-64 bytes of [A-Za-z0-9_-]
+  std::vector<std::string> subjects;  // valid subscription patterns, at least one
+  std::uint64_t max_msgs = 0;         // 0: no limit
+  std::uint64_t max_bytes = 0;
+  std::int64_t max_age_ms = 0;
+  DiscardPolicy discard = DiscardPolicy::kOld;
+  FsyncPolicy fsync = FsyncPolicy::kAlways;
+  std::int64_t fsync_interval_ms = 0;  // kInterval only, > 0
+  std::int64_t dedup_window_ms = 120'000;  // 0: no de-duplication
+  bool operator==(const StreamConfig&) const = default;
+};
+
+// The configuration as (key, value) text pairs: the STREAM_REQUEST add arguments, the
+// STREAM_RESPONSE info fields and the lines of stream.conf all use these keys:
+//   name, subjects (comma-separated), max_msgs, max_bytes, max_age_ms, discard (old|new),
+//   fsync (always | never | <N>ms), dedup_window_ms.
+std::vector<std::pair<std::string, std::string>> stream_config_fields(const StreamConfig& c);
+// Sets one field; kInvalidArgument names the key and what is wrong with the value.
+Status apply_stream_config_field(StreamConfig& c, std::string_view key, std::string_view value);
+// Checks a whole configuration (name, subjects, fsync interval).
+Status validate_stream_config(const StreamConfig& c);
+// "fsync" values: "always", "never" or an interval such as "100ms".
+Result<std::pair<FsyncPolicy, std::int64_t>> parse_fsync(std::string_view v);
+std::string fsync_text(FsyncPolicy p, std::int64_t interval_ms);
+
+// True when some subject matches both patterns (both valid subscription patterns).
+bool patterns_overlap(std::string_view a, std::string_view b);
+
+struct StreamManagerOptions {
+  std::string dir;  // holds one directory per stream; created if missing
+  std::size_t max_streams = 1024;
+  // Options every stream's log starts from; a stream's configuration sets its limits, discard,
+  // fsync and de-duplication fields. Tests set clock and io_hook here.
+  LogOptions log;
+};
+
+struct StreamInfo {
+  StreamConfig config;
+  LogStats stats;
+  std::uint64_t consumers = 0;
+  std::uint64_t capture_errors = 0;  // captured PUBs the log refused
+};
+
+class Stream {
+ public:
+  Stream(StreamConfig config, std::string dir, std::unique_ptr<Log> log)
+      : config_(std::move(config)), dir_(std::move(dir)), log_(std::move(log)) {}
+  const StreamConfig& config() const { return config_; }
+  const std::string& dir() const { return dir_; }
+  Log& log() { return *log_; }
+  const Log& log() const { return *log_; }
+
+  // Stores one message: the headers in the wire metadata encoding, the Slip-Msg-Id header's
+  // value as the de-duplication key. As Log::append: OK means `done` runs on the writer thread.
+  Status append(std::string_view subject, bool has_headers, const wire::Metadata& headers, const Slice& payload,
+                AppendCallback done);
+
+  void note_capture_error() { capture_errors_.fetch_add(1, std::memory_order_relaxed); }
+  std::uint64_t capture_errors() const { return capture_errors_.load(std::memory_order_relaxed); }
+
+ private:
+  const StreamConfig config_;
+  const std::string dir_;
+  std::unique_ptr<Log> log_;
+  std::atomic<std::uint64_t> capture_errors_{0};
+};
+
+// Encodes headers as protocol.md's metadata field (count, then key and value strings).
+std::string encode_headers(const wire::Metadata& headers);
+// Decodes stored headers; the views point into `bytes`. kCorruption when malformed or over the
+// limits.
+Status decode_headers(std::string_view bytes, const wire::WireLimits& limits, wire::Metadata& out);
+
+class StreamManager {
+ public:
+  // Opens every stream found under options.dir (a stream that fails to open is an error: the
+  // server must not start without data it has acknowledged).
+  static Result<std::unique_ptr<StreamManager>> open(StreamManagerOptions options);
+  ~StreamManager();
+
+  // Creates a stream. Adding a stream that exists with the same configuration returns it
+  // (idempotent); with another configuration it is kAlreadyExists. Patterns overlapping another
+  // stream's are kAlreadyExists too, naming that stream.
+  Result<std::shared_ptr<Stream>> add(StreamConfig config);
+  // Closes the stream's log and deletes its directory. kNotFound when absent.
+  Status remove(std::string_view name);
+  std::shared_ptr<Stream> find(std::string_view name) const;
+  // The stream capturing `subject`, or null.
+  std::shared_ptr<Stream> for_subject(std::string_view subject) const;
+  std::vector<std::shared_ptr<Stream>> list() const;  // by name
+  StreamInfo info(const Stream& s) const;
+  // Closes every log (writes what is queued). Idempotent.
+  void close();
+
+ private:
+  explicit StreamManager(StreamManagerOptions options) : options_(std::move(options)) {}
+  Result<std::shared_ptr<Stream>> open_stream(const StreamConfig& config);
+
+  const StreamManagerOptions options_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Stream>, std::less<>> streams_;  // guarded by mu_
+};
+
+}  // namespace slip::log

@@ -1,0 +1,352 @@
+#include "log/stream_service.h"
+
+#include <algorithm>
+#include <charconv>
+#include <future>
+
+#include "core/logging.h"
+
+namespace slip::log {
+
+namespace {
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+void send_response(session::Session& s, std::uint64_t request_id, const Status& st, const Fields& fields = {}) {
+  wire::StreamResponse r;
+  r.request_id = request_id;
+  r.code = st.code();
+  r.message = st.message();
+  for (const auto& [k, v] : fields) r.fields.emplace_back(k, v);
+  s.send_frame(r);
+}
+
+// Posts a response to the session's loop (from another loop), if the session still exists.
+void post_response(io::EventLoop& loop, std::weak_ptr<session::Session> ws, std::uint64_t request_id, Status st,
+                   Fields fields = {}) {
+  loop.post([ws = std::move(ws), request_id, st = std::move(st), fields = std::move(fields)] {
+    if (auto s = ws.lock()) send_response(*s, request_id, st, fields);
+  });
+}
+
+const std::string_view* arg(const wire::Metadata& args, std::string_view key) {
+  for (const auto& kv : args) {
+    if (kv.first == key) return &kv.second;
+  }
+  return nullptr;
+}
+
+Result<std::uint64_t> u64_arg(const wire::Metadata& args, std::string_view key, std::uint64_t dflt) {
+  const std::string_view* v = arg(args, key);
+  if (v == nullptr) return dflt;
+  std::uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (v->empty() || ec != std::errc() || p != v->data() + v->size()) {
+    std::string m(key);
+    m.append(": \"").append(v->substr(0, 64)).append("\" is not a non-negative integer");
+    return invalid_argument(m);
+  }
+  return out;
+}
+
+// Only the listed keys may appear: a typo is an error, not an ignored option.
+Status only_keys(const wire::Metadata& args, std::initializer_list<std::string_view> keys) {
+  for (const auto& [k, v] : args) {
+    bool known = false;
+    for (std::string_view key : keys) known = known || k == key;
+    if (!known) return invalid_argument("unknown argument \"" + std::string(k.substr(0, 64)) + "\"");
+  }
+  return Status();
+}
+
+Result<std::shared_ptr<Stream>> named_stream(StreamManager& m, const wire::Metadata& args) {
+  const std::string_view* name = arg(args, "name");
+  if (name == nullptr) return invalid_argument("missing argument \"name\"");
+  auto s = m.find(*name);
+  if (!s) return not_found("no stream \"" + std::string(name->substr(0, 64)) + "\"");
+  return s;
+}
+
+Fields info_fields(const StreamInfo& i) {
+  Fields f = stream_config_fields(i.config);
+  f.emplace_back("messages", std::to_string(i.stats.messages));
+  f.emplace_back("bytes", std::to_string(i.stats.bytes));
+  f.emplace_back("first_seq", std::to_string(i.stats.first_sequence));
+  f.emplace_back("last_seq", std::to_string(i.stats.last_sequence));
+  f.emplace_back("consumers", std::to_string(i.consumers));
+  f.emplace_back("duplicates", std::to_string(i.stats.duplicates));
+  f.emplace_back("write_errors", std::to_string(i.stats.write_errors));
+  f.emplace_back("capture_errors", std::to_string(i.capture_errors));
+  return f;
+}
+
+}  // namespace
+
+// The capture client's connection: every message routed to it is appended to the stream its
+// subscription belongs to. Nothing is ever queued for it, so it is never a slow consumer.
+class StreamService::CaptureConnection final : public broker::ClientConnection {
+ public:
+  CaptureConnection(StreamService& service, io::EventLoop& loop) : service_(service), loop_(loop) {}
+  io::EventLoop& loop() override { return loop_; }
+  std::string peer_address() const override { return "streams"; }
+  bool closed() const override { return false; }
+  std::size_t pending_out_bytes() const override { return 0; }
+  void send_msg(std::uint64_t sid, std::string_view subject, std::string_view, bool has_headers,
+                const wire::Metadata& headers, const Slice& payload) override {
+    service_.capture(sid, subject, has_headers, headers, payload);
+  }
+  void fail(const Status& reason) override { SLIP_LOG_ERROR("stream capture failed: {}", reason.to_string()); }
+
+ private:
+  StreamService& service_;
+  io::EventLoop& loop_;
+};
+
+StreamService::StreamService(broker::Broker& broker, io::EventLoop& capture_loop,
+                             std::unique_ptr<StreamManager> streams, StreamServiceOptions options)
+    : broker_(broker), capture_loop_(capture_loop), streams_(std::move(streams)), options_(options) {}
+
+StreamService::~StreamService() { stop(); }
+
+Status StreamService::start() {
+  if (!streams_) return Status();
+  std::promise<Status> done;
+  capture_loop_.post([&] {
+    capture_conn_ = std::make_unique<CaptureConnection>(*this, capture_loop_);
+    capture_ = std::make_unique<broker::BrokerClient>(broker_, *capture_conn_, "streams");
+    Status st;
+    for (const auto& s : streams_->list()) {
+      st = subscribe_stream(s);
+      if (!st.is_ok()) break;
+    }
+    done.set_value(st);
+  });
+  return done.get_future().get();
+}
+
+void StreamService::stop() {
+  if (stopped_ || !streams_) return;
+  stopped_ = true;
+  auto end_capture = [this] {
+    capture_.reset();
+    capture_sids_.clear();
+  };
+  if (capture_loop_.running() && !capture_loop_.in_loop_thread()) {
+    std::promise<void> done;
+    capture_loop_.post([&] {
+      end_capture();
+      done.set_value();
+    });
+    done.get_future().wait();
+  } else {
+    end_capture();
+  }
+  streams_->close();
+}
+
+Status StreamService::subscribe_stream(const std::shared_ptr<Stream>& s) {
+  std::vector<std::uint64_t>& sids = sids_of_[s->config().name];
+  for (const auto& subject : s->config().subjects) {
+    const std::uint64_t sid = next_sid_++;
+    SLIP_TRY(capture_->subscribe(sid, subject, ""));
+    capture_sids_[sid] = s;
+    sids.push_back(sid);
+  }
+  return Status();
+}
+
+void StreamService::unsubscribe_stream(const std::string& name) {
+  auto it = sids_of_.find(name);
+  if (it == sids_of_.end()) return;
+  for (std::uint64_t sid : it->second) {
+    (void)capture_->unsubscribe(sid, 0);
+    capture_sids_.erase(sid);
+  }
+  sids_of_.erase(it);
+}
+
+void StreamService::capture(std::uint64_t sid, std::string_view subject, bool has_headers,
+                            const wire::Metadata& headers, const Slice& payload) {
+  auto it = capture_sids_.find(sid);
+  if (it == capture_sids_.end()) return;
+  std::shared_ptr<Stream> s = it->second.lock();
+  if (!s) return;
+  // A weak pointer: the callback runs on the writer thread, which must never drop the last
+  // reference to the stream (that would close the log from its own thread).
+  std::weak_ptr<Stream> ws = s;
+  Status st = s->append(subject, has_headers, headers, payload, [ws](Result<AppendAck> r) {
+    if (r.is_ok()) return;
+    if (auto s = ws.lock()) s->note_capture_error();
+  });
+  if (!st.is_ok()) {
+    s->note_capture_error();
+    SLIP_LOG_DEBUG("stream {}: captured message on {} not stored: {}", s->config().name, subject, st.to_string());
+  }
+}
+
+Status StreamService::on_frame(session::Session& s, broker::BrokerClient& client, const wire::Frame& f,
+                               const wire::WireLimits& limits) {
+  const Status off = failed_precondition("persistent streams are off: slipd runs without --data-dir");
+  switch (f.type) {
+    case wire::FrameType::kLogPublish: {
+      SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
+      const auto& p = std::get<wire::LogPublish>(any);
+      if (!streams_) {
+        s.send_frame(wire::LogAck{p.request_id, off.code(), 0, off.message()});
+        return Status();
+      }
+      on_publish(s, client, p);
+      return Status();
+    }
+    case wire::FrameType::kStreamRequest: {
+      SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
+      const auto& q = std::get<wire::StreamRequest>(any);
+      if (!streams_) {
+        send_response(s, q.request_id, off);
+        return Status();
+      }
+      on_request(s, q, limits);
+      return Status();
+    }
+    default:
+      return unimplemented(std::string(wire::frame_type_name(f.type)) + " frames are not served here");
+  }
+}
+
+void StreamService::on_publish(session::Session& s, broker::BrokerClient& client, const wire::LogPublish& p) {
+  auto refuse = [&](const Status& st) {
+    wire::LogAck a;
+    a.request_id = p.request_id;
+    a.code = st.code();
+    a.message = st.message();
+    s.send_frame(a);
+  };
+  std::shared_ptr<Stream> stream = streams_->for_subject(p.subject);
+  if (!stream) {
+    refuse(not_found("no stream for subject \"" + std::string(p.subject.substr(0, 128)) + "\""));
+    return;
+  }
+  // Ordinary subscribers first, with the publisher's permissions: a refused publish is stored
+  // nowhere.
+  if (Status st = client.publish(p.subject, "", p.has_headers, p.headers, p.payload, capture_.get()); !st.is_ok()) {
+    refuse(st);
+    return;
+  }
+  std::weak_ptr<session::Session> ws = s.weak_from_this();
+  io::EventLoop* loop = &s.connection().loop();
+  const std::uint64_t id = p.request_id;
+  Status st = stream->append(p.subject, p.has_headers, p.headers, p.payload, [ws, loop, id](Result<AppendAck> r) {
+    loop->post([ws, id, r = std::move(r)] {
+      auto session = ws.lock();
+      if (!session) return;
+      wire::LogAck a;
+      a.request_id = id;
+      Status failure;  // owns the message the frame points at until it is encoded
+      if (r.is_ok()) {
+        a.sequence = r->sequence;
+      } else {
+        failure = r.status();
+        a.code = failure.code();
+        a.message = failure.message();
+      }
+      session->send_frame(a);
+    });
+  });
+  if (!st.is_ok()) refuse(st.with_context("stream " + stream->config().name));
+}
+
+void StreamService::on_request(session::Session& s, const wire::StreamRequest& q, const wire::WireLimits& limits) {
+  const std::uint64_t id = q.request_id;
+  auto fail = [&](const Status& st) { send_response(s, id, st); };
+  switch (q.op) {
+    case wire::StreamOp::kAdd: {
+      StreamConfig c;
+      for (const auto& [k, v] : q.args) {
+        if (Status st = apply_stream_config_field(c, k, v); !st.is_ok()) return fail(st);
+      }
+      auto added = streams_->add(std::move(c));
+      if (!added.is_ok()) return fail(added.status());
+      // The answer waits for the capture subscription, so that a PUB sent after it is stored.
+      std::weak_ptr<session::Session> ws = s.weak_from_this();
+      io::EventLoop* loop = &s.connection().loop();
+      std::shared_ptr<Stream> stream = *added;
+      capture_loop_.post([this, ws, loop, id, stream] {
+        Status st;
+        if (capture_ && !sids_of_.count(stream->config().name)) st = subscribe_stream(stream);
+        Fields fields = st.is_ok() ? info_fields(streams_->info(*stream)) : Fields{};
+        post_response(*loop, ws, id, st, std::move(fields));
+      });
+      return;
+    }
+    case wire::StreamOp::kInfo: {
+      if (Status st = only_keys(q.args, {"name"}); !st.is_ok()) return fail(st);
+      auto stream = named_stream(*streams_, q.args);
+      if (!stream.is_ok()) return fail(stream.status());
+      send_response(s, id, Status(), info_fields(streams_->info(**stream)));
+      return;
+    }
+    case wire::StreamOp::kList: {
+      if (Status st = only_keys(q.args, {}); !st.is_ok()) return fail(st);
+      std::string names;
+      for (const auto& stream : streams_->list()) {
+        if (!names.empty()) names += ',';
+        names += stream->config().name;
+      }
+      send_response(s, id, Status(), {{"names", names}});
+      return;
+    }
+    case wire::StreamOp::kDelete: {
+      if (Status st = only_keys(q.args, {"name"}); !st.is_ok()) return fail(st);
+      const std::string_view* name = arg(q.args, "name");
+      if (name == nullptr) return fail(invalid_argument("missing argument \"name\""));
+      if (Status st = streams_->remove(*name); !st.is_ok()) return fail(st);
+      std::weak_ptr<session::Session> ws = s.weak_from_this();
+      io::EventLoop* loop = &s.connection().loop();
+      capture_loop_.post([this, ws, loop, id, n = std::string(*name)] {
+        if (capture_) unsubscribe_stream(n);
+        post_response(*loop, ws, id, Status());
+      });
+      return;
+    }
+    case wire::StreamOp::kRead: {
+      if (Status st = only_keys(q.args, {"name", "from_seq", "max_msgs"}); !st.is_ok()) return fail(st);
+      auto stream = named_stream(*streams_, q.args);
+      if (!stream.is_ok()) return fail(stream.status());
+      auto from = u64_arg(q.args, "from_seq", 1);
+      if (!from.is_ok()) return fail(from.status());
+      auto max = u64_arg(q.args, "max_msgs", options_.max_read_msgs);
+      if (!max.is_ok()) return fail(max.status());
+      ReadOptions ro;
+      ro.max_records = static_cast<std::size_t>(std::clamp<std::uint64_t>(*max, 1, options_.max_read_msgs));
+      ro.max_bytes = options_.max_read_bytes;
+      auto r = (*stream)->log().read(*from, ro);
+      if (!r.is_ok()) return fail(r.status());
+      for (const StoredRecord& rec : r->records) {
+        wire::StreamMsg m;
+        m.request_id = id;
+        m.sequence = rec.sequence;
+        m.timestamp_ns = static_cast<std::uint64_t>(rec.timestamp_ns);
+        if (rec.subject) m.subject = std::string_view(reinterpret_cast<const char*>(rec.subject->data()), rec.subject->size());
+        if (rec.headers) {
+          std::string_view h(reinterpret_cast<const char*>(rec.headers->data()), rec.headers->size());
+          if (Status hs = decode_headers(h, limits, m.headers); !hs.is_ok()) return fail(hs);
+          m.has_headers = true;
+        }
+        m.payload = rec.payload;
+        s.send_frame(m);
+      }
+      const LogStats st = (*stream)->log().stats();
+      send_response(s, id, Status(),
+                    {{"next_seq", std::to_string(r->next_sequence)},
+                     {"first_seq", std::to_string(st.first_sequence)},
+                     {"last_seq", std::to_string(st.last_sequence)},
+                     {"skipped", std::to_string(r->skipped.size())}});
+      return;
+    }
+    default:
+      return fail(unimplemented("stream operation " + std::to_string(static_cast<unsigned>(q.op)) +
+                                " is not served by this server"));
+  }
+}
+
+}  // namespace slip::log
