@@ -256,19 +256,19 @@ TEST(FramesTest, StreamRequestRejectsUnknownOpAndTrailingBytes) {
     const std::uint8_t body[] = {0x01, op, 0x00};
     Frame f{FrameType::kStreamRequest, 0, Slice::copy_of(ByteView(body, sizeof(body)))};
     auto r = parse_frame(f, limits);
-    ASSERT_FALSE(r.ok());
+    ASSERT_FALSE(r.is_ok());
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("op"), std::string::npos) << r.status().to_string();
   }
   const std::uint8_t extra[] = {0x01, 0x02, 0x00, 0x00};
   Frame f{FrameType::kStreamRequest, 0, Slice::copy_of(ByteView(extra, sizeof(extra)))};
-  EXPECT_FALSE(parse_frame(f, limits).ok());
+  EXPECT_FALSE(parse_frame(f, limits).is_ok());
   // STREAM_MSG takes HAS_HEADERS only.
   const std::uint8_t msg[] = {0x01, 0x01, 0x01, 0x00, 0x01, 0x61};
   Frame m{FrameType::kStreamMsg, msg_flags::kHasReply, Slice::copy_of(ByteView(msg, sizeof(msg)))};
-  EXPECT_FALSE(parse_frame(m, limits).ok());
+  EXPECT_FALSE(parse_frame(m, limits).is_ok());
   m.flags = 0;
-  EXPECT_TRUE(parse_frame(m, limits).ok());
+  EXPECT_TRUE(parse_frame(m, limits).is_ok());
 }
 
 TEST(FramesTest, PingOpaqueIsBigEndianOnTheWire) {
