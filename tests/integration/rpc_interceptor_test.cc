@@ -17,22 +17,13 @@
 #include "rpc/logging_interceptor.h"
 #include "rpc/metrics_interceptor.h"
 #include "rpc/rate_limit.h"
+#include "eventually.h"
 #include "rpc/server.h"
 
 namespace slip::rpc {
 namespace {
 
-constexpr auto kLiveness = std::chrono::seconds(60);
-
-template <typename Pred>
-bool eventually(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kLiveness;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return false;
-}
+using test::eventually;
 
 std::string concat(std::string_view a, std::string_view b) {
   std::string s(a);

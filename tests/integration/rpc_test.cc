@@ -14,22 +14,13 @@
 #include <thread>
 
 #include "rpc/blocking.h"
+#include "eventually.h"
 #include "rpc/server.h"
 
 namespace slip::rpc {
 namespace {
 
-constexpr auto kLiveness = std::chrono::seconds(60);
-
-template <typename Pred>
-bool eventually(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kLiveness;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return false;
-}
+using test::eventually;
 
 // A test service with one method of each kind and some that misbehave.
 struct TestService {
