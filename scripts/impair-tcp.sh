@@ -5,14 +5,17 @@
 # kernel's own TCP sees real losses and retransmits (tc netem is not available here).
 #
 # Needs CAP_NET_ADMIN (root, or a container granted it). Everything lives in one table,
-# `inet slip_impair`, so `remove` takes all of it away and nothing else is touched.
+# `inet slip_impair` (or `inet $SLIP_IMPAIR_TABLE`), so `remove` takes all of it away and nothing
+# else is touched.
 #
 #   scripts/impair-tcp.sh add PORT PERCENT   drop PERCENT % of packets to and from tcp PORT on lo
 #   scripts/impair-tcp.sh status             the rules and their packet counters
 #   scripts/impair-tcp.sh remove             delete the table (all ports)
 set -euo pipefail
 
-table="inet slip_impair"
+name=${SLIP_IMPAIR_TABLE:-slip_impair}
+[[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "impair-tcp: bad table name '$name'" >&2; exit 2; }
+table="inet $name"
 
 usage() {
   sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
