@@ -23,6 +23,8 @@ command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   # gRPC C++ and its protoc plugin: bench/rpc_bench's peer
   packages+=(sockperf nats-server libgrpc++-dev protobuf-compiler-grpc)
+  # scripts/impair-tcp.sh: random loss for TCP on lo (slip-impair covers UDP)
+  packages+=(nftables)
 fi
 
 missing=()

@@ -97,7 +97,7 @@ void LossDetector::detect_lost(Instant now, const RttEstimator& rtt, RecoveryHan
       if (!p.lost) run_start.reset();
       continue;
     }
-    const bool by_count = *largest_acked_ - p.packet_number >= kPacketThreshold;
+    const bool by_count = *largest_acked_ - p.packet_number >= std::max<std::uint64_t>(options_.packet_threshold, 1);
     const bool by_time = p.time_sent + loss_delay <= now;
     if (!by_count && !by_time) {
       const Instant when = p.time_sent + loss_delay;

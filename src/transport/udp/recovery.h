@@ -2,7 +2,7 @@
 // lost, and when the loss and probe timers fire.
 //
 // A packet is lost when a packet sent after it has been acknowledged and either
-//   - it is at least kPacketThreshold (3) packet numbers below the largest acknowledged, or
+//   - it is at least packet_threshold (default 3) packet numbers below the largest acknowledged, or
 //   - it was sent more than 9/8 x max(latest RTT, smoothed RTT) before now.
 // When nothing can be declared lost yet but ack-eliciting packets are in flight, the probe
 // timeout (PTO) fires after srtt + max(4 rttvar, 1 ms) + max_ack_delay, doubled on each
@@ -68,6 +68,10 @@ struct RecoveryOptions {
   // The PTO stops doubling after this many consecutive expiries.
   std::uint32_t max_pto_backoff = 8;
   std::uint32_t persistent_congestion_threshold = 3;
+  // A packet this many packet numbers below the largest acknowledged is lost. Forward error
+  // correction (fec.h) raises it to the packets a block spans, so that a loss the peer can
+  // repair is not declared (and retransmitted) before the repair had a chance.
+  std::uint64_t packet_threshold = kPacketThreshold;
 };
 
 class LossDetector {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Random loss for TCP on the loopback interface, for comparing a TCP transport with UDP through
+# slip-impair at the same loss rate. Uses nftables (Debian package `nftables`): a rule in the
+# output hook of `lo` drops a random share of the packets to and from one TCP port, so the
+# kernel's own TCP sees real losses and retransmits (tc netem is not available here).
+#
+# Needs CAP_NET_ADMIN (root, or a container granted it). Everything lives in one table,
+# `inet slip_impair` (or `inet $SLIP_IMPAIR_TABLE`), so `remove` takes all of it away and nothing
+# else is touched.
+#
+#   scripts/impair-tcp.sh add PORT PERCENT   drop PERCENT % of packets to and from tcp PORT on lo
+#   scripts/impair-tcp.sh status             the rules and their packet counters
+#   scripts/impair-tcp.sh remove             delete the table (all ports)
+set -euo pipefail
+
+name=${SLIP_IMPAIR_TABLE:-slip_impair}
+[[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "impair-tcp: bad table name '$name'" >&2; exit 2; }
+table="inet $name"
+
+usage() {
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+command -v nft >/dev/null || { echo "impair-tcp: nft not found (apt-get install nftables)" >&2; exit 1; }
+
+case "${1:-}" in
+  add)
+    [[ $# -eq 3 ]] || usage
+    port=$2
+    pct=$3
+    [[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || { echo "impair-tcp: bad port '$port'" >&2; exit 2; }
+    [[ $pct =~ ^[0-9]+$ && $pct -le 100 ]] || { echo "impair-tcp: PERCENT must be an integer 0-100, got '$pct'" >&2; exit 2; }
+    if ! nft list table $table >/dev/null 2>&1; then
+      nft add table $table || { echo "impair-tcp: cannot create an nftables table (needs CAP_NET_ADMIN)" >&2; exit 1; }
+      nft add chain $table out '{ type filter hook output priority 0 ; policy accept ; }'
+    fi
+    # numgen random mod 100 is uniform in 0..99: "< pct" drops pct % of packets.
+    nft add rule $table out oifname lo tcp dport "$port" numgen random mod 100 '<' "$pct" counter drop
+    nft add rule $table out oifname lo tcp sport "$port" numgen random mod 100 '<' "$pct" counter drop
+    echo "impair-tcp: dropping $pct% of tcp packets to and from port $port on lo"
+    ;;
+  status)
+    nft list table $table 2>/dev/null || echo "impair-tcp: no rules"
+    ;;
+  remove)
+    if nft list table $table >/dev/null 2>&1; then
+      nft delete table $table
+      echo "impair-tcp: removed"
+    fi
+    ;;
+  *)
+    usage
+    ;;
+esac
