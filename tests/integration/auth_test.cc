@@ -480,7 +480,10 @@ TEST(AuthOffLoop, FramesPipelinedBehindHelloWaitForTheVerdictAndRunInOrder) {
   test::RawClient raw(held.slipd().port());
   ASSERT_TRUE(raw.connected());
   wire::FrameEncoder pipelined(1024);
-  pipelined.add(wire::Sub{7, "orders.p"});
+  wire::Sub sub;
+  sub.sid = 7;
+  sub.subject = "orders.p";
+  pipelined.add(sub);
   pipelined.add(wire::Pub{"orders.p", "", false, {}, Slice::copy_of(std::string("pipelined"))});
   pipelined.add(wire::Ping{42});
   send_password_hello(raw, "bob-pass", &pipelined);
