@@ -216,6 +216,11 @@ std::uint64_t Authenticator::generation() const {
 }
 
 Result<Identity> Authenticator::authenticate(const Credentials& c) const {
+  if (std::optional<Result<Identity>> quick = authenticate_quickly(c)) return std::move(*quick);
+  return verify_password(c.user, c.password);
+}
+
+std::optional<Result<Identity>> Authenticator::authenticate_quickly(const Credentials& c) const {
   std::shared_ptr<const Table> t = table();
   if (t->users.empty()) return Identity{};
   if (!c.token.empty()) {
@@ -232,25 +237,35 @@ Result<Identity> Authenticator::authenticate(const Credentials& c) const {
   if (c.user.empty()) return unauthorized({});
   auto it = t->by_name.find(std::string(c.user));
   const Table::User* u = it == t->by_name.end() ? nullptr : &t->users[it->second];
+  if (u == nullptr || u->password_hash.empty()) return std::nullopt;  // verified against the dummy hash
+  const auto& key = cache_key();
+  const Digest remembered = digest_of(u->password_hash, c.password, key.data(), key.size());
+  std::lock_guard<std::mutex> g(t->verified_mu);
+  auto v = t->verified.find(u->name);
+  if (v != t->verified.end() && sodium_memcmp(v->second.data(), remembered.data(), remembered.size()) == 0) {
+    return Identity{u->name, u->permissions};
+  }
+  return std::nullopt;
+}
+
+Result<Identity> Authenticator::verify_password(std::string_view user, std::string_view password) const {
+  std::shared_ptr<const Table> t = table();
+  if (t->users.empty()) return Identity{};
+  if (user.empty()) return unauthorized({});
+  auto it = t->by_name.find(std::string(user));
+  const Table::User* u = it == t->by_name.end() ? nullptr : &t->users[it->second];
   if (u == nullptr || u->password_hash.empty()) {
     const std::string& dummy = dummy_hash();
     if (!dummy.empty()) {
-      [[maybe_unused]] const int ignored = crypto_pwhash_str_verify(dummy.c_str(), c.password.data(), c.password.size());
+      [[maybe_unused]] const int ignored = crypto_pwhash_str_verify(dummy.c_str(), password.data(), password.size());
     }
-    return unauthorized(c.user);
+    return unauthorized(user);
+  }
+  if (crypto_pwhash_str_verify(u->password_hash.c_str(), password.data(), password.size()) != 0) {
+    return unauthorized(user);
   }
   const auto& key = cache_key();
-  const Digest remembered = digest_of(u->password_hash, c.password, key.data(), key.size());
-  {
-    std::lock_guard<std::mutex> g(t->verified_mu);
-    auto v = t->verified.find(u->name);
-    if (v != t->verified.end() && sodium_memcmp(v->second.data(), remembered.data(), remembered.size()) == 0) {
-      return Identity{u->name, u->permissions};
-    }
-  }
-  if (crypto_pwhash_str_verify(u->password_hash.c_str(), c.password.data(), c.password.size()) != 0) {
-    return unauthorized(c.user);
-  }
+  const Digest remembered = digest_of(u->password_hash, password, key.data(), key.size());
   {
     std::lock_guard<std::mutex> g(t->verified_mu);
     t->verified[u->name] = remembered;

@@ -116,11 +116,18 @@ class Authenticator {
   // (null permissions). Otherwise a token is tried first, then user + password. Failure is
   // kUnauthenticated with a message fit for the client and the log: it names the user, never
   // the password or token, and does not say whether the user exists. Password verification is
-  // deliberately slow (Argon2id); a successful one is remembered (as a keyed hash) so that
-  // reconnecting clients do not pay it again.
-  // TODO(perf): verification runs on the caller's thread (an event loop); a worker pool would
-  // keep a burst of logins from stalling the loop.
+  // deliberately slow (Argon2id, tens of milliseconds); a successful one is remembered (as a
+  // keyed hash, one per user) so that reconnecting clients do not pay it again. Event loops use
+  // authenticate_quickly() and hand the rest to an AuthPool (auth_pool.h).
   Result<Identity> authenticate(const Credentials& c) const;
+
+  // The cheap part of authenticate(): its answer when no password has to be verified
+  // (authentication off, a token, no user name, a password remembered from an earlier success),
+  // or nullopt when verify_password() has to decide. Fit for an event loop.
+  std::optional<Result<Identity>> authenticate_quickly(const Credentials& c) const;
+  // The slow part: user + password against the user's Argon2id hash (an unknown user costs the
+  // same, against a dummy hash). Answers as authenticate(). Run it away from the event loops.
+  Result<Identity> verify_password(std::string_view user, std::string_view password) const;
 
   // The current identity of a named user, or nullopt when the user is not configured (any
   // more). With authentication off, the anonymous identity.

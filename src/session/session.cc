@@ -88,10 +88,25 @@ void Session::handshake_bytes(Slice bytes) {
     if (!r.is_ok()) {
       SLIP_LOG_INFO("connection from {} refused: {}", conn_->peer_address(), r.status().to_string());
       closed_ = true;
+      auth_alive_.reset();
       conn_->close();
       return;
     }
-    if (*r) become_ready(server_hs_->negotiated(), std::move(server_hs_->decoder()));
+    if (*r) {
+      become_ready(server_hs_->negotiated(), std::move(server_hs_->decoder()));
+      return;
+    }
+    if (!server_hs_->authenticating()) return;
+    if (!auth_started_) {
+      start_authentication();
+      if (closed_ || ready_) return;
+    }
+    // Frames pipelined behind HELLO wait for the verdict (protocol.md, section 5); past the bound
+    // the kernel holds the rest and the client stalls.
+    if (!reading_paused_ && server_hs_ && server_hs_->decoder().buffered() >= options_.max_pipelined_bytes) {
+      reading_paused_ = true;
+      conn_->pause_reading();
+    }
     return;
   }
   Result<bool> r = client_hs_->feed(std::move(bytes));
@@ -100,6 +115,38 @@ void Session::handshake_bytes(Slice bytes) {
     return;
   }
   if (*r) become_ready(client_hs_->negotiated(), std::move(client_hs_->decoder()));
+}
+
+void Session::start_authentication() {
+  auth_started_ = true;
+  auth_alive_ = std::make_shared<char>(0);
+  wire::AuthDone done = [weak = weak_from_this(), loop = &conn_->loop()](wire::AuthVerdict v) {
+    loop->post([weak, v = std::move(v)]() mutable {
+      if (auto self = weak.lock()) self->on_auth_verdict(std::move(v));
+    });
+  };
+  std::optional<wire::AuthVerdict> now =
+      server_hs_->config().authenticate_async(server_hs_->pending_hello(), auth_alive_, std::move(done));
+  if (now) on_auth_verdict(std::move(*now));
+}
+
+void Session::on_auth_verdict(wire::AuthVerdict verdict) {
+  if (closed_ || ready_ || !server_hs_ || !server_hs_->authenticating()) return;
+  auth_alive_.reset();
+  Result<bool> r = server_hs_->finish_authentication(std::move(verdict));
+  Chain out = server_hs_->take_output();
+  if (!out.empty()) conn_->send(std::move(out));
+  if (!r.is_ok()) {
+    SLIP_LOG_INFO("connection from {} refused: {}", conn_->peer_address(), r.status().to_string());
+    closed_ = true;
+    conn_->close();
+    return;
+  }
+  if (reading_paused_) {
+    reading_paused_ = false;
+    conn_->resume_reading();
+  }
+  if (*r) become_ready(server_hs_->negotiated(), std::move(server_hs_->decoder()));
 }
 
 void Session::become_ready(const wire::Negotiated& n, wire::FrameDecoder&& decoder) {
@@ -836,6 +883,7 @@ void Session::close_all_streams(const Status& reason) {
 void Session::fail(const Status& reason) {
   if (closed_) return;
   close_reason_ = reason;
+  auth_alive_.reset();
   SLIP_LOG_INFO("closing connection with {}: {}", conn_->peer_address(), reason.to_string());
   std::string msg(reason.message());
   if (!ready_ && role_ == Role::kServer) encoder_.add_preface();  // the client still waits for one
@@ -852,11 +900,13 @@ void Session::abort(const Status& reason) {
   if (closed_) return;
   close_reason_ = reason;
   closed_ = true;
+  auth_alive_.reset();
   close_all_streams(reason);
 }
 
 void Session::on_closed(Status reason) {
   closed_ = true;
+  auth_alive_.reset();
   if (!close_reason_.is_ok()) reason = close_reason_;  // why we closed it, rather than how it went
   handshake_timer_.cancel();
   heartbeat_timer_.cancel();

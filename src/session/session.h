@@ -100,6 +100,9 @@ class SessionHandler {
 struct SessionOptions {
   wire::WireLimits limits;
   std::chrono::milliseconds handshake_timeout{10000};
+  // Server side, while the client's credentials are being checked asynchronously: bytes it
+  // pipelines after HELLO are kept up to about this many, then reading pauses until the verdict.
+  std::size_t max_pipelined_bytes = 64 * 1024;
   // Largest DATA payload per frame (also capped by the peer's max frame size).
   std::size_t chunk_size = 16 * 1024;
   // Chunks per scheduling round for interactive, stream and bulk (control is strict).
@@ -292,6 +295,10 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   Session(Role role, transport::ConnectionPtr conn, const SessionOptions& options, SessionHandler* handler);
 
   void handshake_bytes(Slice bytes);
+  // Server side, with authenticate_async: hands HELLO's credentials to the hook; the verdict
+  // comes back on this loop through on_auth_verdict().
+  void start_authentication();
+  void on_auth_verdict(wire::AuthVerdict verdict);
   void become_ready(const wire::Negotiated& n, wire::FrameDecoder&& decoder);
   void process_frames();
   Status handle(wire::Frame& f);
@@ -360,6 +367,10 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   bool going_away_ = false;       // we sent GOAWAY
   bool peer_going_away_ = false;  // we received GOAWAY
   bool in_pump_ = false;
+  bool auth_started_ = false;    // the async credential check was handed off
+  bool reading_paused_ = false;  // by us, while pipelined bytes wait for the credential check
+  // Expires when the session closes: a credential check still queued for it is skipped.
+  std::shared_ptr<const void> auth_alive_;
   SessionStats stats_;
   std::shared_ptr<Session> self_;  // set from start() to on_closed()
   Status close_reason_;            // set by fail() and abort()

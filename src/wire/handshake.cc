@@ -52,6 +52,7 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
   if (!error_.is_ok()) return error_;
   if (done_) return true;
   decoder_.feed(std::move(bytes));
+  if (authenticating_) return false;  // kept for the session, bounded by the caller
   Frame f;
   Result<bool> got = decoder_.next(f);
   if (!got.is_ok()) return refuse(got.status().with_context("handshake"));
@@ -72,12 +73,39 @@ Result<bool> ServerHandshake::feed(Slice bytes) {
     return refuse(failed_precondition("handshake: client requires encryption but this listener is plain-text"));
   }
   if (Status s = check_frame_size("HELLO", h.max_frame_size); !s.is_ok()) return refuse(s);
+  if (config_.authenticate_async) {
+    hello_frame_ = std::move(f);
+    hello_ = h;  // its views point into hello_frame_'s body, which the Slice keeps alive
+    authenticating_ = true;
+    return false;
+  }
   if (config_.authenticate) {
     Status auth = config_.authenticate(h, negotiated_.identity);
     // Whatever the hook says, the client learns only that its credentials were not accepted.
     if (!auth.is_ok()) return refuse(Status(StatusCode::kUnauthenticated, auth.message()));
   }
+  return accept(h);
+}
 
+Result<bool> ServerHandshake::finish_authentication(AuthVerdict verdict) {
+  if (!authenticating_) return failed_precondition("handshake: no authentication in progress");
+  authenticating_ = false;
+  const Hello h = hello_;
+  hello_ = Hello{};
+  Frame frame = std::move(hello_frame_);  // keeps h's views valid until we return
+  hello_frame_ = Frame{};
+  if (!verdict.status.is_ok()) {
+    // A busy server says so (the client should back off and retry); any other failure only
+    // says that the credentials were not accepted.
+    const StatusCode code =
+        verdict.status.code() == StatusCode::kOverloaded ? StatusCode::kOverloaded : StatusCode::kUnauthenticated;
+    return refuse(Status(code, verdict.status.message()));
+  }
+  negotiated_.identity = std::move(verdict.identity);
+  return accept(h);
+}
+
+Result<bool> ServerHandshake::accept(const Hello& h) {
   negotiated_.version = kProtocolVersion;
   negotiated_.codecs = h.codecs & config_.codecs;
   negotiated_.peer_max_frame_size = peer_frame_limit(h.max_frame_size, max_frame_size_);

@@ -7,10 +7,16 @@
 // two max frame sizes; it refuses a client that requires encryption on a plain link and a
 // client that its authenticate hook rejects. Frames that follow HELLO in the same read stay
 // in the decoder for the session.
+//
+// Credentials may be checked asynchronously (ServerHandshakeConfig::authenticate_async): the
+// handshake then stops after HELLO's other checks, keeps whatever the client pipelines, and
+// resumes with finish_authentication() once the verdict is known.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "slipstream/buffer.h"
@@ -52,6 +58,22 @@ struct Negotiated {
   std::string identity;
 };
 
+// The verdict on a client's credentials: OK with the identity it is known by, or why not.
+// kOverloaded reaches the client as RESOURCE_EXHAUSTED (the server is too busy to check; retry
+// later); every other failure as UNAUTHENTICATED. The message must not contain secrets.
+struct AuthVerdict {
+  Status status;
+  std::string identity;
+};
+// Receives a verdict; may be called from any thread.
+using AuthDone = std::function<void(AuthVerdict)>;
+// Checks HELLO's credentials without blocking the caller: returns the verdict at once when it is
+// cheap to reach, or nullopt after keeping `done`, which it then calls exactly once later, from
+// any thread. It may drop `done` uncalled once `alive` has expired (the connection is gone) or
+// when the server stops. `hello`'s views are valid only during the call.
+using AsyncAuthenticate =
+    std::function<std::optional<AuthVerdict>(const Hello& hello, std::weak_ptr<const void> alive, AuthDone done)>;
+
 struct ServerHandshakeConfig {
   std::uint32_t codecs = kSupportedCodecs;
   std::uint32_t max_frame_size = kDefaultMaxFrameSize;  // the largest frame we accept
@@ -66,6 +88,10 @@ struct ServerHandshakeConfig {
   // refuses the client with UNAUTHENTICATED and the Status's message, so the message must not
   // contain secrets. Empty accepts everyone.
   std::function<Status(const Hello& hello, std::string& identity)> authenticate;
+  // Used instead of `authenticate` when set: feed() stops at the credentials and
+  // authenticating() turns true; the owner calls the hook with pending_hello() and passes its
+  // verdict to finish_authentication() (session::Session does all of this).
+  AsyncAuthenticate authenticate_async;
 };
 
 class ServerHandshake {
@@ -81,10 +107,24 @@ class ServerHandshake {
   Chain take_output() { return out_.take(); }
   const Negotiated& negotiated() const { return negotiated_; }
   // After success: holds the frames the client sent after HELLO; limits set to the agreement.
+  // While authenticating(): holds what the client pipelined so far (buffered() says how much).
   FrameDecoder& decoder() { return decoder_; }
+  const ServerHandshakeConfig& config() const { return config_; }
+
+  // With authenticate_async: true from when HELLO passed every check but the credentials until
+  // finish_authentication(). feed() meanwhile only keeps the bytes and returns false.
+  bool authenticating() const { return authenticating_; }
+  // The HELLO whose credentials are being checked; valid while authenticating().
+  const Hello& pending_hello() const { return hello_; }
+  // Completes the handshake with authenticate_async's verdict: true when it succeeded
+  // (take_output() holds the preface and WELCOME), a failure when refused (take_output() holds
+  // the preface and ERROR: send it, then close). kFailedPrecondition when not authenticating().
+  Result<bool> finish_authentication(AuthVerdict verdict);
 
  private:
   Status refuse(Status s);
+  // The checks after the credentials, then WELCOME.
+  Result<bool> accept(const Hello& h);
 
   const ServerHandshakeConfig& config_;
   std::uint64_t connection_id_;
@@ -93,6 +133,9 @@ class ServerHandshake {
   FrameEncoder out_;
   Negotiated negotiated_;
   bool done_ = false;
+  bool authenticating_ = false;
+  Frame hello_frame_;  // keeps the bytes hello_'s views point into
+  Hello hello_;
   Status error_;
 };
 

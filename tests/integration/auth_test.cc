@@ -13,9 +13,12 @@
 #include "broker/auth.h"
 #include "broker/client.h"
 #include "config.h"
+#include "http_client.h"
 #include "io/loop_group.h"
 #include "peer.h"
 #include "process.h"
+#include "prometheus_check.h"
+#include "wire/encoder.h"
 
 namespace slip::broker {
 namespace {
@@ -71,6 +74,7 @@ class Peer : public test::PubSubPeer {
               o.handshake.auth_user = user;
               o.handshake.auth_password = password;
               o.reconnect.enabled = false;
+              o.session.handshake_timeout = std::chrono::minutes(10);  // a login may be held by a test
             },
             /*start=*/false) {
     run([&] {
@@ -386,6 +390,185 @@ TEST(Auth, ReloadRevokesSubscriptionsThatAreNoLongerAllowed) {
   admin.sync();
   alice.sync();
   EXPECT_TRUE(alice.received("orders.eu").empty());
+}
+
+// ---- Password verification off the event loop ------------------------------------------------
+
+// A slipd with one event loop (so every connection shares it) whose password verifications wait
+// while a hold file exists (SLIPD_HOLD_AUTH_FOR_TEST): a test holds a login in progress for as
+// long as it needs, without depending on how long Argon2id takes.
+class HeldSlipd {
+ public:
+  explicit HeldSlipd(std::vector<std::string> extra = {})
+      : cfg_(users_config(R"("orders.>")")), hold_(cfg_.dir() + "/hold") {
+    std::ofstream(hold_) << "held";
+    std::vector<std::string> args = {"--config", cfg_.path(), "--threads", "1", "--http-listen", "127.0.0.1:0",
+                                     "--handshake-timeout-ms", "600000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    setenv("SLIPD_HOLD_AUTH_FOR_TEST", hold_.c_str(), 1);
+    slipd_ = std::make_unique<test::SlipdProcess>(args);
+    unsetenv("SLIPD_HOLD_AUTH_FOR_TEST");
+  }
+  test::SlipdProcess& slipd() { return *slipd_; }
+  void release() { std::remove(hold_.c_str()); }
+  // A sample from /metrics; nullopt when absent or unreachable.
+  std::optional<double> metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    auto r = test::http_get(slipd_->listener("http"), "/metrics");
+    if (!r.is_ok() || r->status != 200) return std::nullopt;
+    return test::check_prometheus_text(r->body).value(name, labels);
+  }
+  bool metric_is(const std::string& name, double want, const std::map<std::string, std::string>& labels = {}) {
+    return eventually([&] { return metric(name, labels) == want; });
+  }
+
+ private:
+  ConfigFile cfg_;
+  std::string hold_;
+  std::unique_ptr<test::SlipdProcess> slipd_;
+};
+
+// Preface, HELLO with bob's password, and `pipelined` frames, in one write.
+void send_password_hello(test::RawClient& c, const std::string& password, const wire::FrameEncoder* pipelined = nullptr) {
+  wire::FrameEncoder e(1024);
+  e.add_preface();
+  wire::Hello h;
+  h.codecs = 0;
+  h.auth_user = "bob";
+  h.auth_password = password;
+  h.client_name = "held-login";
+  e.add(h);
+  Chain all = e.take();
+  if (pipelined != nullptr) all.append(const_cast<wire::FrameEncoder*>(pipelined)->take());
+  c.decoder() = wire::FrameDecoder(wire::WireLimits{}, /*expect_preface=*/true);
+  c.send_chain(all);
+}
+
+TEST(AuthOffLoop, OtherConnectionsAreServedWhileAPasswordIsBeingVerified) {
+  HeldSlipd held;
+  ASSERT_TRUE(held.slipd().ok()) << held.slipd().log();
+  Peer admin(held.slipd().address(), "admin-token");
+  ASSERT_TRUE(admin.wait_ready());
+  // bob's login reaches a verification worker and is held there.
+  Peer bob(held.slipd().address(), "", "bob", "bob-pass");
+  ASSERT_TRUE(held.metric_is("slip_auth_verifying", 1)) << held.slipd().log();
+  // Meanwhile the connection that shares bob's event loop makes a full publish/subscribe round
+  // trip, and a new token client logs in (tokens are checked on the loop).
+  admin.subscribe("orders.x");
+  admin.publish("orders.x", "while-held");
+  ASSERT_TRUE(admin.wait_for([&] { return admin.received("orders.x").size() == 1; }));
+  EXPECT_EQ(admin.received("orders.x"), std::vector<std::string>{"orders.x=while-held"});
+  Peer alice(held.slipd().address(), "alice-token");
+  ASSERT_TRUE(alice.wait_ready());
+  alice.publish("orders.x", "from-alice");
+  ASSERT_TRUE(admin.wait_for([&] { return admin.received("orders.x").size() == 2; }));
+  // bob is still waiting for his verdict.
+  EXPECT_FALSE(bob.ready());
+  EXPECT_EQ(held.metric("slip_auth_verifying"), 1);
+  held.release();
+  ASSERT_TRUE(bob.wait_ready()) << held.slipd().log();
+  bob.publish("orders.x", "from-bob");
+  ASSERT_TRUE(admin.wait_for([&] { return admin.received("orders.x").size() == 3; }));
+  EXPECT_EQ(admin.received("orders.x").back(), "orders.x=from-bob");
+  EXPECT_TRUE(bob.closed().empty());
+  EXPECT_TRUE(held.metric_is("slip_auth_verifications_total", 1));
+  EXPECT_EQ(held.metric("slip_auth_failures_total", {{"protocol", "native"}}), 0);
+}
+
+TEST(AuthOffLoop, FramesPipelinedBehindHelloWaitForTheVerdictAndRunInOrder) {
+  HeldSlipd held;
+  ASSERT_TRUE(held.slipd().ok()) << held.slipd().log();
+  test::RawClient raw(held.slipd().port());
+  ASSERT_TRUE(raw.connected());
+  wire::FrameEncoder pipelined(1024);
+  wire::Sub sub;
+  sub.sid = 7;
+  sub.subject = "orders.p";
+  pipelined.add(sub);
+  pipelined.add(wire::Pub{"orders.p", "", false, {}, Slice::copy_of(std::string("pipelined"))});
+  pipelined.add(wire::Ping{42});
+  send_password_hello(raw, "bob-pass", &pipelined);
+  ASSERT_TRUE(held.metric_is("slip_auth_verifying", 1)) << held.slipd().log();
+  held.release();
+  auto welcome = raw.read_frame();
+  ASSERT_TRUE(welcome.is_ok()) << welcome.status().to_string();
+  EXPECT_EQ(welcome->type, wire::FrameType::kWelcome);
+  // SUB, then PUB (delivered to that SUB), then PING: processed in the order sent.
+  auto msg = raw.read_frame();
+  ASSERT_TRUE(msg.is_ok()) << msg.status().to_string();
+  ASSERT_EQ(msg->type, wire::FrameType::kMsg);
+  auto m = wire::decode_msg(*msg, wire::WireLimits{});
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(m->sid, 7u);
+  EXPECT_EQ(m->payload.to_string(), "pipelined");
+  auto pong = raw.read_frame();
+  ASSERT_TRUE(pong.is_ok()) << pong.status().to_string();
+  EXPECT_EQ(pong->type, wire::FrameType::kPong);
+}
+
+TEST(AuthOffLoop, WrongPasswordIsRefusedAsBeforeAndCounted) {
+  HeldSlipd held;
+  ASSERT_TRUE(held.slipd().ok()) << held.slipd().log();
+  held.release();
+  std::string out;
+  EXPECT_NE(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--user", "bob", "--password", "nope-pass"}, &out), 0);
+  EXPECT_NE(out.find("UNAUTHENTICATED"), std::string::npos) << out;
+  EXPECT_NE(out.find("authentication failed for user \"bob\""), std::string::npos) << out;
+  // An unknown user gets the same answer.
+  EXPECT_NE(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--user", "carol", "--password", "x"}, &out), 0);
+  EXPECT_NE(out.find("authentication failed for user \"carol\""), std::string::npos) << out;
+  EXPECT_NE(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--token", "nope"}, &out), 0);
+  EXPECT_TRUE(held.metric_is("slip_auth_failures_total", 3, {{"protocol", "native"}})) << held.metric("slip_auth_failures_total", {{"protocol", "native"}}).value_or(-1);
+  EXPECT_EQ(held.metric("slip_auth_verifications_total"), 2);  // the token was checked on the loop
+  EXPECT_EQ(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--user", "bob", "--password", "bob-pass"}, &out), 0)
+      << out;
+  EXPECT_EQ(held.slipd().log().find("nope-pass"), std::string::npos);
+}
+
+TEST(AuthOffLoop, AClientThatLeavesDuringVerificationLeavesNoTrace) {
+  HeldSlipd held;
+  ASSERT_TRUE(held.slipd().ok()) << held.slipd().log();
+  {
+    test::RawClient raw(held.slipd().port());
+    ASSERT_TRUE(raw.connected());
+    send_password_hello(raw, "bob-pass");
+    ASSERT_TRUE(held.metric_is("slip_auth_verifying", 1)) << held.slipd().log();
+    ASSERT_TRUE(held.metric_is("slip_connections_open", 1, {{"protocol", "native"}}));
+  }  // closed while its verification is held
+  ASSERT_TRUE(held.metric_is("slip_connections_open", 0, {{"protocol", "native"}})) << held.slipd().log();
+  held.release();
+  ASSERT_TRUE(held.metric_is("slip_auth_abandoned_total", 1)) << held.slipd().log();
+  EXPECT_EQ(held.metric("slip_connections_open", {{"protocol", "native"}}), 0);
+  EXPECT_EQ(held.metric("slip_auth_failures_total", {{"protocol", "native"}}), 0);
+  // The server goes on serving, and exits cleanly (a sanitizer report would fail the exit).
+  std::string out;
+  EXPECT_EQ(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--user", "bob", "--password", "bob-pass"}, &out), 0)
+      << out;
+  const int status = held.slipd().stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << held.slipd().log();
+}
+
+TEST(AuthOffLoop, AFullVerificationQueueRefusesWithAuthenticationBusy) {
+  HeldSlipd held({"--auth-threads", "1", "--auth-queue", "1"});
+  ASSERT_TRUE(held.slipd().ok()) << held.slipd().log();
+  test::RawClient first(held.slipd().port()), second(held.slipd().port());
+  send_password_hello(first, "bob-pass");
+  ASSERT_TRUE(held.metric_is("slip_auth_verifying", 1)) << held.slipd().log();  // on the worker
+  send_password_hello(second, "bob-pass");
+  ASSERT_TRUE(held.metric_is("slip_auth_queued", 1)) << held.slipd().log();  // the queue is full
+  std::string out;
+  EXPECT_NE(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--user", "bob", "--password", "bob-pass"}, &out), 0);
+  EXPECT_NE(out.find("RESOURCE_EXHAUSTED"), std::string::npos) << out;
+  EXPECT_NE(out.find("authentication busy"), std::string::npos) << out;
+  EXPECT_EQ(held.metric("slip_auth_busy_total"), 1);
+  EXPECT_EQ(held.metric("slip_auth_failures_total", {{"protocol", "native"}}), 0);  // busy is not a failure
+  // Tokens do not queue: they are still admitted.
+  EXPECT_EQ(slip({"ping", "-s", held.slipd().address(), "-c", "1", "--token", "admin-token"}, &out), 0) << out;
+  held.release();
+  for (test::RawClient* c : {&first, &second}) {
+    auto f = c->read_frame();
+    ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+    EXPECT_EQ(f->type, wire::FrameType::kWelcome);
+  }
 }
 
 TEST(Limits, PerIpConnectionLimitRefusesTheNextConnection) {

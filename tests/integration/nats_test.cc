@@ -18,10 +18,13 @@
 #include <thread>
 #include <vector>
 
+#include "broker/auth.h"
 #include "broker/client.h"
+#include "http_client.h"
 #include "io/loop_group.h"
 #include "peer.h"
 #include "process.h"
+#include "prometheus_check.h"
 
 namespace slip {
 namespace {
@@ -736,6 +739,135 @@ TEST(NatsProtocol, ConfiguredUsersAndTheirPermissionsApply) {
   EXPECT_EQ(r.payload(2), "hi");
   EXPECT_EQ(r.line(), "PONG");
   std::filesystem::remove_all(dir);
+}
+
+// ---- Passwords of configured users, verified off the event loop ------------------------------
+
+// A slipd on one loop with the NATS port, users from a config file (a token user and a password
+// user), metrics on HTTP, and password verification held while a hold file exists
+// (SLIPD_HOLD_AUTH_FOR_TEST) so a test can keep a login in progress without timing.
+class NatsUsersSlipd {
+ public:
+  explicit NatsUsersSlipd(bool hold) {
+    char tmpl[] = "/tmp/slipd-nats-auth-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    const std::string cfg = (dir_ / "slipd.toml").string();
+    static const std::string hash = *broker::hash_password("bob-pass");
+    std::ofstream(cfg) << "[[users]]\nname = \"svc\"\ntoken = \"svc-token\"\n\n"
+                       << "[[users]]\nname = \"bob\"\npassword_hash = \"" << hash << "\"\n";
+    hold_ = (dir_ / "hold").string();
+    if (hold) std::ofstream(hold_) << "held";
+    setenv("SLIPD_HOLD_AUTH_FOR_TEST", hold_.c_str(), 1);
+    slipd_ = std::make_unique<test::SlipdProcess>(
+        nats_args({"--config", cfg, "--threads", "1", "--http-listen", "127.0.0.1:0"}));
+    unsetenv("SLIPD_HOLD_AUTH_FOR_TEST");
+  }
+  ~NatsUsersSlipd() {
+    slipd_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  test::SlipdProcess& slipd() { return *slipd_; }
+  void release() { std::filesystem::remove(hold_); }
+  std::optional<double> metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    auto r = test::http_get(slipd_->listener("http"), "/metrics");
+    if (!r.is_ok() || r->status != 200) return std::nullopt;
+    return test::check_prometheus_text(r->body).value(name, labels);
+  }
+  bool metric_is(const std::string& name, double want, const std::map<std::string, std::string>& labels = {}) {
+    const auto deadline = std::chrono::steady_clock::now() + kLiveness;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (metric(name, labels) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::string hold_;
+  std::unique_ptr<test::SlipdProcess> slipd_;
+};
+
+TEST(NatsAuth, ConfiguredPasswordUserLogsInAndAWrongPasswordIsRefused) {
+  NatsUsersSlipd s(/*hold=*/false);
+  ASSERT_TRUE(s.slipd().ok()) << s.slipd().log();
+  {
+    RawNats r(s.slipd().nats_port());
+    EXPECT_NE(r.line().find("\"auth_required\":true"), std::string::npos);
+    r.send("CONNECT {\"user\":\"bob\",\"pass\":\"nope-pass\"}\r\nPING\r\n");
+    EXPECT_EQ(r.line(), "-ERR 'Authorization Violation'");
+    EXPECT_EQ(r.line(), "<EOF>");
+  }
+  {
+    RawNats r(s.slipd().nats_port());
+    r.line();
+    r.send("CONNECT {\"user\":\"carol\",\"pass\":\"bob-pass\"}\r\n");
+    EXPECT_EQ(r.line(), "-ERR 'Authorization Violation'");
+    EXPECT_EQ(r.line(), "<EOF>");
+  }
+  {
+    RawNats r(s.slipd().nats_port());
+    r.line();
+    r.send("CONNECT {\"user\":\"bob\",\"pass\":\"bob-pass\",\"verbose\":true}\r\nPING\r\n");
+    EXPECT_EQ(r.line(), "+OK");
+    EXPECT_EQ(r.line(), "PONG");
+  }
+  // libnats, both ways.
+  Opts good = options_for(s.slipd());
+  natsOptions_SetUserInfo(good.get(), "bob", "bob-pass");
+  Conn c;
+  EXPECT_EQ(connect(good.get(), c), NATS_OK);
+  Opts bad = options_for(s.slipd());
+  natsOptions_SetUserInfo(bad.get(), "bob", "wrong");
+  natsOptions_SetMaxReconnect(bad.get(), 0);
+  Conn d;
+  EXPECT_NE(connect(bad.get(), d), NATS_OK);
+  EXPECT_TRUE(s.metric_is("slip_auth_failures_total", 3, {{"protocol", "nats"}}))
+      << s.metric("slip_auth_failures_total", {{"protocol", "nats"}}).value_or(-1);
+  EXPECT_EQ(s.metric("slip_auth_failures_total", {{"protocol", "native"}}), 0);
+  EXPECT_EQ(s.slipd().log().find("nope-pass"), std::string::npos);
+}
+
+TEST(NatsAuth, OthersAreServedWhileAPasswordIsVerifiedAndPipelinedOpsThenRunInOrder) {
+  NatsUsersSlipd s(/*hold=*/true);
+  ASSERT_TRUE(s.slipd().ok()) << s.slipd().log();
+  RawNats bob(s.slipd().nats_port());
+  bob.line();
+  bob.send("CONNECT {\"user\":\"bob\",\"pass\":\"bob-pass\"}\r\nSUB orders.p 1\r\nPUB orders.p 3\r\nabc\r\nPING\r\n");
+  ASSERT_TRUE(s.metric_is("slip_auth_verifying", 1)) << s.slipd().log();
+  // A token client on the same loop is served meanwhile: a full round trip through the broker.
+  RawNats svc(s.slipd().nats_port());
+  svc.line();
+  svc.send("CONNECT {\"auth_token\":\"svc-token\"}\r\nSUB orders.q 9\r\nPUB orders.q 2\r\nhi\r\nPING\r\n");
+  EXPECT_EQ(svc.line(), "MSG orders.q 9 2");
+  EXPECT_EQ(svc.payload(2), "hi");
+  EXPECT_EQ(svc.line(), "PONG");
+  EXPECT_EQ(s.metric("slip_auth_verifying"), 1);  // bob is still held
+  s.release();
+  EXPECT_EQ(bob.line(), "MSG orders.p 1 3");
+  EXPECT_EQ(bob.payload(3), "abc");
+  EXPECT_EQ(bob.line(), "PONG");
+}
+
+TEST(NatsAuth, AClientThatLeavesDuringVerificationLeavesNoTrace) {
+  NatsUsersSlipd s(/*hold=*/true);
+  ASSERT_TRUE(s.slipd().ok()) << s.slipd().log();
+  {
+    RawNats bob(s.slipd().nats_port());
+    bob.line();
+    bob.send("CONNECT {\"user\":\"bob\",\"pass\":\"bob-pass\"}\r\nPING\r\n");
+    ASSERT_TRUE(s.metric_is("slip_auth_verifying", 1)) << s.slipd().log();
+  }
+  ASSERT_TRUE(s.metric_is("slip_connections_open", 0, {{"protocol", "nats"}})) << s.slipd().log();
+  s.release();
+  ASSERT_TRUE(s.metric_is("slip_auth_abandoned_total", 1)) << s.slipd().log();
+  RawNats again(s.slipd().nats_port());
+  again.line();
+  again.send("CONNECT {\"user\":\"bob\",\"pass\":\"bob-pass\"}\r\nPING\r\n");
+  EXPECT_EQ(again.line(), "PONG");
+  again.close();
+  const int status = s.slipd().stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << s.slipd().log();
 }
 
 TEST(NatsProtocol, NoConnectWithinTheAuthTimeoutCloses) {

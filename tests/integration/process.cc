@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -56,8 +57,12 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path
 SlipdProcess::SlipdProcess(std::vector<std::string> extra_args) {
   char tmpl[] = "/tmp/slipd-test-XXXXXX";
   dir_ = mkdtemp(tmpl);
-  std::vector<std::string> argv = {SLIPD_PATH, "--listen", "127.0.0.1:0", "--threads", "2",
-                                   "--ready-file", dir_ + "/ready", "--log-level", "debug"};
+  std::vector<std::string> argv = {SLIPD_PATH, "--listen", "127.0.0.1:0", "--ready-file", dir_ + "/ready",
+                                   "--log-level", "debug"};
+  // Two loops unless the test picks its own number.
+  if (std::find(extra_args.begin(), extra_args.end(), "--threads") == extra_args.end()) {
+    argv.insert(argv.end(), {"--threads", "2"});
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   pid_ = spawn(argv, dir_ + "/log");
   const auto deadline = std::chrono::steady_clock::now() + kLiveness;

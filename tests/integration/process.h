@@ -15,7 +15,8 @@
 
 namespace slip::test {
 
-// A running slipd. The constructor starts it with --listen 127.0.0.1:0 and waits for its
+// A running slipd. The constructor starts it with --listen 127.0.0.1:0 (and --threads 2 unless
+// extra_args has --threads) and waits for its
 // ready file; the destructor sends SIGTERM and reaps it (SIGKILL if it does not exit).
 class SlipdProcess {
  public:

@@ -2,9 +2,17 @@
 #include "broker/auth.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "broker/auth_pool.h"
 
 namespace slip::broker {
 namespace {
@@ -271,6 +279,120 @@ TEST(AuthenticatorTest, LookupSeesTheReloadedTable) {
   EXPECT_FALSE(a.authenticate({"tok-123", "", ""}).is_ok());
   EXPECT_TRUE(a.lookup("bob")->permissions->may_subscribe(">"));
   EXPECT_FALSE(a.lookup("").has_value());  // anonymous clients are out once users exist
+}
+
+// ---- AuthPool --------------------------------------------------------------------------------
+
+// Polls until pred holds; a generous bound so a broken test fails instead of hanging.
+template <typename Pred>
+bool eventually(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+// A hold file that exists until release() (or the end of the test).
+class HoldFile {
+ public:
+  HoldFile() {
+    char tmpl[] = "/tmp/slip-auth-hold-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    if (fd >= 0) close(fd);
+    path_ = tmpl;
+  }
+  ~HoldFile() { release(); }
+  void release() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(AuthPoolTest, TokensAreAnsweredAtOnceAndPasswordsOnAWorker) {
+  Authenticator a;
+  ASSERT_TRUE(a.reload(sample_users()).is_ok());
+  AuthPool pool(a, AuthPoolOptions{});
+  pool.start();
+  auto alive = std::make_shared<int>(0);
+  bool called = false;
+  std::optional<Result<Identity>> t = pool.authenticate({"tok-123", "", ""}, alive, [&](Result<Identity>) { called = true; });
+  ASSERT_TRUE(t.has_value());
+  ASSERT_TRUE(t->is_ok());
+  EXPECT_EQ((*t)->user, "svc");
+
+  std::promise<Result<Identity>> got;
+  std::optional<Result<Identity>> p =
+      pool.authenticate({"", "bob", "s3cret"}, alive, [&](Result<Identity> r) { got.set_value(std::move(r)); });
+  EXPECT_FALSE(p.has_value());
+  Result<Identity> r = got.get_future().get();
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->user, "bob");
+  EXPECT_EQ(pool.stats().verified.load(), 1u);
+  EXPECT_FALSE(called);
+
+  std::promise<Result<Identity>> wrong;
+  EXPECT_FALSE(pool.authenticate({"", "bob", "nope"}, alive, [&](Result<Identity> x) { wrong.set_value(std::move(x)); })
+                   .has_value());
+  Result<Identity> w = wrong.get_future().get();
+  EXPECT_EQ(w.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(w.status().message(), "authentication failed for user \"bob\"");
+}
+
+TEST(AuthPoolTest, AFullQueueIsRefusedAsBusyAndAbandonedJobsAreSkipped) {
+  Authenticator a;
+  ASSERT_TRUE(a.reload(sample_users()).is_ok());
+  HoldFile hold;
+  AuthPoolOptions o;
+  o.threads = 1;
+  o.max_queued = 1;
+  o.hold_file_for_test = hold.path();
+  AuthPool pool(a, o);
+  pool.start();
+  std::atomic<int> done{0};
+  auto count = [&](Result<Identity>) { done.fetch_add(1); };
+  auto first = std::make_shared<int>(0);
+  EXPECT_FALSE(pool.authenticate({"", "bob", "s3cret"}, first, count).has_value());
+  ASSERT_TRUE(eventually([&] { return pool.stats().verifying.load() == 1; }));  // held on the worker
+  auto second = std::make_shared<int>(0);
+  EXPECT_FALSE(pool.authenticate({"", "bob", "s3cret"}, second, count).has_value());
+  EXPECT_EQ(pool.stats().queued.load(), 1u);
+  std::optional<Result<Identity>> busy = pool.authenticate({"", "bob", "s3cret"}, first, count);
+  ASSERT_TRUE(busy.has_value());
+  EXPECT_EQ(busy->status().code(), StatusCode::kOverloaded);
+  EXPECT_NE(busy->status().message().find("authentication busy"), std::string_view::npos);
+  EXPECT_EQ(pool.stats().busy.load(), 1u);
+  // The second connection goes away while queued: its job is skipped and `done` never runs.
+  second.reset();
+  hold.release();
+  ASSERT_TRUE(eventually([&] { return pool.stats().abandoned.load() == 1 && pool.stats().queued.load() == 0; }));
+  ASSERT_TRUE(eventually([&] { return done.load() == 1; }));
+  pool.stop();
+  EXPECT_EQ(done.load(), 1);
+  EXPECT_EQ(pool.stats().verified.load(), 1u);
+}
+
+TEST(AuthPoolTest, StopDropsQueuedJobsWithoutCallingThem) {
+  Authenticator a;
+  ASSERT_TRUE(a.reload(sample_users()).is_ok());
+  HoldFile hold;
+  AuthPoolOptions o;
+  o.hold_file_for_test = hold.path();
+  auto pool = std::make_unique<AuthPool>(a, o);
+  pool->start();
+  std::atomic<int> done{0};
+  auto alive = std::make_shared<int>(0);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(pool->authenticate({"", "bob", "s3cret"}, alive, [&](Result<Identity>) { done.fetch_add(1); })
+                     .has_value());
+  }
+  ASSERT_TRUE(eventually([&] { return pool->stats().verifying.load() == 1; }));
+  pool->stop();  // ends the hold; the running one finishes, the two queued are dropped
+  EXPECT_LE(done.load(), 1);
+  EXPECT_EQ(pool->stats().queued.load(), 0u);
+  pool.reset();
 }
 
 }  // namespace

@@ -482,6 +482,86 @@ TEST(HandshakeTest, AnyAuthenticateFailureIsReportedAsUnauthenticated) {
   expect_error(x.client.status(), StatusCode::kUnauthenticated, "user is banned");
 }
 
+// authenticate_async: the handshake stops at the credentials, keeps what the client pipelines,
+// and resumes with the verdict.
+ServerHandshakeConfig async_config() {
+  ServerHandshakeConfig sc;
+  sc.authenticate_async = [](const Hello&, std::weak_ptr<const void>, AuthDone) -> std::optional<AuthVerdict> {
+    return std::nullopt;
+  };
+  return sc;
+}
+
+TEST(HandshakeTest, AsyncAuthenticationWaitsForTheVerdictAndKeepsPipelinedFrames) {
+  ServerHandshakeConfig sc = async_config();
+  ClientHandshakeConfig cc;
+  cc.auth_user = "bob";
+  cc.auth_password = "hunter2";
+  ServerHandshake server(sc, 1);
+  ClientHandshake client(cc);
+  FrameEncoder more(64);
+  more.add(Ping{7});
+  Chain first = client.take_output();
+  first.append(more.take());
+  Result<bool> r = server.feed(as_slice(first));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(*r);
+  ASSERT_TRUE(server.authenticating());
+  EXPECT_EQ(server.pending_hello().auth_user, "bob");
+  EXPECT_EQ(server.pending_hello().auth_password, "hunter2");
+  EXPECT_TRUE(server.take_output().empty());  // nothing is said before the verdict
+  // More bytes meanwhile are kept, not parsed.
+  FrameEncoder later(64);
+  later.add(Ping{8});
+  ASSERT_TRUE(server.feed(as_slice(later.take())).is_ok());
+  EXPECT_TRUE(server.authenticating());
+  Result<bool> done = server.finish_authentication(AuthVerdict{Status(), "id-bob"});
+  ASSERT_TRUE(done.is_ok() && *done) << done.status().to_string();
+  EXPECT_FALSE(server.authenticating());
+  EXPECT_EQ(server.negotiated().identity, "id-bob");
+  EXPECT_EQ(server.negotiated().auth_user, "bob");
+  Result<bool> c = client.feed(as_slice(server.take_output()));
+  ASSERT_TRUE(c.is_ok() && *c) << c.status().to_string();
+  // Both pings wait in the session's decoder, in order.
+  for (std::uint64_t want : {7u, 8u}) {
+    Frame f;
+    Result<bool> got = server.decoder().next(f);
+    ASSERT_TRUE(got.is_ok() && *got);
+    ASSERT_EQ(f.type, FrameType::kPing);
+    Result<Ping> p = decode_ping(f);
+    ASSERT_TRUE(p.is_ok());
+    EXPECT_EQ(p->opaque, want);
+  }
+  // A second verdict is a caller bug, reported as such.
+  EXPECT_EQ(server.finish_authentication(AuthVerdict{}).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(HandshakeTest, AsyncRefusalIsUnauthenticatedAndBusyIsResourceExhausted) {
+  ServerHandshakeConfig sc = async_config();
+  ClientHandshakeConfig cc;
+  {
+    ServerHandshake server(sc, 1);
+    ClientHandshake client(cc);
+    ASSERT_TRUE(server.feed(as_slice(client.take_output())).is_ok());
+    ASSERT_TRUE(server.authenticating());
+    Result<bool> r = server.finish_authentication(AuthVerdict{permission_denied("authentication failed for user \"bob\""), {}});
+    ASSERT_FALSE(r.is_ok());
+    Result<bool> c = client.feed(as_slice(server.take_output()));
+    ASSERT_FALSE(c.is_ok());
+    expect_error(c.status(), StatusCode::kUnauthenticated, "authentication failed for user \"bob\"");
+  }
+  {
+    ServerHandshake server(sc, 1);
+    ClientHandshake client(cc);
+    ASSERT_TRUE(server.feed(as_slice(client.take_output())).is_ok());
+    Result<bool> r = server.finish_authentication(AuthVerdict{overloaded("authentication busy"), {}});
+    ASSERT_FALSE(r.is_ok());
+    Result<bool> c = client.feed(as_slice(server.take_output()));
+    ASSERT_FALSE(c.is_ok());
+    expect_error(c.status(), StatusCode::kOverloaded, "authentication busy");
+  }
+}
+
 TEST(HandshakeTest, RefusesHelloStatingMaxFrameSizeBelowTheMinimum) {
   ServerHandshakeConfig sc;
   ServerHandshake server(sc, 1);

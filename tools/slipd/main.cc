@@ -141,6 +141,11 @@ int main(int argc, char** argv) {
   app.add_option("--interactive-hold-us", hold_us,
                  "How long after the last interactive message --bulk-high-water applies, microseconds")
       ->capture_default_str();
+  unsigned handshake_timeout_ms = static_cast<unsigned>(opts.session.handshake_timeout.count());
+  app.add_option("--handshake-timeout-ms", handshake_timeout_ms,
+                 "A native client must complete its handshake (credentials checked included) within this long")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3600u * 1000u));
   app.add_option("--max-streams", opts.session.max_streams, "Streams open at once per connection")
       ->capture_default_str();
   app.add_option("--max-message-size", opts.session.max_message_size, "Largest message accepted, bytes")
@@ -201,6 +206,15 @@ int main(int argc, char** argv) {
                  "Client connections at once from one IP address")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  app.add_option("--auth-threads", opts.auth.threads,
+                 "Threads that verify passwords (Argon2id, tens of ms each), so logins never stall an event loop")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{256}));
+  app.add_option("--auth-queue", opts.auth.max_queued,
+                 "Password logins waiting for an --auth-threads worker; past it a login is refused with "
+                 "RESOURCE_EXHAUSTED \"authentication busy\"")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   app.add_option("--data-dir", data_dir,
                  "Directory for persistent data (created if missing; holds a lock file, slipd.pid)");
   app.add_option("--drain-ms", drain_ms, "On shutdown, how long to wait for clients to finish")->capture_default_str();
@@ -259,6 +273,7 @@ int main(int argc, char** argv) {
   opts.loop.idle = slip::io::parse_idle_strategy(idle).value();
   opts.loop.spin = std::chrono::microseconds(spin_us);
   opts.session.interactive_hold = std::chrono::microseconds(hold_us);
+  opts.session.handshake_timeout = std::chrono::milliseconds(handshake_timeout_ms);
   opts.drain_timeout = std::chrono::milliseconds(drain_ms);
   opts.session.drain_timeout = opts.drain_timeout;
   opts.session.limits.max_frame_size = opts.handshake.max_frame_size;
@@ -273,6 +288,12 @@ int main(int argc, char** argv) {
       if (!nats_user.empty() && user == nats_user && pass == nats_pass) return slip::broker::Identity{std::string(user), nullptr};
       return slip::unauthenticated("bad NATS credentials");
     };
+  }
+
+  // Tests only: while the file this variable names exists, password verification waits before
+  // it starts, so a test can hold a login in progress (src/broker/auth_pool.h).
+  if (const char* hold = std::getenv("SLIPD_HOLD_AUTH_FOR_TEST"); hold != nullptr && *hold) {
+    opts.auth.hold_file_for_test = hold;
   }
 
   int data_lock = -1;

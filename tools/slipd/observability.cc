@@ -87,6 +87,17 @@ void Observability::register_collectors() {
     out.push_back(std::move(total));
     out.push_back(std::move(hs));
     out.push_back(std::move(auth));
+    const broker::AuthPoolStats& a = server_.auth_pool().stats();
+    auto v = [](const std::atomic<std::uint64_t>& x) { return static_cast<double>(x.load(std::memory_order_relaxed)); };
+    out.push_back(std::move(obs::gauge("slip_auth_queued", "Password logins waiting for a verification worker").add(v(a.queued))));
+    out.push_back(std::move(obs::gauge("slip_auth_verifying", "Password verifications running now").add(v(a.verifying))));
+    out.push_back(std::move(obs::counter("slip_auth_verifications_total", "Password verifications finished, either verdict")
+                                .add(v(a.verified))));
+    out.push_back(std::move(obs::counter("slip_auth_busy_total", "Logins refused because the verification queue was full")
+                                .add(v(a.busy))));
+    out.push_back(std::move(obs::counter("slip_auth_abandoned_total",
+                                         "Password verifications whose connection closed first")
+                                .add(v(a.abandoned))));
   });
   registry_.add_collector([this](std::vector<obs::Family>& out) {
     const broker::Broker& b = server_.broker();

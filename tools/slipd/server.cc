@@ -85,19 +85,33 @@ class NatsRefuser final : public transport::ConnectionHandler, public std::enabl
 
 Server::Server(ServerOptions options)
     : options_(std::move(options)),
+      auth_pool_(auth_, options_.auth),
       broker_(options_.broker),
       loops_(options_.threads, options_.loop),
       shards_(loops_.size()) {
-  options_.handshake.authenticate = [this](const wire::Hello& h, std::string& identity) -> Status {
-    Result<broker::Identity> id = auth_.authenticate({h.auth_token, h.auth_user, h.auth_password});
-    if (!id.is_ok()) {
-      stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
-      native_stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
-      return id.status();  // the session logs it with the peer's address
-    }
-    identity = id->user;
-    return Status();
+  // Tokens and remembered passwords are answered on the loop; a password to verify goes to the
+  // pool and the session waits for the verdict (the other connections of its loop do not).
+  options_.handshake.authenticate_async = [this](const wire::Hello& h, std::weak_ptr<const void> alive,
+                                                 wire::AuthDone done) -> std::optional<wire::AuthVerdict> {
+    auto verdict = [this](Result<broker::Identity> id) {
+      if (!id.is_ok()) {
+        count_auth_failure(id.status(), native_stats_);
+        return wire::AuthVerdict{id.status(), {}};  // the session logs it with the peer's address
+      }
+      return wire::AuthVerdict{Status(), id->user};
+    };
+    std::optional<Result<broker::Identity>> now = auth_pool_.authenticate(
+        broker::Credentials{h.auth_token, h.auth_user, h.auth_password}, std::move(alive),
+        [verdict, done = std::move(done)](Result<broker::Identity> id) { done(verdict(std::move(id))); });
+    if (now) return verdict(std::move(*now));
+    return std::nullopt;
   };
+}
+
+void Server::count_auth_failure(const Status& why, ProtocolStats& protocol) {
+  if (why.code() == StatusCode::kOverloaded) return;  // busy, not refused
+  stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+  protocol.auth_failures.fetch_add(1, std::memory_order_relaxed);
 }
 
 Status Server::set_users(std::vector<broker::UserConfig> users) {
@@ -171,11 +185,15 @@ void Server::release(const std::string& ip) {
   if (connections_ > 0) --connections_;
 }
 
-Server::~Server() { shutdown(); }
+Server::~Server() {
+  shutdown();
+  auth_pool_.stop();
+}
 
 Status Server::start() {
   SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
   loops_.start();
+  auth_pool_.start();
   started_ = true;
   std::unique_ptr<log::StreamManager> manager;
   if (!options_.streams_dir.empty()) {
@@ -208,16 +226,21 @@ Status Server::start() {
   native_ = std::move(listener).value();
   if (!options_.nats_listen.empty()) {
     if (!options_.nats.authenticate && auth_.required()) {
-      // NATS clients log in as the configured users, with the same permissions.
+      // NATS clients log in as the configured users, with the same permissions; passwords are
+      // verified on the pool, as for native clients.
       nats_uses_users_ = true;
-      options_.nats.authenticate = [this](std::string_view token, std::string_view user,
-                                          std::string_view password) -> Result<broker::Identity> {
-        Result<broker::Identity> id = auth_.authenticate(broker::Credentials{token, user, password});
-        if (!id.is_ok()) {
-          stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
-          nats_stats_.auth_failures.fetch_add(1, std::memory_order_relaxed);
-        }
-        return id;
+      options_.nats.authenticate_async = [this](std::string_view token, std::string_view user,
+                                                std::string_view password, std::weak_ptr<const void> alive,
+                                                gateway::nats::AuthDone done)
+          -> std::optional<Result<broker::Identity>> {
+        std::optional<Result<broker::Identity>> now = auth_pool_.authenticate(
+            broker::Credentials{token, user, password}, std::move(alive),
+            [this, done = std::move(done)](Result<broker::Identity> id) {
+              if (!id.is_ok()) count_auth_failure(id.status(), nats_stats_);
+              done(std::move(id));
+            });
+        if (now && !now->is_ok()) count_auth_failure(now->status(), nats_stats_);
+        return now;
       };
     }
     auto nats_hp = transport::parse_host_port(options_.nats_listen);
@@ -388,6 +411,7 @@ void Server::shutdown() {
     }
   }
   if (streams_) streams_->stop();
+  auth_pool_.stop();  // before the loops: a verdict is posted to one
   loops_.stop();
   native_.reset();
   nats_.reset();

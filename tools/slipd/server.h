@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "broker/auth.h"
+#include "broker/auth_pool.h"
 #include "broker/broker.h"
 #include "gateway/nats/connection.h"
 #include "io/loop_group.h"
@@ -43,6 +44,8 @@ struct ServerOptions {
   // Persistent streams live here (one directory per stream); empty: streams are refused.
   std::string streams_dir;
   log::StreamManagerOptions streams;  // dir is streams_dir
+  // Password verification (Argon2id) runs on these workers, never on the event loops.
+  broker::AuthPoolOptions auth;
 };
 
 struct ServerStats {
@@ -97,6 +100,7 @@ class Server final : public session::SessionHandler {
   // whose user is gone are closed with UNAUTHENTICATED. On error nothing changes. Any thread.
   Status set_users(std::vector<broker::UserConfig> users);
   const broker::Authenticator& authenticator() const { return auth_; }
+  const broker::AuthPool& auth_pool() const { return auth_pool_; }
   const ServerStats& stats() const { return stats_; }
 
   // Bound addresses, e.g. {"native", "127.0.0.1:7420"}.
@@ -145,10 +149,13 @@ class Server final : public session::SessionHandler {
   Status admit(const std::string& ip);
   void release(const std::string& ip);
   void apply_users_on_loop(std::size_t shard);
+  // Counts a refusal of `protocol`'s credentials (not a busy refusal: that is AuthPoolStats::busy).
+  void count_auth_failure(const Status& why, ProtocolStats& protocol);
   Shard& shard_of(io::EventLoop& loop);
 
   ServerOptions options_;
   broker::Authenticator auth_;
+  broker::AuthPool auth_pool_;  // stopped before the loops: its results are posted to them
   ServerStats stats_;
   bool nats_uses_users_ = false;  // NATS clients authenticate as the configured users
   broker::Broker broker_;

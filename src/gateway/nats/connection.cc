@@ -81,13 +81,13 @@ void NatsConnection::start() {
                      json_escape(options_.host) + "\",\"port\":" + std::to_string(options_.port) +
                      ",\"headers\":true,\"max_payload\":" + std::to_string(broker_.options().max_payload) +
                      ",\"client_id\":" + std::to_string(id_);
-  if (options_.authenticate) info += ",\"auth_required\":true";
+  if (options_.auth_required()) info += ",\"auth_required\":true";
   info += "}\r\n";
   write(info);
   conn_->start(this);
   flush();
   arm_ping();
-  if (options_.authenticate && options_.auth_timeout.count() > 0) {
+  if (options_.auth_required() && options_.auth_timeout.count() > 0) {
     auth_timer_.expires_after(options_.auth_timeout);
     auth_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
       auto self = weak.lock();
@@ -101,14 +101,33 @@ void NatsConnection::shutdown() { close_now(); }
 
 void NatsConnection::on_bytes(Slice bytes) {
   if (closing_) return;
+  if (authenticating_) {
+    held_bytes_ += bytes.size();
+    held_.push_back(std::move(bytes));
+    if (!reading_paused_ && held_bytes_ >= options_.max_pipelined_bytes) {
+      reading_paused_ = true;
+      conn_->pause_reading();
+    }
+    return;
+  }
+  parse(bytes);
+  flush();
+}
+
+void NatsConnection::parse(const Slice& bytes) {
   OpSink sink(*this);
-  const ParseError e = parser_.feed(bytes, sink);
+  std::size_t used = 0;
+  const ParseError e = parser_.feed(bytes, sink, &used);
   if (e != ParseError::kNone && !closing_) {
     SLIP_LOG_DEBUG("nats client {}: {}", conn_->peer_address(), parse_error_text(e));
     error(parse_error_text(e), true);
     return;
   }
-  flush();
+  if (authenticating_ && !closing_ && used < bytes.size()) {
+    Slice rest = bytes.sub(used);
+    held_bytes_ += rest.size();
+    held_.push_back(std::move(rest));
+  }
 }
 
 void NatsConnection::on_closed(Status reason) {
@@ -116,6 +135,8 @@ void NatsConnection::on_closed(Status reason) {
   closing_ = true;
   ping_timer_.cancel();
   auth_timer_.cancel();
+  auth_alive_.reset();
+  held_.clear();
   client_->close();
   if (gone_) return;
   gone_ = true;
@@ -127,7 +148,7 @@ void NatsConnection::on_closed(Status reason) {
 
 bool NatsConnection::handle(const Op& op) {
   if (closing_) return false;
-  if (!connected_ && options_.authenticate && op.kind != OpKind::kConnect) {
+  if (!connected_ && options_.auth_required() && op.kind != OpKind::kConnect) {
     error("Authorization Violation", true);
     return false;
   }
@@ -163,20 +184,68 @@ bool NatsConnection::on_connect(const Op& op) {
     return false;
   }
   connect_ = std::move(parsed).value();
-  if (options_.authenticate) {
-    auto who = options_.authenticate(connect_.auth_token, connect_.user, connect_.pass);
-    if (!who.is_ok()) {
-      SLIP_LOG_INFO("nats client {}: authorization violation: {}", conn_->peer_address(), who.status().to_string());
-      error("Authorization Violation", true);
-      return false;
+  if (options_.authenticate_async) {
+    auth_alive_ = std::make_shared<char>(0);
+    AuthDone done = [weak = weak_from_this(), loop = &conn_->loop()](Result<broker::Identity> who) {
+      loop->post([weak, who = std::move(who)]() mutable {
+        if (auto self = weak.lock()) self->on_auth_result(std::move(who));
+      });
+    };
+    std::optional<Result<broker::Identity>> now = options_.authenticate_async(
+        connect_.auth_token, connect_.user, connect_.pass, auth_alive_, std::move(done));
+    if (now) {
+      auth_alive_.reset();
+      return finish_connect(std::move(*now));
     }
-    client_->set_identity(std::move(who).value());
+    // CONNECT came in time; the verification is bounded by the verifier's queue.
+    auth_timer_.cancel();
+    authenticating_ = true;
+    return false;  // stop parsing: what follows waits in held_ for the verdict
   }
+  if (options_.authenticate) return finish_connect(options_.authenticate(connect_.auth_token, connect_.user, connect_.pass));
+  return finish_connect(broker::Identity{});
+}
+
+bool NatsConnection::finish_connect(Result<broker::Identity> who) {
+  if (!who.is_ok()) {
+    SLIP_LOG_INFO("nats client {}: {}: {}", conn_->peer_address(),
+                  who.status().code() == StatusCode::kOverloaded ? "authentication busy" : "authorization violation",
+                  who.status().to_string());
+    error(who.status().code() == StatusCode::kOverloaded ? "Authentication Busy" : "Authorization Violation", true);
+    return false;
+  }
+  if (options_.auth_required()) client_->set_identity(std::move(who).value());
   auth_timer_.cancel();
   connected_ = true;
   client_->set_echo(connect_.echo);
   ok();
   return true;
+}
+
+void NatsConnection::on_auth_result(Result<broker::Identity> who) {
+  if (closing_ || !authenticating_) return;
+  authenticating_ = false;
+  auth_alive_.reset();
+  if (finish_connect(std::move(who))) {
+    // What the client pipelined behind CONNECT, in order (it may hold another CONNECT).
+    std::deque<Slice> held = std::move(held_);
+    held_.clear();
+    held_bytes_ = 0;
+    while (!held.empty() && !closing_ && !authenticating_) {
+      Slice b = std::move(held.front());
+      held.pop_front();
+      parse(b);
+    }
+    for (Slice& b : held) {
+      held_bytes_ += b.size();
+      held_.push_back(std::move(b));
+    }
+    if (reading_paused_ && !authenticating_ && !closing_) {
+      reading_paused_ = false;
+      conn_->resume_reading();
+    }
+  }
+  flush();
 }
 
 bool NatsConnection::on_pub(const Op& op) {

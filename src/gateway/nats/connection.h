@@ -21,7 +21,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "broker/broker.h"
@@ -35,6 +37,16 @@ namespace slip::gateway::nats {
 // Checks CONNECT's credentials; the identity's permissions then apply to the connection.
 using Authenticator = std::function<Result<broker::Identity>(std::string_view token, std::string_view user,
                                                              std::string_view password)>;
+// Receives the verdict of an AsyncAuthenticator; may be called from any thread.
+using AuthDone = std::function<void(Result<broker::Identity>)>;
+// Checks CONNECT's credentials without blocking the loop: returns the verdict at once when it is
+// cheap, or nullopt after keeping `done`, which it calls once later from any thread (or drops
+// uncalled once `alive` has expired or the server stops). kOverloaded means "too busy to check"
+// ('Authentication Busy'); any other failure is an 'Authorization Violation'.
+using AsyncAuthenticator =
+    std::function<std::optional<Result<broker::Identity>>(std::string_view token, std::string_view user,
+                                                          std::string_view password, std::weak_ptr<const void> alive,
+                                                          AuthDone done)>;
 
 struct GatewayOptions {
   std::size_t max_control_line = 4096;
@@ -50,6 +62,13 @@ struct GatewayOptions {
   int port = 4222;
   // When set, CONNECT must carry credentials it accepts (INFO says auth_required).
   Authenticator authenticate;
+  // The same, asynchronously; used instead of `authenticate` when set. While CONNECT's
+  // credentials are being checked, what the client sends after CONNECT is kept (up to
+  // max_pipelined_bytes, then reading pauses) and processed, in order, once they are accepted.
+  AsyncAuthenticator authenticate_async;
+  std::size_t max_pipelined_bytes = 64 * 1024;
+
+  bool auth_required() const { return static_cast<bool>(authenticate) || static_cast<bool>(authenticate_async); }
 };
 
 class NatsConnection final : public transport::ConnectionHandler,
@@ -91,6 +110,11 @@ class NatsConnection final : public transport::ConnectionHandler,
   struct OpSink;
   bool handle(const Op& op);
   bool on_connect(const Op& op);
+  // CONNECT's verdict: accepts the client (true) or refuses it and closes (false).
+  bool finish_connect(Result<broker::Identity> who);
+  void on_auth_result(Result<broker::Identity> who);
+  // Parses bytes; what follows a CONNECT whose credentials are being checked is kept in held_.
+  void parse(const Slice& bytes);
   bool on_pub(const Op& op);
   bool on_sub(const Op& op);
   void ok();
@@ -117,6 +141,12 @@ class NatsConnection final : public transport::ConnectionHandler,
   std::unique_ptr<broker::BrokerClient> client_;
   ConnectOptions connect_;
   bool connected_ = false;  // CONNECT accepted
+  bool authenticating_ = false;  // CONNECT's credentials are being checked
+  bool reading_paused_ = false;  // by us, while held_ is over max_pipelined_bytes
+  std::deque<Slice> held_;       // bytes received while authenticating_, in order
+  std::size_t held_bytes_ = 0;
+  // Expires when the connection closes: a credential check still queued for it is skipped.
+  std::shared_ptr<const void> auth_alive_;
   bool closing_ = false;
   bool gone_ = false;
 

@@ -164,7 +164,7 @@ ParseError Parser::on_line(std::string_view line, ParserSink& sink, bool& stop) 
   return ParseError::kUnknownOperation;
 }
 
-ParseError Parser::feed(const Slice& bytes, ParserSink& sink) {
+ParseError Parser::feed(const Slice& bytes, ParserSink& sink, std::size_t* consumed) {
   if (error_ != ParseError::kNone) return error_;
   auto fail = [this](ParseError e) {
     error_ = e;
@@ -176,13 +176,16 @@ ParseError Parser::feed(const Slice& bytes, ParserSink& sink) {
   const std::size_t n = bytes.size();
   // A line may carry a CR before its LF: one byte more than the limit until it is stripped.
   const std::size_t max_raw = limits_.max_control_line + 1;
-  std::size_t pos = 0;
+  std::size_t local_pos = 0;
+  std::size_t& pos = consumed != nullptr ? *consumed : local_pos;
+  pos = 0;
   while (pos < n) {
     if (state_ == State::kLine) {
       const auto* nl = static_cast<const std::uint8_t*>(std::memchr(p + pos, '\n', n - pos));
       if (nl == nullptr) {
         if (line_.size() + (n - pos) > max_raw) return fail(ParseError::kControlLine);
         line_.append(reinterpret_cast<const char*>(p + pos), n - pos);
+        pos = n;
         return ParseError::kNone;
       }
       const std::size_t end = static_cast<std::size_t>(nl - p);

@@ -65,8 +65,10 @@ class Parser {
   explicit Parser(ParserLimits limits = {}) : limits_(limits) {}
 
   // Parses `bytes`. Returns kNone, or the first error (sticky: later calls return it again and
-  // deliver nothing). Operations before the error have been delivered.
-  ParseError feed(const Slice& bytes, ParserSink& sink);
+  // deliver nothing). Operations before the error have been delivered. With `consumed`, sets it
+  // to how many bytes were parsed: all of them, unless the sink stopped the parser, in which
+  // case the rest (from *consumed on) has not been looked at and may be fed later.
+  ParseError feed(const Slice& bytes, ParserSink& sink, std::size_t* consumed = nullptr);
   ParseError error() const { return error_; }
   // For tests: bytes of a partial control line or payload held between calls.
   std::size_t buffered() const { return line_.size() + partial_.size(); }
