@@ -77,7 +77,8 @@ void Session::on_bytes(Slice bytes) {
     return;
   }
   decoder_->feed(std::move(bytes));
-  process_frames();
+  // With a continuation posted, the new bytes wait behind the frames already read.
+  if (!resume_posted_) process_frames();
 }
 
 void Session::handshake_bytes(Slice bytes) {
@@ -174,7 +175,24 @@ void Session::become_ready(const wire::Negotiated& n, wire::FrameDecoder&& decod
 
 void Session::process_frames() {
   wire::Frame f;
+  std::size_t handled = 0;
   while (!closed_) {
+    if (handled == options_.frames_per_turn && handled > 0) {
+      handled = 0;
+      const std::uint64_t before = stats_.flushes;
+      flush();
+      if (stats_.flushes != before && !closed_) {
+        // Our answers so far are with the transport, whose write runs before this continuation.
+        ++stats_.turns_yielded;
+        resume_posted_ = true;
+        conn_->loop().post([self = shared_from_this()] {
+          self->resume_posted_ = false;
+          if (!self->closed_) self->process_frames();
+        });
+        return;
+      }
+    }
+    ++handled;
     Result<bool> got = decoder_->next(f);
     if (!got.is_ok()) {
       fail(got.status());

@@ -130,6 +130,12 @@ struct SessionOptions {
   std::chrono::milliseconds drain_timeout{5000};
   // Compression of outgoing messages (codecs are limited to what was negotiated).
   compress::CompressOptions compression;
+  // After this many frames of one read, what the session has to send by then (answers to the
+  // frames handled so far) goes to the transport, and the rest of the read is handled on the
+  // next loop turn, after that write. The peer then works on the first answers while this side
+  // handles the rest, instead of both sides taking turns over whole batches. A session with
+  // nothing of its own to send keeps going (a publisher's PUBs, say). 0: never.
+  std::size_t frames_per_turn = 16;
 };
 
 struct SessionStats {
@@ -145,6 +151,7 @@ struct SessionStats {
   std::uint64_t credit_stalls = 0;      // times a stream had data but no credit
   std::uint64_t bulk_held = 0;  // times stream/bulk chunks waited for bulk_high_water
   std::uint64_t streams_opened = 0;
+  std::uint64_t turns_yielded = 0;  // reads split by frames_per_turn
 };
 
 class Session final : public transport::ConnectionHandler, public std::enable_shared_from_this<Session> {
@@ -364,6 +371,7 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   bool ready_ = false;
   bool closed_ = false;
   bool flush_posted_ = false;
+  bool resume_posted_ = false;  // process_frames continues on a later turn (frames_per_turn)
   bool going_away_ = false;       // we sent GOAWAY
   bool peer_going_away_ = false;  // we received GOAWAY
   bool in_pump_ = false;

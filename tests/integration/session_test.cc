@@ -214,6 +214,47 @@ TEST(Session, HundredsOfStreamsDeliverEveryMessageIntactAndInOrder) {
   });
 }
 
+// frames_per_turn: a read of many requests is answered in parts (the first answers are written
+// before the rest of the read is handled), and nothing is lost or reordered by the split.
+TEST(Session, ReadSplitIntoTurnsAnswersEveryStreamInOrder) {
+  for (std::size_t per_turn : {std::size_t{4}, std::size_t{0}}) {
+    SCOPED_TRACE(per_turn);
+    SessionOptions so;
+    so.frames_per_turn = per_turn;
+    TestServer server({}, 0, so);
+    TestClient client(server.port());
+    ASSERT_TRUE(client.wait_ready());
+    constexpr int kStreams = 200;
+    std::map<std::uint64_t, std::vector<std::string>> sent;
+    run_on(client.loop(), [&] {
+      std::mt19937 rng(7);
+      // All in one loop turn: one write, which the server reads as one batch of frames.
+      for (int i = 0; i < kStreams; ++i) {
+        auto id = client.session().open_stream(Priority::kInteractive, &client);
+        ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+        for (int m = 0; m < 3; ++m) {
+          std::string body = random_bytes(rng, 1 + rng() % 100);
+          sent[*id].push_back(body);
+          ASSERT_TRUE(client.session().send(*id, Chain(Slice::copy_of(body)), m == 2).is_ok());
+        }
+      }
+    });
+    ASSERT_TRUE(wait_until(client.loop(), [&] { return client.ended_.size() == kStreams; }));
+    run_on(client.loop(), [&] {
+      for (auto& [id, msgs] : sent) ASSERT_EQ(client.received_[id], msgs) << "stream " << id;
+    });
+    run_on(server.loop(), [&] {
+      ASSERT_EQ(server.sessions_.size(), 1u);
+      const std::uint64_t yielded = server.sessions_[0]->stats().turns_yielded;
+      if (per_turn == 0) {
+        EXPECT_EQ(yielded, 0u);
+      } else {
+        EXPECT_GT(yielded, 0u);
+      }
+    });
+  }
+}
+
 TEST(Session, ReaderThatNeverReadsBoundsTheSenderAndStallsOnlyItsStream) {
   ServerBehaviour paused;
   paused.echo = false;
