@@ -519,7 +519,10 @@ Status BrokerClient::publish(std::string_view subject, std::string_view reply, b
     return overloaded("payload of " + std::to_string(payload.size()) + " bytes exceeds max_payload " +
                       std::to_string(broker_.options_.max_payload));
   }
-  SLIP_TRY(validate_publish_subject(subject, broker_.options_.limits));
+  if (subject.empty() || subject != valid_subject_) {
+    SLIP_TRY(validate_publish_subject(subject, broker_.options_.limits));
+    valid_subject_.assign(subject);
+  }
   if (!reply.empty()) SLIP_TRY(validate_publish_subject(reply, broker_.options_.limits));
   if (identity_.permissions && !identity_.permissions->may_publish(subject) && !take_response(subject)) {
     return denied("publish to", subject);

@@ -324,6 +324,9 @@ class BrokerClient {
   ClientStats stats_;
   ShardStats* shard_stats_ = nullptr;  // null when metrics are off
   std::uint32_t publish_seq_ = 0;
+  // The last subject this client published to, known valid: a stream of PUBs to one subject
+  // is validated once.
+  std::string valid_subject_;
 };
 
 class Broker {

@@ -131,6 +131,41 @@ TEST(TcpTransport, EchoesRandomChunksIntactAndInOrder) {
   EXPECT_EQ(sink.closes(), 1);
 }
 
+// Hundreds of thousands of tiny slices queued at once (what a slow reader of messages sent by
+// reference leaves behind): the kernel takes them in partial writes that end anywhere inside a
+// slice, and every byte still arrives once, in order.
+TEST(TcpTransport, ABacklogOfManySmallSlicesArrivesIntactAndInOrder) {
+  Fixture fx;
+  fx.listen([](ConnectionPtr c) { return std::make_shared<Echo>(c); });
+  ConnectionPtr c = fx.connect();
+  ASSERT_TRUE(c);
+  std::string sent;
+  std::mt19937 rng(11);
+  for (auto& ch : sent.assign(8 * 1024 * 1024, '\0')) ch = static_cast<char>(rng());
+  Sink sink(sent.size());
+  auto done = sink.done();
+  std::size_t slices = 0;
+  fx.on_client([&] {
+    c->start(&sink);
+    Chain chain;
+    const Slice all = Slice::copy_of(sent);
+    for (std::size_t pos = 0; pos < sent.size();) {
+      const std::size_t n = std::min<std::size_t>(1 + rng() % 48, sent.size() - pos);
+      chain.append(all.sub(pos, n));
+      pos += n;
+      ++slices;
+    }
+    c->send(std::move(chain));
+  });
+  EXPECT_GT(slices, 300000u);
+  ASSERT_EQ(done.wait_for(kLiveness), std::future_status::ready);
+  EXPECT_EQ(sink.got().size(), sent.size());
+  EXPECT_TRUE(sink.got() == sent);
+  auto closed = sink.closed();
+  fx.on_client([&] { c->close(); });
+  ASSERT_EQ(closed.wait_for(kLiveness), std::future_status::ready);
+}
+
 // The server writes 8 MB and closes at once: close() must still deliver every byte.
 class Blaster final : public ConnectionHandler {
  public:

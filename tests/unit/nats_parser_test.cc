@@ -127,6 +127,34 @@ TEST(NatsParser, PayloadInOneReadIsNotCopied) {
   EXPECT_EQ(p.buffered(), 0u);
 }
 
+// A publisher repeats its PUB line; a repeated line reuses the fields read the first time, so
+// lines of the same length with other subjects, replies or sizes, the general forms in between
+// and lines split across reads must each still be read for themselves.
+TEST(NatsParser, RepeatedAndAlmostRepeatedPubLines) {
+  const std::string stream =
+      "PUB a.b 3\r\nabc\r\n"
+      "PUB a.b 3\r\nxyz\r\n"
+      "PUB a.c 3\r\nuvw\r\n"
+      "PUB a.b 4\r\nabcd\r\n"
+      "PUB a b 3\r\nrep\r\n"
+      "PUB a.b  3\r\ntwo\r\n"
+      "PUB\ta.b 3\r\ntab\r\n"
+      "PUB a.b 3\r\nend\r\n"
+      "PUB a b 3\r\nagn\r\n";
+  const std::vector<std::string> want = {"PUB a.b [] abc", "PUB a.b [] xyz", "PUB a.c [] uvw",
+                                         "PUB a.b [] abcd", "PUB a [b] rep", "PUB a.b [] two",
+                                         "PUB a.b [] tab", "PUB a.b [] end", "PUB a [b] agn"};
+  EXPECT_EQ(parse_all({stream}), want);
+  for (std::size_t i = 0; i <= stream.size(); ++i) {
+    EXPECT_EQ(parse_all({stream.substr(0, i), stream.substr(i)}), want) << "split at " << i;
+  }
+  ParseError e;
+  parse_all({"PUB a.b 3\r\nabc\r\nPUB a.b 3\r\nabcd\r\n"}, &e);
+  EXPECT_EQ(e, ParseError::kParser);
+  parse_all({"PUB a.b 3\r\nabc\r\nPUB a.b 9\r\n"}, &e, ParserLimits{4096, 8});
+  EXPECT_EQ(e, ParseError::kMaxPayload);
+}
+
 TEST(NatsParser, AcceptsBareNewlines) {
   EXPECT_EQ(parse_all({"PING\nPUB a 1\nx\r\n"}), (std::vector<std::string>{"PING", "PUB a [] x"}));
 }

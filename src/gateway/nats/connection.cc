@@ -249,18 +249,19 @@ void NatsConnection::on_auth_result(Result<broker::Identity> who) {
 }
 
 bool NatsConnection::on_pub(const Op& op) {
-  static thread_local wire::Metadata headers;
-  headers.clear();
-  Slice body = op.payload;
-  const bool has_headers = op.kind == OpKind::kHpub;
-  if (has_headers) {
+  static const wire::Metadata kNoHeaders;
+  Status s;
+  if (op.kind == OpKind::kPub) {
+    s = client_->publish(op.subject, op.reply, false, kNoHeaders, op.payload);
+  } else {
+    static thread_local wire::Metadata headers;
+    headers.clear();
     if (!parse_header_block(op.payload.sub(0, op.header_size).as_string_view(), headers)) {
       error("Parser Error", true);
       return false;
     }
-    body = op.payload.sub(op.header_size);
+    s = client_->publish(op.subject, op.reply, true, headers, op.payload.sub(op.header_size));
   }
-  const Status s = client_->publish(op.subject, op.reply, has_headers, headers, body);
   if (s.is_ok()) {
     ok();
     return true;
@@ -343,6 +344,39 @@ std::size_t NatsConnection::pending_out_bytes() const { return buffered_ + conn_
 void NatsConnection::send_msg(std::uint64_t sid, std::string_view subject, std::string_view reply, bool has_headers,
                               const wire::Metadata& headers, const Slice& payload) {
   if (closing_) return;
+  const bool copy = payload.size() <= kCopyThreshold;
+  if (!has_headers && reply.empty()) {
+    // The common case: the same line as the last message, most of the time.
+    if (sid != line_sid_ || payload.size() != line_size_ || subject != line_subject_ || line_.empty()) {
+      line_.clear();
+      line_.append("MSG ").append(subject).append(" ");
+      char digits[20];
+      line_.append(digits, put_u64(digits, sid));
+      line_.append(" ");
+      line_.append(digits, put_u64(digits, payload.size()));
+      line_.append("\r\n");
+      line_subject_.assign(subject);
+      line_sid_ = sid;
+      line_size_ = payload.size();
+    }
+    const std::size_t n = line_.size() + (copy ? payload.size() + 2 : 0);
+    std::uint8_t* w = reserve(n);
+    std::memcpy(w, line_.data(), line_.size());
+    if (copy) {
+      w += line_.size();
+      if (!payload.empty()) std::memcpy(w, payload.data(), payload.size());
+      w[payload.size()] = '\r';
+      w[payload.size() + 1] = '\n';
+    }
+    block_.commit(n);
+    buffered_ += n;
+    if (!copy) {
+      write(payload);
+      write("\r\n");
+    }
+    schedule_flush();
+    return;
+  }
   if (is_no_responders(has_headers, headers, payload) && !(connect_.headers && connect_.no_responders)) return;
   const bool hmsg = has_headers && connect_.headers;
   if (hmsg) {
@@ -350,7 +384,6 @@ void NatsConnection::send_msg(std::uint64_t sid, std::string_view subject, std::
     append_header_block(scratch_, headers);
   }
   const std::size_t total = payload.size() + (hmsg ? scratch_.size() : 0);
-  const bool copy = payload.size() <= kCopyThreshold;
   // "HMSG " subject ' ' sid ' ' [reply ' '] [hdr ' '] total "\r\n"
   const std::size_t line_max = 5 + subject.size() + 1 + 20 + 1 + reply.size() + 1 + 20 + 1 + 20 + 2;
   char* w = reinterpret_cast<char*>(reserve(line_max + (hmsg ? scratch_.size() : 0) + (copy ? payload.size() + 2 : 0)));
@@ -396,8 +429,7 @@ void NatsConnection::fail(const Status& reason) {
   error(reason.code() == StatusCode::kOverloaded ? "Slow Consumer" : reason.message(), true);
 }
 
-std::uint8_t* NatsConnection::reserve(std::size_t n) {
-  if (block_ && block_.tailroom() >= n) return block_.tail();
+std::uint8_t* NatsConnection::grow(std::size_t n) {
   if (block_ && block_.size() > block_start_) {
     chain_.append(block_.slice(block_start_, block_.size() - block_start_));
   }

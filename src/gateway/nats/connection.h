@@ -123,7 +123,11 @@ class NatsConnection final : public transport::ConnectionHandler,
   void close_now();
 
   // Output: `block_` holds bytes from `block_start_` on not yet handed to `chain_`.
-  std::uint8_t* reserve(std::size_t n);
+  std::uint8_t* reserve(std::size_t n) {
+    if (block_ && block_.tailroom() >= n) return block_.tail();
+    return grow(n);
+  }
+  std::uint8_t* grow(std::size_t n);
   void write(std::string_view s);
   void write(const Slice& payload);
   void schedule_flush();
@@ -160,6 +164,12 @@ class NatsConnection final : public transport::ConnectionHandler,
   boost::asio::steady_timer auth_timer_;
   int pings_out_ = 0;
   std::string scratch_;  // header blocks, reused
+  // The MSG line of the last message without reply and headers ("MSG <subject> <sid> <size>\r\n"):
+  // a stream of messages to one subscription repeats it, so it is built once, not per message.
+  std::string line_;
+  std::string line_subject_;
+  std::uint64_t line_sid_ = 0;
+  std::size_t line_size_ = 0;
 };
 
 }  // namespace slip::gateway::nats

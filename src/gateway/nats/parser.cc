@@ -71,39 +71,51 @@ std::string_view parse_error_text(ParseError e) {
 }
 
 // PUB's common form, "PUB <subject> [reply] <size>" with single spaces, read in one pass;
-// anything else goes the general way. Returns false when the line is not of that form.
+// anything else (tabs, runs of spaces, control bytes, a wrong field count) goes the general way.
+// Returns false when the line is not of that form.
 bool Parser::fast_pub(std::string_view line) {
-  const char* p = line.data() + 4;
+  const char* const begin = line.data() + 4;
   const char* const end = line.data() + line.size();
-  std::string_view fields[3];
-  int n = 0;
-  while (p < end) {
-    if (n == 3) return false;
-    const char* start = p;
-    while (p < end && *p != ' ') {
-      if (*p == '\t') return false;
-      ++p;
-    }
-    if (p == start) return false;  // double space
-    fields[n++] = std::string_view(start, static_cast<std::size_t>(p - start));
-    if (p < end) ++p;
-    if (p == end && end[-1] == ' ') return false;  // trailing space
+  const char* sp1 = nullptr;
+  const char* sp2 = nullptr;
+  for (const char* c = begin; c < end; ++c) {
+    if (static_cast<unsigned char>(*c) > ' ') continue;
+    if (*c != ' ' || sp2 != nullptr) return false;
+    (sp1 == nullptr ? sp1 : sp2) = c;
   }
-  if (n < 2) return false;
+  // Every field non-empty: no leading, trailing or double space.
+  if (sp1 == nullptr || sp1 == begin || sp1 + 1 == end) return false;
+  if (sp2 != nullptr && (sp2 == sp1 + 1 || sp2 + 1 == end)) return false;
+  const char* const size_at = (sp2 != nullptr ? sp2 : sp1) + 1;
   std::uint64_t total = 0;
-  if (!parse_decimal(fields[n - 1], total) || total > limits_.max_payload) return false;
-  pending_.kind = OpKind::kPub;
-  pending_.subject = fields[0];
-  pending_.reply = n == 3 ? fields[1] : std::string_view();
-  pending_.header_size = 0;
-  need_ = total + 2;
-  state_ = State::kPayload;
+  if (!parse_decimal(std::string_view(size_at, static_cast<std::size_t>(end - size_at)), total) ||
+      total > limits_.max_payload) {
+    return false;
+  }
+  pub_line_.assign(line);
+  pub_subject_len_ = static_cast<std::uint32_t>(sp1 - begin);
+  pub_reply_len_ = sp2 != nullptr ? static_cast<std::uint32_t>(sp2 - sp1 - 1) : 0;
+  pub_total_ = total;
+  same_pub(line);
   return true;
 }
 
+void Parser::same_pub(std::string_view line) {
+  pending_.kind = OpKind::kPub;
+  pending_.subject = line.substr(4, pub_subject_len_);
+  pending_.reply = pub_reply_len_ != 0 ? line.substr(4 + pub_subject_len_ + 1, pub_reply_len_) : std::string_view();
+  pending_.header_size = 0;
+  need_ = pub_total_ + 2;
+  state_ = State::kPayload;
+}
+
 ParseError Parser::on_line(std::string_view line, ParserSink& sink, bool& stop) {
-  if (line.size() > 4 && line[0] == 'P' && line[1] == 'U' && line[2] == 'B' && line[3] == ' ' && fast_pub(line)) {
-    return ParseError::kNone;
+  if (line.size() > 4 && line[0] == 'P' && line[1] == 'U' && line[2] == 'B' && line[3] == ' ') {
+    if (line.size() == pub_line_.size() && std::memcmp(line.data(), pub_line_.data(), line.size()) == 0) {
+      same_pub(line);
+      return ParseError::kNone;
+    }
+    if (fast_pub(line)) return ParseError::kNone;
   }
   std::size_t op_end = 0;
   while (op_end < line.size() && !is_space(line[op_end])) ++op_end;

@@ -77,6 +77,8 @@ class Parser {
   // Parses one control line (no CRLF); sets pending_ for PUB/HPUB, else delivers.
   ParseError on_line(std::string_view line, ParserSink& sink, bool& stop);
   bool fast_pub(std::string_view line);
+  // Sets pending_ from `line`, which equals pub_line_.
+  void same_pub(std::string_view line);
 
   ParserLimits limits_;
   ParseError error_ = ParseError::kNone;
@@ -88,6 +90,12 @@ class Parser {
   Op pending_;
   std::size_t need_ = 0;  // payload bytes + CRLF still to come
   Buffer partial_;        // a payload split across reads
+  // The last line fast_pub() read: a publisher repeats "PUB <subject> <size>" for every message,
+  // and the same line again means the same fields (offsets into the line) and size.
+  std::string pub_line_;
+  std::uint32_t pub_subject_len_ = 0;
+  std::uint32_t pub_reply_len_ = 0;  // the reply, if any, follows the subject and a space
+  std::uint64_t pub_total_ = 0;
 };
 
 // The CONNECT fields a server uses. Unknown fields are ignored.

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "core/logging.h"
@@ -21,8 +22,49 @@ using asio::ip::tcp;
 
 namespace {
 
-// iovecs per writev: enough to gather a loop turn's worth of frames, small enough for the stack.
-constexpr std::size_t kMaxIov = 64;
+// iovecs per writev: enough to gather a loop turn's worth of frames (a message sent by reference
+// takes two), small enough for the stack.
+constexpr std::size_t kMaxIov = 256;
+
+// Bytes waiting for the socket. A queue, not a Chain: a slow reader can have hundreds of
+// thousands of slices waiting (every payload sent by reference is one), and dropping the written
+// ones from the front must cost what was written, not what is still waiting (a Chain erases from
+// the front of a vector, which made draining such a backlog quadratic).
+class SendQueue {
+ public:
+  void append(Chain&& c) {
+    for (const Slice& s : c) q_.push_back(s);
+    bytes_ += c.size();
+    c.clear();
+  }
+  std::size_t size() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+  void clear() {
+    q_.clear();
+    bytes_ = 0;
+  }
+  std::size_t to_iovecs(struct iovec* out, std::size_t max) const {
+    std::size_t n = 0;
+    for (auto it = q_.begin(); it != q_.end() && n < max; ++it, ++n) {
+      out[n].iov_base = const_cast<std::uint8_t*>(it->data());
+      out[n].iov_len = it->size();
+    }
+    return n;
+  }
+  // Drops the first n bytes. Precondition: n <= size().
+  void consume(std::size_t n) {
+    bytes_ -= n;
+    while (n > 0 && n >= q_.front().size()) {
+      n -= q_.front().size();
+      q_.pop_front();
+    }
+    if (n > 0) q_.front().remove_prefix(n);
+  }
+
+ private:
+  std::deque<Slice> q_;
+  std::size_t bytes_ = 0;
+};
 
 Status from_error_code(const boost::system::error_code& ec, std::string_view what) {
   if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe) {
@@ -183,7 +225,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   ConnectionHandler* handler_ = nullptr;
   std::string peer_;
   Buffer read_buf_;
-  Chain out_;
+  SendQueue out_;
   State state_ = State::kOpen;
   bool paused_ = false;
   bool reading_ = false;
