@@ -159,7 +159,7 @@ double rate_of(const Previous& prev, bool known, double before, double now, doub
 void print_streams(const json::array& streams, const Previous& prev) {
   std::printf("\n%-16s %-20s %10s %11s %10s %9s %9s %7s %9s %9s\n", "STREAM", "SUBJECTS", "MESSAGES", "BYTES",
               "LAST SEQ", "STORED/S", "ACKED/S", "ERRORS", "ACK P50", "ACK P99");
-  if (streams.empty()) std::printf("(no streams: slipd needs --data-dir; create one with slip stream add)\n");
+  if (streams.empty()) std::printf("(no streams: create one with slip stream add; slipd needs --data-dir)\n");
   for (const auto& v : streams) {
     const auto& st = v.as_object();
     std::string subjects;

@@ -113,7 +113,7 @@ function update(snap) {
     conns.appendChild(row);
   }
 
-  fillTable("#streams-table", snap.streams, "no streams (slipd needs --data-dir; create one with slip stream add)",
+  fillTable("#streams-table", snap.streams, "no streams (create one with slip stream add; slipd needs --data-dir)",
     (row, st) => {
       row.dataset.stream = st.name;
       cell(row, st.name);
