@@ -14,6 +14,8 @@
 // stream removed while a caller uses it stays valid (its log is closed: appends fail).
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -24,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/histogram.h"
 #include "log/log.h"
 #include "slipstream/status.h"
 #include "wire/frames.h"
@@ -70,6 +73,28 @@ struct StreamManagerOptions {
   LogOptions log;
 };
 
+// A stream's publish figures (docs/observability.md), kept outside its log. Acknowledgements
+// and the ack latency are recorded by the log's writer thread alone (its one writer: plain
+// relaxed stores, no locked instruction); errors by whichever thread refuses a publish. Any
+// thread may read them at any time.
+struct StreamMetrics {
+  std::atomic<std::uint64_t> acked_publishes{0};  // LOG_PUBLISHes acknowledged with a sequence
+  std::array<std::atomic<std::uint64_t>, kMaxStatusCode + 1> publish_errors{};  // by StatusCode
+  // From a LOG_PUBLISH's arrival to its acknowledgement (the write and the fsync the stream's
+  // policy asks for), nanoseconds; empty when timing is off.
+  Histogram ack_latency_ns;
+
+  // Writer thread only.
+  void note_acked() {
+    acked_publishes.store(acked_publishes.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  // Any thread.
+  void note_error(StatusCode code) {
+    publish_errors[std::min<std::size_t>(static_cast<std::size_t>(code), kMaxStatusCode)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+};
+
 struct StreamInfo {
   StreamConfig config;
   LogStats stats;
@@ -94,9 +119,14 @@ class Stream {
   void note_capture_error() { capture_errors_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t capture_errors() const { return capture_errors_.load(std::memory_order_relaxed); }
 
+  // Lives as long as the stream; the log's callbacks may use it (the log closes first).
+  StreamMetrics& metrics() { return metrics_; }
+  const StreamMetrics& metrics() const { return metrics_; }
+
  private:
   const StreamConfig config_;
   const std::string dir_;
+  StreamMetrics metrics_;  // before log_: destroyed after the log's writer thread ends
   std::unique_ptr<Log> log_;
   std::atomic<std::uint64_t> capture_errors_{0};
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <future>
 
 #include "core/logging.h"
@@ -226,16 +227,32 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
     refuse(not_found("no stream for subject \"" + std::string(p.subject.substr(0, 128)) + "\""));
     return;
   }
+  // The stream outlives its log's callbacks (Stream::metrics).
+  StreamMetrics* metrics = &stream->metrics();
   // Ordinary subscribers first, with the publisher's permissions: a refused publish is stored
   // nowhere.
   if (Status st = client.publish(p.subject, "", p.has_headers, p.headers, p.payload, capture_.get()); !st.is_ok()) {
+    metrics->note_error(st.code());
     refuse(st);
     return;
   }
   std::weak_ptr<session::Session> ws = s.weak_from_this();
   io::EventLoop* loop = &s.connection().loop();
   const std::uint64_t id = p.request_id;
-  Status st = stream->append(p.subject, p.has_headers, p.headers, p.payload, [ws, loop, id](Result<AppendAck> r) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point arrived = options_.time_acks ? Clock::now() : Clock::time_point{};
+  Status st = stream->append(p.subject, p.has_headers, p.headers, p.payload, [ws, loop, id, metrics,
+                                                                                arrived](Result<AppendAck> r) {
+    // On the log's writer thread: the stream's only recorder of acks.
+    if (r.is_ok()) {
+      metrics->note_acked();
+      if (arrived != Clock::time_point{}) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - arrived).count();
+        metrics->ack_latency_ns.record(static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0)));
+      }
+    } else {
+      metrics->note_error(r.status().code());
+    }
     loop->post([ws, id, r = std::move(r)] {
       auto session = ws.lock();
       if (!session) return;
@@ -252,7 +269,10 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
       session->send_frame(a);
     });
   });
-  if (!st.is_ok()) refuse(st.with_context("stream " + stream->config().name));
+  if (!st.is_ok()) {
+    metrics->note_error(st.code());
+    refuse(st.with_context("stream " + stream->config().name));
+  }
 }
 
 void StreamService::on_request(session::Session& s, const wire::StreamRequest& q, const wire::WireLimits& limits) {

@@ -1,6 +1,8 @@
 // The dashboard in a real browser: slipd (a real process on 127.0.0.1) serves the page itself,
 // headless Chromium (Debian's, driven by playwright-core) loads it, a publish load runs, and the
-// page's msgs/s figure must be above zero and change while it does. Saves a screenshot.
+// page's msgs/s figure must be above zero and change while it does; a stream created here must
+// appear in the stream table with a message count that changes under acknowledged publishes; the
+// RPC method table shows its empty state (slipd serves no RPC methods). Saves a screenshot.
 //
 //   node dashboard.test.mjs SLIPD SLIP SCREENSHOT.png
 //
@@ -49,11 +51,13 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), "slipd-browser-"));
   const ready = join(dir, "ready");
   const slipd = spawn(slipdPath, ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--threads", "2",
-                                  "--ready-file", ready, "--log-level", "warn"], { stdio: ["ignore", "inherit", "inherit"] });
+                                  "--data-dir", join(dir, "data"), "--ready-file", ready, "--log-level", "warn"],
+                      { stdio: ["ignore", "inherit", "inherit"] });
   let slipdExited = false;
   slipd.on("exit", () => { slipdExited = true; });
   const loads = new Set();
   let loading = false;
+  let stopAcked = false;
   let browser = null;
   try {
     const lines = await waitFor("slipd's ready file", () => {
@@ -77,6 +81,43 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("status").textContent === "live", null, { timeout: LIVENESS_MS });
     const charts = await page.evaluate(() => typeof uPlot !== "undefined" && document.querySelectorAll(".uplot").length);
     console.log(`dashboard live; uPlot charts: ${charts}`);
+
+    // Before any stream exists, and for RPC (slipd serves no methods): the tables' empty states.
+    const emptyText = (table) => page.evaluate((t) => {
+      const row = document.querySelector(`#${t} tbody tr.empty`);
+      return row ? row.textContent : null;
+    }, table);
+    const noStreams = await waitFor("the stream table's empty state", () => emptyText("streams-table"));
+    const noMethods = await waitFor("the RPC table's empty state", () => emptyText("rpc-table"));
+    if (!noMethods.includes("no RPC methods")) throw new Error(`RPC table: unexpected empty state '${noMethods}'`);
+    console.log(`empty tables: '${noStreams}', '${noMethods}'`);
+
+    // A stream, and acknowledged publishes into it, one batch after another until we stop.
+    const add = spawn(slipPath, ["--server", native, "stream", "add", "browser-orders", "--subjects", "orders.>"],
+                      { stdio: "inherit" });
+    const addCode = await new Promise((r) => add.on("exit", r));
+    if (addCode !== 0) throw new Error(`slip stream add exited with ${addCode}`);
+    (async () => {
+      while (!stopAcked) {
+        const pub = spawn(slipPath, ["--server", native, "pub", "--ack", "orders.new", "order", "-n", "50"], { stdio: "ignore" });
+        loads.add(pub);
+        await new Promise((r) => pub.on("exit", r));
+        loads.delete(pub);
+        await sleep(50);
+      }
+    })();
+    const streamMessages = () => page.evaluate(() => {
+      const td = document.querySelector('#streams-table tr[data-stream="browser-orders"] td:nth-child(3)');
+      return td ? Number(td.dataset.value) : null;
+    });
+    const m1 = await waitFor("the stream's row with messages", async () => { const v = await streamMessages(); return v > 0 ? v : null; });
+    const m2 = await waitFor("the stream's message count to change", async () => {
+      const v = await streamMessages();
+      return v > m1 ? v : null;
+    });
+    const subjects = await page.textContent('#streams-table tr[data-stream="browser-orders"] td:nth-child(2)');
+    if (subjects !== "orders.>") throw new Error(`stream row subjects: '${subjects}'`);
+    console.log(`stream table: browser-orders messages ${m1} -> ${m2}`);
 
     // The load: a subscriber, and publishers started one after another until we stop.
     const sub = spawn(slipPath, ["--server", native, "--name", "browser-sub", "sub", "load.>"], { stdio: "ignore" });
@@ -110,6 +151,7 @@ async function main() {
     if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
   } finally {
     loading = false;
+    stopAcked = true;
     for (const p of loads) p.kill("SIGTERM");
     if (browser) await browser.close();
     if (!slipdExited) {

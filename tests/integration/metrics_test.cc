@@ -3,6 +3,7 @@
 // stream, /healthz and `slip stats --once`.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -13,11 +14,17 @@
 
 #include "broker/broker.h"
 #include "broker/client.h"
+#include "eventually.h"
 #include "http_client.h"
 #include "io/loop_group.h"
 #include "peer.h"
 #include "process.h"
+#include "observability.h"
 #include "prometheus_check.h"
+#include "rpc/blocking.h"
+#include "rpc/channel.h"
+#include "rpc/metrics_interceptor.h"
+#include "rpc/server.h"
 #include "wire/encoder.h"
 
 namespace slip::broker {
@@ -90,6 +97,59 @@ boost::json::value get_json(const std::string& http, const std::string& path) {
 }
 
 std::uint64_t u64(const boost::json::value& v) { return boost::json::value_to<std::uint64_t>(v); }
+
+// a + b without operator+ chains (g++ 12 -O3 warns falsely about them: -Wrestrict).
+std::string cat(std::string a, std::string_view b) {
+  a.append(b);
+  return a;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/slip-metrics-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { (void)std::system(cat("rm -rf ", dir_).c_str()); }
+  const std::string& path() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+// A client with blocking stream calls: admin requests and acknowledged publishes.
+class StreamPeer : public test::PubSubPeer {
+ public:
+  using PubSubPeer::PubSubPeer;
+  ~StreamPeer() { stop(); }
+
+  Status add_stream(const std::string& name, const std::string& subjects, StreamFields extra = {}) {
+    StreamFields args = {{"name", name}, {"subjects", subjects}};
+    for (auto& kv : extra) args.push_back(kv);
+    std::promise<Result<StreamFields>> p;
+    auto f = p.get_future();
+    run([&] {
+      Status st = client().stream_request(wire::StreamOp::kAdd, args,
+                                          [&p](Result<StreamFields> r) { p.set_value(std::move(r)); });
+      if (!st.is_ok()) p.set_value(st);
+    });
+    if (f.wait_for(kLiveness) != std::future_status::ready) return timed_out("no STREAM_RESPONSE");
+    return f.get().status();
+  }
+
+  Result<std::uint64_t> publish(const std::string& subject, const std::string& payload, const std::string& msg_id) {
+    std::promise<Result<std::uint64_t>> p;
+    auto f = p.get_future();
+    run([&] {
+      const wire::Metadata h = {{"Slip-Msg-Id", msg_id}};
+      Status st = client().publish_acked(subject, Slice::copy_of(ByteView(payload)), &h,
+                                         [&p](Result<std::uint64_t> r) { p.set_value(std::move(r)); });
+      if (!st.is_ok()) p.set_value(st);
+    });
+    if (f.wait_for(kLiveness) != std::future_status::ready) return timed_out("no LOG_ACK");
+    return f.get();
+  }
+};
 
 TEST(Metrics, TrafficMovesCountersHistogramAndJson) {
   test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
@@ -296,6 +356,219 @@ TEST(Http, ServesTheDashboardItself) {
   EXPECT_EQ(uplot->status, 200);
   EXPECT_GT(uplot->body.size(), 10000u);
 #endif
+}
+
+TEST(Metrics, AckedPublishesMoveTheStreamFigures) {
+  TempDir data;
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--data-dir", data.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  StreamPeer peer(slipd.address(), "stream-pub");
+  ASSERT_TRUE(peer.wait_ready());
+  ASSERT_TRUE(peer.add_stream("orders", "orders.>").is_ok());
+  ASSERT_TRUE(peer.add_stream("small", "small.*", {{"max_msgs", "2"}, {"discard", "new"}}).is_ok());
+  const std::map<std::string, std::string> orders = {{"stream", "orders"}};
+
+  const auto before = scrape(http);
+  EXPECT_EQ(metric(before, "slip_streams"), 2);
+  EXPECT_EQ(metric(before, "slip_stream_messages", orders), 0);
+  EXPECT_EQ(metric(before, "slip_stream_acked_publishes_total", orders), 0);
+  EXPECT_EQ(metric(before, "slip_stream_ack_latency_seconds_count", orders), 0);
+  EXPECT_EQ(before.types.at("slip_stream_ack_latency_seconds"), "histogram");
+  EXPECT_EQ(before.types.at("slip_stream_messages"), "gauge");
+  EXPECT_EQ(before.types.at("slip_stream_acked_publishes_total"), "counter");
+  EXPECT_EQ(before.types.at("slip_stream_publish_errors_total"), "counter");
+
+  constexpr int kMessages = 40;
+  for (int i = 0; i < kMessages; ++i) {
+    auto seq = peer.publish("orders.new", cat("order ", std::to_string(i)), cat("id-", std::to_string(i)));
+    ASSERT_TRUE(seq.is_ok()) << seq.status().to_string();
+    ASSERT_EQ(*seq, static_cast<std::uint64_t>(i + 1));
+  }
+  test::PromScrape after;
+  ASSERT_TRUE(test::eventually([&] {
+    after = scrape(http);
+    return after.value("slip_stream_ack_latency_seconds_count", orders) == kMessages;
+  })) << "ack latency count stays at " << metric(after, "slip_stream_ack_latency_seconds_count", orders);
+  EXPECT_EQ(metric(after, "slip_stream_messages", orders), kMessages);
+  EXPECT_EQ(metric(after, "slip_stream_acked_publishes_total", orders), kMessages);
+  EXPECT_EQ(metric(after, "slip_stream_messages_stored_total", orders), kMessages);
+  EXPECT_EQ(metric(after, "slip_stream_first_seq", orders), 1);
+  EXPECT_EQ(metric(after, "slip_stream_last_seq", orders), kMessages);
+  EXPECT_GT(metric(after, "slip_stream_bytes", orders), kMessages * 8.0);
+  EXPECT_EQ(metric(after, "slip_stream_duplicates_total", orders), 0);
+  // fsync=always by default, and each publish waited for its ack: one fsync at least for each.
+  EXPECT_GE(metric(after, "slip_stream_fsyncs_total", orders), kMessages);
+  EXPECT_GT(metric(after, "slip_stream_ack_latency_seconds_sum", orders), 0);
+  EXPECT_EQ(metric(after, "slip_stream_ack_latency_seconds_bucket", {{"stream", "orders"}, {"le", "+Inf"}}), kMessages);
+  EXPECT_EQ(metric(after, "slip_stream_messages", {{"stream", "small"}}), 0);
+
+  // A retry with the same Slip-Msg-Id is acknowledged with the original sequence, stored once.
+  auto retry = peer.publish("orders.new", "order 39", "id-39");
+  ASSERT_TRUE(retry.is_ok()) << retry.status().to_string();
+  EXPECT_EQ(*retry, static_cast<std::uint64_t>(kMessages));
+  // A stream that refuses new messages when full: two stored, the third is a counted error.
+  for (const char* id : {"a", "b"}) ASSERT_TRUE(peer.publish("small.x", "s", id).is_ok());
+  auto refused = peer.publish("small.x", "s", "c");
+  ASSERT_FALSE(refused.is_ok());
+  const std::string code(status_code_name(refused.status().code()));
+  ASSERT_TRUE(test::eventually([&] {
+    after = scrape(http);
+    return after.value("slip_stream_acked_publishes_total", orders) == kMessages + 1 &&
+           after.value("slip_stream_publish_errors_total", {{"stream", "small"}, {"code", code}}) == 1;
+  })) << code;
+  EXPECT_EQ(metric(after, "slip_stream_messages", orders), kMessages);
+  EXPECT_EQ(metric(after, "slip_stream_duplicates_total", orders), 1);
+  EXPECT_EQ(metric(after, "slip_stream_ack_latency_seconds_count", orders), kMessages + 1);
+  EXPECT_EQ(metric(after, "slip_stream_messages", {{"stream", "small"}}), 2);
+  EXPECT_EQ(metric(after, "slip_stream_acked_publishes_total", {{"stream", "small"}}), 2);
+  EXPECT_FALSE(after.value("slip_stream_publish_errors_total", {{"stream", "orders"}, {"code", code}}).has_value());
+
+  // /api/streams: the same figures, by name, with an empty consumer list.
+  auto list = get_json(http, "/api/streams").as_array();
+  ASSERT_EQ(list.size(), 2u);
+  const auto& o = list[0].as_object();
+  EXPECT_EQ(o.at("name").as_string(), "orders");
+  ASSERT_EQ(o.at("subjects").as_array().size(), 1u);
+  EXPECT_EQ(o.at("subjects").as_array()[0].as_string(), "orders.>");
+  EXPECT_EQ(u64(o.at("messages")), static_cast<std::uint64_t>(kMessages));
+  EXPECT_EQ(u64(o.at("last_seq")), static_cast<std::uint64_t>(kMessages));
+  EXPECT_EQ(u64(o.at("acked_publishes")), static_cast<std::uint64_t>(kMessages + 1));
+  EXPECT_EQ(u64(o.at("messages_stored")), static_cast<std::uint64_t>(kMessages));
+  EXPECT_EQ(u64(o.at("duplicates")), 1u);
+  EXPECT_EQ(u64(o.at("ack_latency").at("since_start").at("count")), static_cast<std::uint64_t>(kMessages + 1));
+  EXPECT_GT(u64(o.at("ack_latency").at("since_start").at("p99_ns")), 0u);
+  EXPECT_TRUE(o.at("consumers").as_array().empty());
+  EXPECT_EQ(list[1].at("name").as_string(), "small");
+  EXPECT_EQ(u64(list[1].at("publish_errors")), 1u);
+
+  // /api/streams/NAME: configuration, limits and fsync policy besides the figures.
+  auto small = get_json(http, "/api/streams/small").as_object();
+  EXPECT_EQ(small.at("name").as_string(), "small");
+  EXPECT_EQ(u64(small.at("config").at("max_msgs")), 2u);
+  EXPECT_EQ(small.at("config").at("discard").as_string(), "new");
+  EXPECT_EQ(small.at("config").at("fsync").as_string(), "always");
+  EXPECT_EQ(u64(small.at("publish_errors_by_code").at(code)), 1u);
+  EXPECT_EQ(u64(small.at("log").at("segments")), 1u);
+  EXPECT_TRUE(small.at("consumers").as_array().empty());
+  auto missing = test::http_get(http, "/api/streams/nope");
+  ASSERT_TRUE(missing.is_ok());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->header("Content-Type"), "application/json");
+  EXPECT_NE(missing->body.find("\"error\":\"no stream \\\"nope\\\"\""), std::string::npos) << missing->body;
+
+  // slipd serves no RPC methods itself: the list is there, and empty.
+  EXPECT_TRUE(get_json(http, "/api/rpc").as_array().empty());
+
+  // The terminal view shows the stream table.
+  std::string out;
+  ASSERT_EQ(test::run_program({SLIP_PATH, "stats", "--once", "--server-http", http}, &out), 0) << out;
+  for (const char* want : {"STREAM", "orders", "orders.>", "small.*", "RPC METHOD", "no RPC methods"}) {
+    EXPECT_NE(out.find(want), std::string::npos) << "missing '" << want << "' in:\n" << out;
+  }
+}
+
+TEST(Metrics, StreamAckTimingOffKeepsTheCounters) {
+  TempDir data;
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--data-dir", data.path(), "--metrics", "off"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  StreamPeer peer(slipd.address(), "stream-pub");
+  ASSERT_TRUE(peer.wait_ready());
+  ASSERT_TRUE(peer.add_stream("s", "s.>").is_ok());
+  for (const char* id : {"1", "2", "3"}) ASSERT_TRUE(peer.publish("s.x", "v", id).is_ok());
+  test::PromScrape after;
+  ASSERT_TRUE(test::eventually([&] {
+    after = scrape(http);
+    return after.value("slip_stream_acked_publishes_total", {{"stream", "s"}}) == 3;
+  }));
+  EXPECT_EQ(metric(after, "slip_stream_ack_latency_seconds_count", {{"stream", "s"}}), 0);
+}
+
+TEST(Http, ConnectionDetailsAndUnknownIds) {
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  Peer sub(slipd.address(), "detail-sub");
+  ASSERT_TRUE(sub.wait_ready());
+  sub.subscribe("detail.>");
+  auto conns = get_json(http, "/api/connections").as_array();
+  ASSERT_EQ(conns.size(), 1u);
+  const std::uint64_t id = u64(conns[0].at("id"));
+  auto c = get_json(http, cat("/api/connections/", std::to_string(id))).as_object();
+  EXPECT_EQ(u64(c.at("id")), id);
+  EXPECT_EQ(c.at("name").as_string(), "detail-sub");
+  EXPECT_EQ(u64(c.at("subscriptions")), c.at("subs").as_array().size());
+  const auto& subs = c.at("subs").as_array();
+  EXPECT_TRUE(std::any_of(subs.begin(), subs.end(), [](const auto& sub) { return sub.at("subject") == "detail.>"; }))
+      << boost::json::serialize(c);
+  for (const char* bad : {"/api/connections/999999", "/api/connections/x1", "/api/streams/any"}) {
+    auto r = test::http_get(http, bad);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_EQ(r->status, 404) << bad;
+    EXPECT_EQ(r->header("Content-Type"), "application/json") << bad;
+    EXPECT_NE(r->body.find("\"error\""), std::string::npos) << r->body;
+  }
+}
+
+// slipd serves no RPC methods, so the method table is driven in this process: an RPC server with
+// a MetricsInterceptor, and slipd's own observability (the same code as the daemon's) serving it.
+TEST(Metrics, RpcMethodTableServedFromAnRpcServersInterceptor) {
+  auto metrics = std::make_shared<rpc::MetricsInterceptor>();
+  rpc::Service svc("test.Svc");
+  svc.add_method({"Echo", rpc::MethodKind::kUnary,
+                  [](const rpc::ServerCallPtr& c, std::string req) { c->finish(Status(), std::move(req)); }, {}, {}});
+  svc.add_method({"Fail", rpc::MethodKind::kUnary,
+                  [](const rpc::ServerCallPtr& c, std::string) { c->finish(not_found("no such key")); }, {}, {}});
+  rpc::Server rpc_server(rpc::ServerOptions{});
+  rpc_server.add_service(svc);
+  rpc_server.add_interceptor(metrics);
+  ASSERT_TRUE(rpc_server.start().is_ok());
+  {
+    rpc::Channel channel(rpc_server.address());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(rpc::call_unary(channel, "/test.Svc/Echo", "x").is_ok());
+    EXPECT_EQ(rpc::call_unary(channel, "/test.Svc/Fail", "x").status().code(), StatusCode::kNotFound);
+  }
+
+  slipd::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  so.threads = 1;
+  slipd::Server server(so);
+  ASSERT_TRUE(server.start().is_ok());
+  slipd::Observability observability(server);
+  observability.add_rpc_metrics(metrics);
+  ASSERT_TRUE(observability.start_http("127.0.0.1:0").is_ok());
+  const std::string http = observability.http_address();
+
+  boost::json::array methods;
+  ASSERT_TRUE(test::eventually([&] {
+    methods = get_json(http, "/api/rpc").as_array();
+    std::uint64_t calls = 0;
+    for (const auto& m : methods) calls += u64(m.at("calls"));
+    return calls == 4;
+  }));
+  ASSERT_EQ(methods.size(), 2u);
+  EXPECT_EQ(methods[0].at("method").as_string(), "/test.Svc/Echo");
+  EXPECT_EQ(u64(methods[0].at("calls")), 3u);
+  EXPECT_EQ(u64(methods[0].at("errors")), 0u);
+  EXPECT_EQ(u64(methods[0].at("by_code").at("OK")), 3u);
+  EXPECT_EQ(u64(methods[0].at("latency").at("since_start").at("count")), 3u);
+  EXPECT_EQ(methods[1].at("method").as_string(), "/test.Svc/Fail");
+  EXPECT_EQ(u64(methods[1].at("errors")), 1u);
+  EXPECT_EQ(u64(methods[1].at("by_code").at("NOT_FOUND")), 1u);
+  const auto scraped = scrape(http);
+  EXPECT_EQ(metric(scraped, "slip_rpc_server_calls_total", {{"method", "/test.Svc/Echo"}, {"code", "OK"}}), 3);
+  EXPECT_EQ(metric(scraped, "slip_rpc_server_latency_seconds_count", {{"method", "/test.Svc/Fail"}}), 1);
+  // The dashboard's snapshot carries the same table.
+  std::string event;
+  ASSERT_TRUE(test::eventually([&] {
+    auto e = test::first_event(http, "/api/events");
+    if (e.is_ok()) event = *e;
+    return e.is_ok() && event.find("\"method\":\"/test.Svc/Fail\"") != std::string::npos;
+  })) << event;
+  observability.stop();
+  server.shutdown();
+  rpc_server.shutdown();
 }
 
 TEST(SlipStats, OncePrintsTheFigures) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "slipstream/status.h"
@@ -134,7 +135,71 @@ struct Rates {
   double msgs_in = 0, msgs_out = 0, bytes_in = 0, bytes_out = 0;
 };
 
-void print(const std::string& where, const json::object& s, const json::array& conns, const Rates& r, unsigned top) {
+// Totals of the previous read, for rates between our own two reads.
+struct Previous {
+  bool have = false;
+  double secs = 0;  // since that read
+  std::map<std::string, std::pair<double, double>> streams;  // name -> (messages stored, acked)
+  std::map<std::string, double> methods;                     // method -> calls
+};
+
+std::string str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : std::string(); }
+
+// A last-second percentile, or "-" when nothing was recorded in that second.
+std::string recent(const json::value& latency, const char* key) {
+  const auto& h = latency.at("last_second");
+  return u(h.at("count")) == 0 ? std::string("-") : ns(u(h.at(key)));
+}
+
+double rate_of(const Previous& prev, bool known, double before, double now, double slipd_rate) {
+  if (!prev.have || !known) return slipd_rate;  // slipd's own figure for its last second
+  return prev.secs > 0 && now >= before ? (now - before) / prev.secs : 0.0;
+}
+
+void print_streams(const json::array& streams, const Previous& prev) {
+  std::printf("\n%-16s %-20s %10s %11s %10s %9s %9s %7s %9s %9s\n", "STREAM", "SUBJECTS", "MESSAGES", "BYTES",
+              "LAST SEQ", "STORED/S", "ACKED/S", "ERRORS", "ACK P50", "ACK P99");
+  if (streams.empty()) std::printf("(no streams: create one with slip stream add; slipd needs --data-dir)\n");
+  for (const auto& v : streams) {
+    const auto& st = v.as_object();
+    std::string subjects;
+    for (const auto& subject : st.at("subjects").as_array()) {
+      if (!subjects.empty()) subjects += ',';
+      subjects += str(subject);
+    }
+    const std::string name = str(st.at("name"));
+    auto it = prev.streams.find(name);
+    const bool known = it != prev.streams.end();
+    const double stored = rate_of(prev, known, known ? it->second.first : 0, d(st.at("messages_stored")),
+                                  d(st.at("rates").at("stored_per_s")));
+    const double acked = rate_of(prev, known, known ? it->second.second : 0, d(st.at("acked_publishes")),
+                                 d(st.at("rates").at("acked_per_s")));
+    std::printf("%-16.16s %-20.20s %10llu %11s %10llu %9s %9s %7llu %9s %9s\n", name.c_str(), subjects.c_str(),
+                static_cast<unsigned long long>(u(st.at("messages"))), bytes(d(st.at("bytes"))).c_str(),
+                static_cast<unsigned long long>(u(st.at("last_seq"))), count(stored).c_str(), count(acked).c_str(),
+                static_cast<unsigned long long>(u(st.at("publish_errors"))),
+                recent(st.at("ack_latency"), "p50_ns").c_str(), recent(st.at("ack_latency"), "p99_ns").c_str());
+  }
+}
+
+void print_rpc(const json::array& methods, const Previous& prev) {
+  std::printf("\n%-40s %9s %10s %8s %9s %9s %9s\n", "RPC METHOD", "CALLS/S", "CALLS", "ERRORS", "P50", "P99", "P99.9");
+  if (methods.empty()) std::printf("(no RPC methods served by this process)\n");
+  for (const auto& v : methods) {
+    const auto& m = v.as_object();
+    const std::string name = str(m.at("method"));
+    auto it = prev.methods.find(name);
+    const bool known = it != prev.methods.end();
+    const double calls = rate_of(prev, known, known ? it->second : 0, d(m.at("calls")), d(m.at("rates").at("calls_per_s")));
+    std::printf("%-40.40s %9s %10llu %8llu %9s %9s %9s\n", name.c_str(), count(calls).c_str(),
+                static_cast<unsigned long long>(u(m.at("calls"))), static_cast<unsigned long long>(u(m.at("errors"))),
+                recent(m.at("latency"), "p50_ns").c_str(), recent(m.at("latency"), "p99_ns").c_str(),
+                recent(m.at("latency"), "p999_ns").c_str());
+  }
+}
+
+void print(const std::string& where, const json::object& s, const json::array& conns, const Rates& r, unsigned top,
+           const json::array* streams, const json::array* methods, const Previous& prev) {
   const auto& totals = s.at("totals");
   std::printf("slipd %s at %s   up %s   loops %llu%s\n", json::value_to<std::string>(s.at("version")).c_str(),
               where.c_str(), duration(d(s.at("uptime_s"))).c_str(), static_cast<unsigned long long>(u(s.at("event_loops"))),
@@ -164,6 +229,9 @@ void print(const std::string& where, const json::object& s, const json::array& c
                 ns(u(h.at("p50_ns"))).c_str(), ns(u(h.at("p90_ns"))).c_str(), ns(u(h.at("p99_ns"))).c_str(),
                 ns(u(h.at("p999_ns"))).c_str(), ns(u(h.at("max_ns"))).c_str());
   }
+  // Older servers lack these endpoints: their sections are left out.
+  if (streams != nullptr) print_streams(*streams, prev);
+  if (methods != nullptr) print_rpc(*methods, prev);
   std::vector<const json::object*> list;
   for (const auto& c : conns) list.push_back(&c.as_object());
   std::sort(list.begin(), list.end(), [](const json::object* a, const json::object* b) {
@@ -197,6 +265,7 @@ int run_stats(const StatsOptions& o) {
   if (hp->host.empty() || hp->host == "0.0.0.0") hp->host = "127.0.0.1";
   bool have_previous = false;
   json::value previous;
+  Previous prev;
   auto previous_at = std::chrono::steady_clock::now();
   for (;;) {
     auto server = fetch(*hp, "/api/server");
@@ -229,9 +298,26 @@ int run_stats(const StatsOptions& o) {
       r = Rates{d(rates.at("msgs_in_per_s")), d(rates.at("msgs_out_per_s")), d(rates.at("bytes_in_per_s")),
                 d(rates.at("bytes_out_per_s"))};
     }
+    auto streams = fetch(*hp, "/api/streams");
+    auto methods = fetch(*hp, "/api/rpc");
+    const json::array* stream_list = streams.is_ok() && streams->is_array() ? &streams->as_array() : nullptr;
+    const json::array* method_list = methods.is_ok() && methods->is_array() ? &methods->as_array() : nullptr;
+    prev.secs = std::chrono::duration<double>(now - previous_at).count();
     if (!o.once) std::printf("\033[H\033[2J");
-    print(o.server_http, s, conns->as_array(), r, o.top);
+    print(o.server_http, s, conns->as_array(), r, o.top, stream_list, method_list, prev);
     if (o.once) return 0;
+    prev.have = true;
+    prev.streams.clear();
+    prev.methods.clear();
+    if (stream_list != nullptr) {
+      for (const auto& v : *stream_list) {
+        const auto& st = v.as_object();
+        prev.streams[str(st.at("name"))] = {d(st.at("messages_stored")), d(st.at("acked_publishes"))};
+      }
+    }
+    if (method_list != nullptr) {
+      for (const auto& v : *method_list) prev.methods[str(v.at("method"))] = d(v.at("calls"));
+    }
     previous = std::move(*server);
     previous_at = now;
     have_previous = true;

@@ -1,12 +1,15 @@
 #include "observability.h"
 
 #include <algorithm>
+#include <charconv>
 #include <future>
+#include <map>
 
 #include "assets.h"
 #include "core/logging.h"
 #include "obs/json.h"
 #include "obs/prometheus.h"
+#include "obs/rpc_metrics.h"
 
 namespace slip::slipd {
 
@@ -41,6 +44,50 @@ void write_latency(obs::JsonWriter& w, const HistogramSnapshot& h) {
 
 constexpr std::string_view kJson = "application/json";
 
+gateway::http::Response json_response(std::string body, int status = 200) {
+  gateway::http::Response r;
+  r.status = status;
+  r.content_type = std::string(kJson);
+  r.body = std::move(body);
+  return r;
+}
+
+gateway::http::Response json_not_found(const std::string& what) {
+  obs::JsonWriter w;
+  w.begin_object().field("error", what).end_object();
+  return json_response(w.take(), 404);
+}
+
+// The last-second and since-start percentiles of one histogram.
+void write_latencies(obs::JsonWriter& w, const HistogramSnapshot& recent, const HistogramSnapshot& total) {
+  w.begin_object();
+  w.key("last_second");
+  write_latency(w, recent);
+  w.key("since_start");
+  write_latency(w, total);
+  w.end_object();
+}
+
+void write_by_code(obs::JsonWriter& w, const std::uint64_t* counts, std::size_t n) {
+  w.begin_object();
+  for (std::size_t code = 0; code < n; ++code) {
+    if (counts[code] != 0) w.field(status_code_name(static_cast<StatusCode>(code)), counts[code]);
+  }
+  w.end_object();
+}
+
+const char* fsync_policy_name(log::FsyncPolicy p) {
+  switch (p) {
+    case log::FsyncPolicy::kAlways:
+      return "always";
+    case log::FsyncPolicy::kInterval:
+      return "interval";
+    case log::FsyncPolicy::kNever:
+      return "never";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
 // Rates and the last second's latencies, computed by tick() on the HTTP thread.
@@ -53,6 +100,27 @@ struct Observability::Window {
   double bytes_out_rate = 0;
   HistogramSnapshot latency_total;  // cumulative, as of the last tick
   HistogramSnapshot latency_recent;  // recorded during the last tick's second
+
+  // Per stream and per RPC method: the totals at the last tick, the rates over its second and
+  // the latencies recorded during it. Names that disappear are dropped at the next tick.
+  struct Stream {
+    std::uint64_t stored = 0;
+    std::uint64_t acked = 0;
+    double stored_rate = 0;
+    double acked_rate = 0;
+    HistogramSnapshot ack_total;
+    HistogramSnapshot ack_recent;
+  };
+  std::map<std::string, Stream, std::less<>> streams;
+  struct Method {
+    std::uint64_t calls = 0;
+    std::uint64_t errors = 0;
+    double calls_rate = 0;
+    double errors_rate = 0;
+    HistogramSnapshot latency_total;
+    HistogramSnapshot latency_recent;
+  };
+  std::map<std::string, Method, std::less<>> methods;
 };
 
 Observability::Observability(Server& server) : server_(server), window_(std::make_unique<Window>()) {
@@ -121,6 +189,117 @@ void Observability::register_collectors() {
     h.histograms.push_back(obs::HistogramSample{{}, b.publish_latency()});
     out.push_back(std::move(h));
   });
+  registry_.add_collector([this](std::vector<obs::Family>& out) { obs::collect_stream_metrics(read_streams(), out); });
+  registry_.add_collector([this](std::vector<obs::Family>& out) {
+    if (!rpc_.empty()) obs::collect_rpc_server_metrics(read_rpc_methods(), out);
+  });
+}
+
+void Observability::add_rpc_metrics(std::shared_ptr<const rpc::MetricsInterceptor> metrics) {
+  rpc_.push_back(std::move(metrics));
+}
+
+std::vector<obs::StreamFigures> Observability::read_streams() const {
+  log::StreamService* service = server_.streams();
+  if (service == nullptr || service->streams() == nullptr) return {};
+  return obs::read_stream_figures(*service->streams());
+}
+
+std::vector<rpc::MethodCallStats> Observability::read_rpc_methods() const {
+  std::vector<rpc::MethodCallStats> all;
+  for (const auto& m : rpc_) {
+    for (auto& s : m->snapshot(true)) all.push_back(std::move(s));
+  }
+  return all;
+}
+
+void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details) const {
+  const Window::Stream* win = nullptr;
+  if (auto it = window_->streams.find(s.config.name); it != window_->streams.end()) win = &it->second;
+  const log::LogStats& l = s.log;
+  w.begin_object();
+  w.field("name", s.config.name);
+  w.key("subjects").begin_array();
+  for (const auto& subject : s.config.subjects) w.value(subject);
+  w.end_array();
+  w.field("messages", l.messages)
+      .field("bytes", l.bytes)
+      .field("first_seq", l.first_sequence)
+      .field("last_seq", l.last_sequence)
+      .field("messages_stored", l.appends)
+      .field("acked_publishes", s.acked_publishes)
+      .field("publish_errors", s.publish_errors_total)
+      .field("duplicates", l.duplicates)
+      .field("fsyncs", l.fsyncs)
+      .field("write_errors", l.write_errors)
+      .field("capture_errors", s.capture_errors);
+  w.key("rates")
+      .begin_object()
+      .field("stored_per_s", win ? win->stored_rate : 0.0)
+      .field("acked_per_s", win ? win->acked_rate : 0.0)
+      .end_object();
+  w.key("ack_latency");
+  write_latencies(w, win ? win->ack_recent : HistogramSnapshot(), s.ack_latency_ns);
+  if (details) {
+    const log::StreamConfig& c = s.config;
+    w.key("config")
+        .begin_object()
+        .field("max_msgs", c.max_msgs)
+        .field("max_bytes", c.max_bytes)
+        .field("max_age_ms", c.max_age_ms)
+        .field("discard", c.discard == log::DiscardPolicy::kOld ? "old" : "new")
+        .field("fsync", log::fsync_text(c.fsync, c.fsync_interval_ms))
+        .field("fsync_policy", fsync_policy_name(c.fsync))
+        .field("fsync_interval_ms", c.fsync_interval_ms)
+        .field("dedup_window_ms", c.dedup_window_ms)
+        .end_object();
+    w.key("publish_errors_by_code");
+    write_by_code(w, s.publish_errors.data(), s.publish_errors.size());
+    w.key("log")
+        .begin_object()
+        .field("segments", l.segments)
+        .field("batches_written", l.batches_written)
+        .field("refused_full", l.refused_full)
+        .field("torn_tails", l.torn_tails)
+        .field("truncated_bytes", l.truncated_bytes)
+        .field("damaged_batches", l.damaged_batches)
+        .field("index_rebuilds", l.index_rebuilds)
+        .field("segments_deleted", l.segments_deleted)
+        .end_object();
+  }
+  // Consumers come with their own figures; the list is empty until they exist.
+  w.key("consumers").begin_array().end_array();
+  w.end_object();
+}
+
+std::string Observability::streams_json(const std::vector<obs::StreamFigures>& streams) const {
+  obs::JsonWriter w;
+  w.begin_array();
+  for (const auto& s : streams) write_stream_json(w, s, false);
+  w.end_array();
+  return w.take();
+}
+
+std::string Observability::rpc_json(const std::vector<rpc::MethodCallStats>& methods) const {
+  obs::JsonWriter w;
+  w.begin_array();
+  for (const auto& m : methods) {
+    const Window::Method* win = nullptr;
+    if (auto it = window_->methods.find(m.method); it != window_->methods.end()) win = &it->second;
+    w.begin_object().field("method", m.method).field("calls", m.calls).field("errors", m.errors);
+    w.key("by_code");
+    write_by_code(w, m.by_code.data(), m.by_code.size());
+    w.key("rates")
+        .begin_object()
+        .field("calls_per_s", win ? win->calls_rate : 0.0)
+        .field("errors_per_s", win ? win->errors_rate : 0.0)
+        .end_object();
+    w.key("latency");
+    write_latencies(w, win ? win->latency_recent : HistogramSnapshot(), m.latency_ns);
+    w.end_object();
+  }
+  w.end_array();
+  return w.take();
 }
 
 Status Observability::start_http(const std::string& listen) {
@@ -189,6 +368,55 @@ void Observability::add_routes() {
     w.end_array();
     r.body = w.take();
     return r;
+  });
+  http_->route("/api/streams", [this](const Request&) { return json_response(streams_json(read_streams())); });
+  http_->route_prefix("/api/streams/", [this](const Request& req) {
+    const std::string name = req.path.substr(std::string_view("/api/streams/").size(), 256);
+    log::StreamService* service = server_.streams();
+    log::StreamManager* manager = service ? service->streams() : nullptr;
+    if (manager == nullptr) return json_not_found("no stream \"" + name + "\": streams are off (no --data-dir)");
+    auto stream = manager->find(name);
+    if (!stream) return json_not_found("no stream \"" + name + "\"");
+    obs::JsonWriter w;
+    write_stream_json(w, obs::read_stream_figures(*manager, *stream), true);
+    return json_response(w.take());
+  });
+  http_->route("/api/rpc", [this](const Request&) { return json_response(rpc_json(read_rpc_methods())); });
+  http_->route_prefix("/api/connections/", [this](const Request& req) {
+    const std::string id_text = req.path.substr(std::string_view("/api/connections/").size(), 64);
+    std::uint64_t id = 0;
+    auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    if (ec != std::errc() || end != id_text.data() + id_text.size()) {
+      return json_not_found("no connection \"" + id_text + "\"");
+    }
+    for (const ConnectionInfo& c : gather_connections(true)) {
+      if (c.id != id) continue;
+      obs::JsonWriter w;
+      w.begin_object()
+          .field("id", c.id)
+          .field("protocol", c.protocol)
+          .field("peer", c.peer)
+          .field("name", c.name)
+          .field("subscriptions", c.subscriptions)
+          .field("msgs_in", c.traffic.msgs_in)
+          .field("msgs_out", c.traffic.msgs_out)
+          .field("bytes_in", c.traffic.bytes_in)
+          .field("bytes_out", c.traffic.bytes_out)
+          .field("dropped", c.dropped)
+          .field("pending_bytes", c.pending_bytes);
+      w.key("subs").begin_array();
+      for (const auto& sub : c.subs) {
+        w.begin_object()
+            .field("sid", sub.sid)
+            .field("subject", sub.subject)
+            .field("queue", sub.queue)
+            .field("delivered", sub.delivered)
+            .end_object();
+      }
+      w.end_array().end_object();
+      return json_response(w.take());
+    }
+    return json_not_found("no connection " + id_text);
   });
   for (const assets::Asset* a = assets::begin(); a != assets::end(); ++a) {
     Response r;
@@ -330,8 +558,46 @@ void Observability::tick() {
   win.latency_recent = latency.since(win.latency_total);
   win.latency_total = std::move(latency);
 
-  // The dashboard's snapshot: the server figures and the busiest connections.
-  std::string event = "{\"server\":" + server_json() + ",\"connections\":" + connections_json(false, 50) + "}";
+  // Streams and RPC methods: rates and the last second's latencies.
+  const std::vector<obs::StreamFigures> streams = read_streams();
+  std::map<std::string, Window::Stream, std::less<>> stream_windows;
+  for (const obs::StreamFigures& f : streams) {
+    Window::Stream sw;
+    if (auto it = win.streams.find(f.config.name); it != win.streams.end()) sw = std::move(it->second);
+    sw.stored_rate = per_second(f.log.appends, sw.stored, secs);
+    sw.acked_rate = per_second(f.acked_publishes, sw.acked, secs);
+    sw.stored = f.log.appends;
+    sw.acked = f.acked_publishes;
+    sw.ack_recent = f.ack_latency_ns.since(sw.ack_total);
+    sw.ack_total = f.ack_latency_ns;
+    stream_windows.emplace(f.config.name, std::move(sw));
+  }
+  win.streams = std::move(stream_windows);
+  const std::vector<rpc::MethodCallStats> methods = read_rpc_methods();
+  std::map<std::string, Window::Method, std::less<>> method_windows;
+  for (const rpc::MethodCallStats& m : methods) {
+    Window::Method mw;
+    if (auto it = win.methods.find(m.method); it != win.methods.end()) mw = std::move(it->second);
+    mw.calls_rate = per_second(m.calls, mw.calls, secs);
+    mw.errors_rate = per_second(m.errors, mw.errors, secs);
+    mw.calls = m.calls;
+    mw.errors = m.errors;
+    mw.latency_recent = m.latency_ns.since(mw.latency_total);
+    mw.latency_total = m.latency_ns;
+    method_windows.emplace(m.method, std::move(mw));
+  }
+  win.methods = std::move(method_windows);
+
+  // The dashboard's snapshot: the server figures, the busiest connections, streams and methods.
+  std::string event = "{\"server\":";
+  event.append(server_json())
+      .append(",\"connections\":")
+      .append(connections_json(false, 50))
+      .append(",\"streams\":")
+      .append(streams_json(streams))
+      .append(",\"rpc\":")
+      .append(rpc_json(methods))
+      .append("}");
   http_->broadcast("/api/events", event);
 }
 

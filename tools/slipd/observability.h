@@ -13,7 +13,10 @@
 #include <string>
 
 #include "gateway/http/http_server.h"
+#include "obs/json.h"
 #include "obs/metrics.h"
+#include "obs/stream_metrics.h"
+#include "rpc/metrics_interceptor.h"
 #include "server.h"
 
 namespace slip::slipd {
@@ -33,6 +36,10 @@ class Observability {
   // Every metric family as of now (any thread).
   std::vector<obs::Family> collect() const { return registry_.collect(); }
 
+  // An RPC server's per-method figures, for /metrics, /api/rpc and the dashboard's method
+  // table. Before start_http(); `metrics` must be attached to a started server.
+  void add_rpc_metrics(std::shared_ptr<const rpc::MetricsInterceptor> metrics);
+
  private:
   struct Window;
   void register_collectors();
@@ -41,12 +48,20 @@ class Observability {
   std::string server_json() const;
   std::string connections_json(bool with_subscriptions, std::size_t limit) const;
   std::vector<ConnectionInfo> gather_connections(bool with_subscriptions) const;
+  // Persistent streams (empty without a data directory) and RPC methods, as of now.
+  std::vector<obs::StreamFigures> read_streams() const;
+  std::vector<rpc::MethodCallStats> read_rpc_methods() const;
+  // JSON for the API and the event stream; rates and last-second latencies from window_.
+  void write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details) const;
+  std::string streams_json(const std::vector<obs::StreamFigures>& streams) const;
+  std::string rpc_json(const std::vector<rpc::MethodCallStats>& methods) const;
 
   Server& server_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   obs::Registry registry_;
   std::unique_ptr<gateway::http::HttpServer> http_;
   std::unique_ptr<Window> window_;  // touched on the HTTP thread only
+  std::vector<std::shared_ptr<const rpc::MetricsInterceptor>> rpc_;  // set before start_http()
 };
 
 }  // namespace slip::slipd

@@ -207,7 +207,9 @@ Status Server::start() {
     }
     manager = std::move(m).value();
   }
-  streams_ = std::make_unique<log::StreamService>(broker_, loops_.loop(0), std::move(manager));
+  log::StreamServiceOptions service_options;
+  service_options.time_acks = options_.broker.metrics;
+  streams_ = std::make_unique<log::StreamService>(broker_, loops_.loop(0), std::move(manager), service_options);
   if (Status st = streams_->start(); !st.is_ok()) {
     loops_.stop();
     started_ = false;

@@ -29,10 +29,34 @@ function setFigure(id, value, text) {
   el.dataset.value = String(value);
   el.textContent = text;
 }
-function cell(row, text) {
+function cell(row, text, value) {
   const td = document.createElement("td");
   td.textContent = text;
+  if (value !== undefined) td.dataset.value = String(value);
   row.appendChild(td);
+  return td;
+}
+// A latency percentile of the last second, or a dash when nothing was recorded in it.
+function fmtRecent(h, key) {
+  return h && h.count ? fmtNs(h[key]) : "–";
+}
+// Replaces a table's rows; with none, one row saying why the table is empty.
+function fillTable(selector, items, emptyText, addRow) {
+  const tbody = document.querySelector(selector + " tbody");
+  tbody.replaceChildren();
+  if (!items || items.length === 0) {
+    const row = document.createElement("tr");
+    row.className = "empty";
+    const td = cell(row, emptyText);
+    td.colSpan = document.querySelectorAll(selector + " thead th").length;
+    tbody.appendChild(row);
+    return;
+  }
+  for (const item of items) {
+    const row = document.createElement("tr");
+    addRow(row, item);
+    tbody.appendChild(row);
+  }
 }
 
 // Charts: uPlot when its files were built in; otherwise the figures and tables still work.
@@ -88,6 +112,31 @@ function update(snap) {
     cell(row, fmtBytes(c.pending_bytes));
     conns.appendChild(row);
   }
+
+  fillTable("#streams-table", snap.streams, "no streams (create one with slip stream add; slipd needs --data-dir)",
+    (row, st) => {
+      row.dataset.stream = st.name;
+      cell(row, st.name);
+      cell(row, st.subjects.join(", "));
+      cell(row, fmtCount(st.messages), st.messages);
+      cell(row, fmtBytes(st.bytes), st.bytes);
+      cell(row, String(st.last_seq), st.last_seq);
+      cell(row, fmtCount(st.rates.stored_per_s), st.rates.stored_per_s);
+      cell(row, fmtCount(st.rates.acked_per_s), st.rates.acked_per_s);
+      cell(row, fmtCount(st.publish_errors), st.publish_errors);
+      cell(row, fmtRecent(st.ack_latency.last_second, "p50_ns"));
+      cell(row, fmtRecent(st.ack_latency.last_second, "p99_ns"));
+    });
+  fillTable("#rpc-table", snap.rpc, "no RPC methods served by this process", (row, m) => {
+    row.dataset.method = m.method;
+    cell(row, m.method);
+    cell(row, fmtCount(m.rates.calls_per_s), m.rates.calls_per_s);
+    cell(row, fmtCount(m.calls), m.calls);
+    cell(row, fmtCount(m.errors), m.errors);
+    cell(row, fmtRecent(m.latency.last_second, "p50_ns"));
+    cell(row, fmtRecent(m.latency.last_second, "p99_ns"));
+    cell(row, fmtRecent(m.latency.last_second, "p999_ns"));
+  });
 
   series.t.push(Date.now() / 1000);
   series.in.push(s.rates.msgs_in_per_s);

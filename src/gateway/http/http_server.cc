@@ -36,6 +36,20 @@ struct HttpServer::Impl {
   std::optional<tcp::acceptor> acceptor;
   std::thread thread;
   std::map<std::string, Handler> routes;
+  std::map<std::string, Handler> prefix_routes;
+  // The exact route for `path`, else the longest prefix route matching it, else null.
+  const Handler* find_route(const std::string& path) const {
+    if (auto it = routes.find(path); it != routes.end()) return &it->second;
+    const Handler* best = nullptr;
+    std::size_t best_len = 0;
+    for (const auto& [prefix, h] : prefix_routes) {
+      if (prefix.size() >= best_len && path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0) {
+        best = &h;
+        best_len = prefix.size();
+      }
+    }
+    return best;
+  }
   struct Stream {
     std::string last;  // the last event, framed
     std::set<std::shared_ptr<Conn>> readers;
@@ -143,9 +157,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
     const bool head = req.method() == bhttp::verb::head;
     const bool get = req.method() == bhttp::verb::get;
 
-    auto route = impl_.routes.find(r.path);
+    const Handler* route = impl_.find_route(r.path);
     auto stream = impl_.streams.find(r.path);
-    const bool known = route != impl_.routes.end() || stream != impl_.streams.end();
+    const bool known = route != nullptr || stream != impl_.streams.end();
     Response out;
     if (!known) {
       out.status = 404;
@@ -157,8 +171,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     } else if (stream != impl_.streams.end() && get) {
       start_event_stream(stream->second);
       return;
-    } else if (route != impl_.routes.end()) {
-      out = route->second(r);
+    } else if (route != nullptr) {
+      out = (*route)(r);
     } else {
       out.content_type = "text/event-stream";
     }
@@ -292,6 +306,10 @@ HttpServer::HttpServer(HttpOptions options) : impl_(std::make_unique<Impl>(optio
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::route(std::string path, Handler handler) { impl_->routes[std::move(path)] = std::move(handler); }
+
+void HttpServer::route_prefix(std::string prefix, Handler handler) {
+  impl_->prefix_routes[std::move(prefix)] = std::move(handler);
+}
 
 void HttpServer::event_stream(std::string path) { impl_->streams[std::move(path)]; }
 

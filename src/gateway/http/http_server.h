@@ -54,6 +54,10 @@ class HttpServer {
 
   // Routes are exact paths, added before start(). Handlers run on the server's thread.
   void route(std::string path, Handler handler);
+  // Every path that starts with `prefix` (e.g. "/api/streams/") and has no exact route; the
+  // longest matching prefix wins. The handler sees the whole path and answers unknown names
+  // itself (404).
+  void route_prefix(std::string prefix, Handler handler);
   // An event stream at `path` (text/event-stream). A new reader first gets the last event.
   void event_stream(std::string path);
   // Runs fn on the server's thread every `period`, first after one period.
