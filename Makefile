@@ -81,3 +81,13 @@ bench-rpc: deps
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release --target rpc_bench
 	scripts/bench-rpc.sh build/release $(ARGS)
+
+# slipd's persistent streams against nats-server -js (acknowledged publishes one at a time and
+# with a window, reading the stream back), both fsync modes, medians of 3 runs (docs/benchmarks.md,
+# "Streams vs nats-server JetStream"). ARGS go to stream_bench (e.g. ARGS="--count 200000 --fsync interval").
+.PHONY: bench-streams
+bench-streams: deps
+	@scripts/install-deps.sh --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target stream_bench slipd
+	scripts/bench-streams.sh build/release $(ARGS)

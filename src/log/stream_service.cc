@@ -103,6 +103,79 @@ class StreamService::CaptureConnection final : public broker::ClientConnection {
   io::EventLoop& loop_;
 };
 
+// LOG_ACKs on their way from log writer threads to one session loop. add() runs on a writer
+// thread and posts a drain to the loop only when none is pending; the drain sends everything
+// added so far. Acks keep the order in which they were added, so one publisher's acks still
+// arrive in sequence order.
+class StreamService::AckOutbox final : public std::enable_shared_from_this<AckOutbox> {
+ public:
+  explicit AckOutbox(io::EventLoop& loop) : loop_(loop) {}
+
+  void add(std::weak_ptr<session::Session> session, std::uint64_t request_id, Result<AppendAck> result) {
+    bool post = false;
+    {
+      std::lock_guard lk(mu_);
+      acks_.push_back(Ack{std::move(session), request_id, std::move(result)});
+      post = !drain_posted_;
+      drain_posted_ = true;
+    }
+    if (post) loop_.post([self = shared_from_this()] { self->drain(); });
+  }
+
+ private:
+  struct Ack {
+    std::weak_ptr<session::Session> session;
+    std::uint64_t request_id;
+    Result<AppendAck> result;
+  };
+
+  // Loop thread.
+  void drain() {
+    {
+      std::lock_guard lk(mu_);
+      draining_.swap(acks_);
+      drain_posted_ = false;
+    }
+    // Consecutive acks mostly go to the same session: lock its weak pointer once for them.
+    std::shared_ptr<session::Session> s;
+    const std::weak_ptr<session::Session>* locked = nullptr;
+    for (Ack& a : draining_) {
+      if (locked == nullptr || a.session.owner_before(*locked) || locked->owner_before(a.session)) {
+        s = a.session.lock();
+        locked = &a.session;
+      }
+      if (!s) continue;
+      wire::LogAck f;
+      f.request_id = a.request_id;
+      Status failure;  // owns the message the frame points at until it is encoded
+      if (a.result.is_ok()) {
+        f.sequence = a.result->sequence;
+      } else {
+        failure = a.result.status();
+        f.code = failure.code();
+        f.message = failure.message();
+      }
+      s->send_frame(f);
+    }
+    draining_.clear();  // keeps its capacity for the next swap
+  }
+
+  io::EventLoop& loop_;
+  std::mutex mu_;
+  std::vector<Ack> acks_;     // guarded by mu_
+  bool drain_posted_ = false;  // guarded by mu_
+  std::vector<Ack> draining_;  // loop thread only
+};
+
+StreamService::AckOutbox& StreamService::outbox_for(io::EventLoop& loop) {
+  std::lock_guard lk(outboxes_mu_);
+  for (const auto& [l, box] : outboxes_) {
+    if (l == &loop) return *box;
+  }
+  outboxes_.emplace_back(&loop, std::make_shared<AckOutbox>(loop));
+  return *outboxes_.back().second;
+}
+
 StreamService::StreamService(broker::Broker& broker, io::EventLoop& capture_loop,
                              std::unique_ptr<StreamManager> streams, StreamServiceOptions options)
     : broker_(broker), capture_loop_(capture_loop), streams_(std::move(streams)), options_(options) {}
@@ -237,11 +310,11 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
     return;
   }
   std::weak_ptr<session::Session> ws = s.weak_from_this();
-  io::EventLoop* loop = &s.connection().loop();
+  AckOutbox* outbox = &outbox_for(s.connection().loop());
   const std::uint64_t id = p.request_id;
   using Clock = std::chrono::steady_clock;
   const Clock::time_point arrived = options_.time_acks ? Clock::now() : Clock::time_point{};
-  Status st = stream->append(p.subject, p.has_headers, p.headers, p.payload, [ws, loop, id, metrics,
+  Status st = stream->append(p.subject, p.has_headers, p.headers, p.payload, [ws, outbox, id, metrics,
                                                                                 arrived](Result<AppendAck> r) {
     // On the log's writer thread: the stream's only recorder of acks.
     if (r.is_ok()) {
@@ -253,21 +326,7 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
     } else {
       metrics->note_error(r.status().code());
     }
-    loop->post([ws, id, r = std::move(r)] {
-      auto session = ws.lock();
-      if (!session) return;
-      wire::LogAck a;
-      a.request_id = id;
-      Status failure;  // owns the message the frame points at until it is encoded
-      if (r.is_ok()) {
-        a.sequence = r->sequence;
-      } else {
-        failure = r.status();
-        a.code = failure.code();
-        a.message = failure.message();
-      }
-      session->send_frame(a);
-    });
+    outbox->add(ws, id, std::move(r));
   });
   if (!st.is_ok()) {
     metrics->note_error(st.code());

@@ -9,7 +9,9 @@
 // LOG_PUBLISH: the message goes to ordinary subscribers as a PUB would (the capture
 // subscription excepted) and is appended to its stream directly; LOG_ACK follows once the log
 // says the record is as durable as the stream's fsync policy promises. The log's callback runs
-// on its writer thread and only posts the ack to the session's loop: no loop waits for a disk.
+// on its writer thread and only hands the ack to the session's loop: no loop waits for a disk.
+// Acks travel through one outbox per loop, which the writer posts to only when it was empty, so
+// a group commit of N records costs the loop one wake-up, not N.
 //
 // Thread safety: on_frame runs on the session's loop; the capture client is touched only on the
 // capture loop; StreamManager is thread-safe.
@@ -17,8 +19,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "broker/broker.h"
 #include "io/event_loop.h"
@@ -62,6 +67,9 @@ class StreamService {
 
  private:
   class CaptureConnection;
+  class AckOutbox;
+  // The outbox of `loop` (made on first use); valid until the service is destroyed.
+  AckOutbox& outbox_for(io::EventLoop& loop);
 
   void on_publish(session::Session& s, broker::BrokerClient& client, const wire::LogPublish& p);
   void on_request(session::Session& s, const wire::StreamRequest& q, const wire::WireLimits& limits);
@@ -81,6 +89,8 @@ class StreamService {
   std::unordered_map<std::string, std::vector<std::uint64_t>> sids_of_;     // capture loop only
   std::uint64_t next_sid_ = 1;                                              // capture loop only
   bool stopped_ = false;
+  std::mutex outboxes_mu_;
+  std::vector<std::pair<io::EventLoop*, std::shared_ptr<AckOutbox>>> outboxes_;  // guarded by outboxes_mu_
 };
 
 }  // namespace slip::log
