@@ -32,10 +32,9 @@ ServerCall::ServerCall(io::EventLoop& loop, std::weak_ptr<session::Session> sess
     : loop_(loop),
       session_(std::move(session)),
       stream_(stream),
-      method_(std::move(method)),
+      own_method_(std::move(method)),
       metadata_(std::move(metadata)),
-      deadline_(deadline),
-      deadline_timer_(loop.context()) {}
+      deadline_(deadline) {}
 
 ServerCall::~ServerCall() = default;
 
@@ -73,10 +72,13 @@ void ServerCall::on_read(std::function<void(std::string)> fn, std::function<void
     auto self = shared_from_this();
     reader_ = std::move(fn);
     read_done_ = std::move(on_done);
-    while (!unread_.empty() && !finished()) {
-      std::string m = std::move(unread_.front());
-      unread_.pop_front();
+    while (unread_head_ < unread_.size() && !finished()) {
+      std::string m = std::move(unread_[unread_head_++]);
       invoke([&] { reader_(std::move(m)); });
+    }
+    if (unread_head_ == unread_.size()) {
+      unread_.clear();
+      unread_head_ = 0;
     }
     if (remote_ended_ && read_done_ && !finished()) invoke([&] { read_done_(); });
   });
@@ -117,7 +119,7 @@ void ServerCall::do_write(std::string message) {
   if (st.is_ok()) return;
   // A response that cannot be queued is never dropped silently: the call ends, saying why, and
   // the caller knows its stream is incomplete.
-  SLIP_LOG_DEBUG("rpc {}: response refused: {}", method_, st.to_string());
+  SLIP_LOG_DEBUG("rpc {}: response refused: {}", method(), st.to_string());
   if (server_ != nullptr) server_->stats_.response_overflows.fetch_add(1, std::memory_order_relaxed);
   std::string why = "response stream overflow: the caller reads more slowly than the handler writes (";
   why.append(st.message());
@@ -215,7 +217,7 @@ void ServerCall::cancel(StatusCode code) {
 void ServerCall::release(const Status& status) {
   if (released_) return;
   released_ = true;
-  deadline_timer_.cancel();
+  if (deadline_timer_) deadline_timer_->cancel();
   cancel_fns_.clear();
   // The reader may be running now (it may have finished the call): drop it after this turn.
   loop_.post([self = shared_from_this()] {
@@ -233,7 +235,7 @@ void ServerCall::invoke(std::function<void()> fn) {
     fn();
   } catch (const std::exception& e) {
     if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
-    SLIP_LOG_WARN("rpc {}: handler threw: {}", method_, e.what());
+    SLIP_LOG_WARN("rpc {}: handler threw: {}", method(), e.what());
     finish(internal_error(std::string("handler threw: ") + e.what()));
   } catch (...) {
     if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
@@ -245,8 +247,9 @@ void ServerCall::start(const Method* method, Server* server) {
   handler_ = method;
   server_ = server;
   if (deadline_ != std::chrono::steady_clock::time_point::max()) {
-    deadline_timer_.expires_at(deadline_);
-    deadline_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    deadline_timer_.emplace(loop_.context());
+    deadline_timer_->expires_at(deadline_);
+    deadline_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
       auto self = weak.lock();
       if (ec || !self || self->finished()) return;
       // The handler learns of it; the caller gets DEADLINE_EXCEEDED if it still listens.
@@ -301,7 +304,7 @@ void ServerCall::on_end(session::Session&, std::uint64_t) {
     if (!request_taken_) do_finish(internal_error("the call ended without its request message"), nullptr);
     return;
   }
-  if (reader_ && read_done_ && unread_.empty()) invoke([&] { read_done_(); });
+  if (reader_ && read_done_ && unread_head_ == unread_.size()) invoke([&] { read_done_(); });
 }
 
 void ServerCall::on_reset(session::Session&, std::uint64_t, const Status& reason) {
@@ -412,8 +415,7 @@ void Server::accept(transport::ConnectionPtr conn) {
 
 Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire::Call& call) {
   stats_.calls.fetch_add(1, std::memory_order_relaxed);
-  std::string method(call.method);
-  auto it = methods_.find(method);
+  auto it = methods_.find(call.method);
   // The clock is read only for a deadline, for interceptors (they are told the call's duration)
   // or for the response cache (its TTL).
   const bool timed = call.timeout_us != 0 ||
@@ -421,8 +423,10 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
   const auto now = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const auto deadline = call.timeout_us == 0 ? std::chrono::steady_clock::time_point::max()
                                              : now + std::chrono::microseconds(call.timeout_us);
-  auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id, std::move(method),
+  auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id,
+                                        it == methods_.end() ? std::string(call.method) : std::string(),
                                         to_metadata(call.metadata), deadline);
+  if (it != methods_.end()) c->method_ = &it->first;
   const std::size_t shard = shard_index(s.connection().loop());
   SessionCalls& on_session = shards_[shard].calls[&s];
   on_session.by_stream[call.stream_id] = c;

@@ -18,11 +18,11 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -118,7 +118,7 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
              Metadata metadata, std::chrono::steady_clock::time_point deadline);
   ~ServerCall() override;
 
-  const std::string& method() const { return method_; }  // "/package.Service/Method"
+  const std::string& method() const { return *method_; }  // "/package.Service/Method"
   const Metadata& metadata() const { return metadata_; }
   // steady_clock::time_point::max() without a deadline.
   std::chrono::steady_clock::time_point deadline() const { return deadline_; }
@@ -183,7 +183,9 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::weak_ptr<session::Session> session_;
   session::Session* session_raw_ = nullptr;  // the server's key for this call's session
   std::uint64_t stream_;
-  std::string method_;
+  // The served method's registered name, or own_method_ for an unknown one (no copy per call).
+  std::string own_method_;
+  const std::string* method_ = &own_method_;
   Metadata metadata_;
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point started_;
@@ -191,7 +193,7 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   static inline const detail::Peer kNoPeer{};
   std::size_t shard_ = 0;
   std::size_t method_index_ = SIZE_MAX;
-  boost::asio::steady_timer deadline_timer_;
+  std::optional<boost::asio::steady_timer> deadline_timer_;  // calls with a deadline only
   const Method* handler_ = nullptr;
   detail::MethodEntry* entry_ = nullptr;
   Server* server_ = nullptr;
@@ -218,7 +220,10 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::mutex meta_mu_;  // headers_ and trailers_: set from a handler's thread
   Metadata headers_;
   Metadata trailers_;
-  std::deque<std::string> unread_;
+  // Streaming requests that came before on_read(): unread_[unread_head_..]. (A vector: a deque
+  // would allocate for every call, streaming or not.)
+  std::vector<std::string> unread_;
+  std::size_t unread_head_ = 0;
   std::function<void(std::string)> reader_;
   std::function<void()> read_done_;
   std::vector<std::function<void()>> cancel_fns_;
@@ -300,7 +305,7 @@ class Server final : public session::SessionHandler {
   void call_ended(ServerCall& call, const Status& status);
 
   ServerOptions options_;
-  std::map<std::string, std::unique_ptr<detail::MethodEntry>> methods_;  // "/pkg.Service/Method"
+  std::map<std::string, std::unique_ptr<detail::MethodEntry>, std::less<>> methods_;  // "/pkg.Service/Method"
   std::vector<std::shared_ptr<ServerInterceptor>> interceptors_;
   ServerLayout layout_;
   io::LoopGroup loops_;
