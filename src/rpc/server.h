@@ -33,6 +33,7 @@
 #include "rpc/response_cache.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
+#include "transport/udp/udp.h"
 
 namespace slip::rpc {
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/assert.h"
+#include "core/varint.h"
 #include "transport/udp/packet.h"
 
 namespace slip::transport::udp {

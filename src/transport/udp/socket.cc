@@ -213,10 +213,12 @@ Result<std::size_t> UdpSocket::receive(ReceiveBatch& b) {
       continue;
     }
     const std::size_t idx = static_cast<std::size_t>(i);
-    if (out != idx) std::memcpy(b.buf_.data() + out * b.slot_size_, b.buf_.data() + idx * b.slot_size_, m.msg_len);
+    b.from_[idx].len = m.msg_hdr.msg_namelen;
+    if (out != idx) {
+      std::memcpy(b.buf_.data() + out * b.slot_size_, b.buf_.data() + idx * b.slot_size_, m.msg_len);
+      b.from_[out] = b.from_[idx];
+    }
     b.lens_[out] = m.msg_len;
-    b.from_[out].len = m.msg_hdr.msg_namelen;
-    if (out != idx) b.from_[out] = b.from_[idx];
     ++out;
   }
   b.count_ = out;

@@ -1,5 +1,6 @@
 #include "transport/udp/udp.h"
 
+#include <atomic>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -55,7 +56,7 @@ class Endpoint;
 
 // ---- one peer ----
 
-class UdpConn final : public Connection, public std::enable_shared_from_this<UdpConn> {
+class UdpConn final : public transport::Connection, public std::enable_shared_from_this<UdpConn> {
  public:
   enum class State : std::uint8_t { kHandshake, kOpen, kClosing, kClosed };
 

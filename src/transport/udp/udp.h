@@ -15,7 +15,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "io/loop_group.h"
 #include "transport/address.h"
@@ -70,7 +73,14 @@ struct UdpOptions {
     c.stream_send_buffer = 256 * 1024;
     return c;
   }();
-  SocketOptions socket;
+  // 4 MiB socket buffers (the kernel caps them at net.core.rmem_max / wmem_max): one socket
+  // carries every peer's traffic.
+  SocketOptions socket = [] {
+    SocketOptions s;
+    s.send_buffer = 4 << 20;
+    s.receive_buffer = 4 << 20;
+    return s;
+  }();
   DatagramFilterFactory filter;
 
   // close() waits at most this long for queued bytes to be acknowledged, then drops them.
