@@ -121,7 +121,9 @@ class RpcTest : public ::testing::TestWithParam<std::string> {
     server_ = std::make_unique<Server>(o);
     server_->add_service(svc_.service);
     ASSERT_TRUE(server_->start().is_ok());
-    if (GetParam() == "udp") ASSERT_EQ(server_->address().rfind("udp://127.0.0.1:", 0), 0u) << server_->address();
+    if (GetParam() == "udp") {
+      ASSERT_EQ(server_->address().rfind("udp://127.0.0.1:", 0), 0u) << server_->address();
+    }
     channel_ = std::make_unique<Channel>(server_->address(), co);
   }
   void TearDown() override {
