@@ -137,8 +137,11 @@ Channel::Channel(std::string address, io::EventLoop& loop, ChannelOptions option
 
 void Channel::connect() {
   session::ClientOptions co;
-  auto hp = transport::parse_host_port(address_);
-  co.dial = session::tcp_dialer(hp.is_ok() ? *hp : transport::HostPort{"127.0.0.1", 0}, options_.tcp);
+  // "HOST:PORT" dials TCP, "udp://HOST:PORT" encrypted UDP (options_.udp.server_key pinned). A
+  // malformed address dials nowhere and the calls fail as on an unreachable server.
+  Result<session::Dialer> dial = session::dialer_for(address_, options_.tcp, options_.udp);
+  co.dial = dial.is_ok() ? std::move(dial).value()
+                         : session::tcp_dialer(transport::HostPort{"127.0.0.1", 0}, options_.tcp);
   co.handshake = options_.handshake;
   co.session = options_.session;
   co.reconnect = options_.reconnect;

@@ -67,6 +67,8 @@ using ClientCallPtr = std::shared_ptr<ClientCall>;
 struct ChannelOptions {
   io::LoopOptions loop{};
   transport::TcpOptions tcp;
+  // For "udp://HOST:PORT" addresses: udp.server_key must be the server's pinned public key.
+  transport::udp::UdpOptions udp;
   wire::ClientHandshakeConfig handshake;
   session::SessionOptions session;
   session::ReconnectPolicy reconnect;
@@ -87,7 +89,7 @@ enum class ConnectivityState : std::uint8_t {
 
 class Channel final : public ChannelInterface, public session::SessionHandler {
  public:
-  // `address` is "host:port". Connects at once, in the background, on a loop thread of its own.
+  // `address` is "host:port" (TCP) or "udp://host:port" (encrypted UDP). Connects at once, in the background, on a loop thread of its own.
   explicit Channel(std::string address, ChannelOptions options = {});
   // The same on `loop`, which must outlive the channel and keep running until the destructor
   // returns (options.loop is then unused). Do not construct or destroy it on `loop`'s thread.

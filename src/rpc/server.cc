@@ -375,11 +375,21 @@ std::vector<std::pair<std::string, CacheStats>> Server::cache_stats() const {
 }
 
 Status Server::start() {
-  SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(options_.listen));
+  const std::optional<std::string> udp_address = transport::udp::udp_url_address(options_.listen);
+  SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(udp_address ? *udp_address : options_.listen));
   setup_methods();
   loops_.start();
   started_ = true;
-  auto l = transport::tcp_listen(loops_, hp, options_.tcp, [this](transport::ConnectionPtr c) { accept(c); });
+  auto open = [&]() -> Result<std::unique_ptr<transport::Listener>> {
+    if (!udp_address) return transport::tcp_listen(loops_, hp, options_.tcp, [this](transport::ConnectionPtr c) { accept(c); });
+    udp_ = true;
+    // Sessions on an encrypted link: the handshake may accept what it refuses in the clear.
+    options_.handshake.link_encrypted = true;
+    auto u = transport::udp::udp_listen(loops_, hp, options_.udp, [this](transport::ConnectionPtr c) { accept(c); });
+    if (!u.is_ok()) return u.status();
+    return std::unique_ptr<transport::Listener>(std::move(u).value());
+  };
+  Result<std::unique_ptr<transport::Listener>> l = open();
   if (!l.is_ok()) {
     loops_.stop();
     started_ = false;
@@ -389,10 +399,17 @@ Status Server::start() {
   return Status();
 }
 
-std::string Server::address() const { return listener_ ? listener_->local_address() : std::string(); }
+std::string Server::address() const {
+  if (!listener_) return std::string();
+  if (!udp_) return listener_->local_address();
+  std::string a = "udp://";
+  a.append(listener_->local_address());
+  return a;
+}
 
 std::uint16_t Server::port() const {
-  auto hp = transport::parse_host_port(address());
+  const std::string a = address();
+  auto hp = transport::parse_host_port(udp_ ? a.substr(6) : a);
   return hp.is_ok() ? hp->port : 0;
 }
 

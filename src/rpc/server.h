@@ -33,6 +33,7 @@
 #include "rpc/response_cache.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
+#include "transport/udp/udp.h"
 
 namespace slip::rpc {
 
@@ -230,11 +231,14 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
 };
 
 struct ServerOptions {
+  // "HOST:PORT" listens on TCP; "udp://HOST:PORT" on encrypted reliable UDP, with udp.static_key
+  // the server's key pair (clients pin its public key).
   std::string listen = "127.0.0.1:0";
   std::size_t threads = 1;  // event loops
   io::LoopOptions loop{};
   std::size_t workers = 2;  // threads for blocking handlers
   transport::TcpOptions tcp;
+  transport::udp::UdpOptions udp;
   wire::ServerHandshakeConfig handshake;
   session::SessionOptions session;
   // How long shutdown() lets calls in flight finish.
@@ -311,6 +315,7 @@ class Server final : public session::SessionHandler {
   io::LoopGroup loops_;
   std::vector<Shard> shards_;
   std::unique_ptr<transport::Listener> listener_;
+  bool udp_ = false;  // listener_ is a udp:// one
   boost::asio::thread_pool workers_;
   std::atomic<std::uint64_t> next_connection_id_{1};
   std::atomic<std::size_t> open_sessions_{0};

@@ -24,6 +24,26 @@ Dialer tcp_dialer(transport::HostPort address, transport::TcpOptions options) {
   };
 }
 
+Dialer udp_dialer(transport::HostPort address, transport::udp::UdpOptions options) {
+  return [address = std::move(address), options = std::move(options)](io::EventLoop& loop,
+                                                                       transport::ConnectHandler done) {
+    transport::udp::udp_connect(loop, address, options, std::move(done));
+  };
+}
+
+Result<Dialer> dialer_for(std::string_view address, const transport::TcpOptions& tcp,
+                          const transport::udp::UdpOptions& udp) {
+  if (std::optional<std::string> hostport = transport::udp::udp_url_address(address)) {
+    SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(*hostport));
+    if (udp.server_key == transport::udp::PublicKey{}) {
+      return invalid_argument("udp://" + *hostport + ": no server key pinned (--server-key, as `slip udp-key public` prints it)");
+    }
+    return udp_dialer(std::move(hp), udp);
+  }
+  SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(address));
+  return tcp_dialer(std::move(hp), tcp);
+}
+
 Client::Client(io::EventLoop& loop, ClientOptions options, SessionHandler* handler)
     : loop_(loop), options_(std::move(options)), handler_(handler), retry_timer_(loop.context()), rng_(std::random_device{}()) {}
 

@@ -16,6 +16,7 @@
 #include "session/session.h"
 #include "transport/address.h"
 #include "transport/tcp/tcp.h"
+#include "transport/udp/udp.h"
 
 namespace slip::session {
 
@@ -36,6 +37,13 @@ std::chrono::milliseconds backoff_delay(const ReconnectPolicy& p, std::uint32_t 
 // Opens a transport connection; the default dials TCP.
 using Dialer = std::function<void(io::EventLoop&, transport::ConnectHandler)>;
 Dialer tcp_dialer(transport::HostPort address, transport::TcpOptions options = {});
+// Dials encrypted reliable UDP (transport/udp/udp.h); options.server_key must be pinned.
+Dialer udp_dialer(transport::HostPort address, transport::udp::UdpOptions options);
+// Picks the transport by the address: "udp://HOST:PORT" dials UDP with `udp` (whose server_key
+// must be set), "HOST:PORT" dials TCP with `tcp`. kInvalidArgument for a malformed address or
+// a udp:// address without a pinned key.
+Result<Dialer> dialer_for(std::string_view address, const transport::TcpOptions& tcp = {},
+                          const transport::udp::UdpOptions& udp = {});
 
 struct ClientOptions {
   Dialer dial;

@@ -27,7 +27,8 @@ class PubSubPeer {
       : loops_(1, io::LoopOptions{io::IdleStrategy::kBlock, {}}) {
     loops_.start();
     session::ClientOptions o;
-    o.dial = session::tcp_dialer(*transport::parse_host_port(address));
+    // udp:// addresses need a pinned key: `configure` sets the dialer for them.
+    if (!transport::udp::udp_url_address(address)) o.dial = session::tcp_dialer(*transport::parse_host_port(address));
     o.handshake.client_name = std::move(name);
     if (configure) configure(o);
     run([&] {

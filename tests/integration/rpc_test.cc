@@ -106,15 +106,25 @@ struct TestService {
   }
 };
 
-class RpcTest : public ::testing::Test {
+// Every RpcTest runs over TCP and over encrypted reliable UDP ("udp://" addresses).
+class RpcTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     ServerOptions o;
     o.workers = 4;
+    ChannelOptions co;
+    if (GetParam() == "udp") {
+      o.listen = "udp://127.0.0.1:0";
+      o.udp.static_key = transport::udp::KeyPair::generate();
+      co.udp.server_key = o.udp.static_key.public_key;
+    }
     server_ = std::make_unique<Server>(o);
     server_->add_service(svc_.service);
     ASSERT_TRUE(server_->start().is_ok());
-    channel_ = std::make_unique<Channel>(server_->address());
+    if (GetParam() == "udp") {
+      ASSERT_EQ(server_->address().rfind("udp://127.0.0.1:", 0), 0u) << server_->address();
+    }
+    channel_ = std::make_unique<Channel>(server_->address(), co);
   }
   void TearDown() override {
     svc_.release_drain.set_value();
@@ -127,7 +137,7 @@ class RpcTest : public ::testing::Test {
   std::unique_ptr<Channel> channel_;
 };
 
-TEST_F(RpcTest, UnaryCallReturnsResponseHeadersAndTrailers) {
+TEST_P(RpcTest, UnaryCallReturnsResponseHeadersAndTrailers) {
   CallOptions o;
   o.metadata.emplace_back("who", "alice");
   BlockingCall call(*channel_, "/test.Echo/Unary", o, {"hi"}, true);
@@ -140,7 +150,7 @@ TEST_F(RpcTest, UnaryCallReturnsResponseHeadersAndTrailers) {
   EXPECT_EQ(find_metadata(call.trailers(), "t"), "alice");
 }
 
-TEST_F(RpcTest, ManyUnaryCallsOnOneChannel) {
+TEST_P(RpcTest, ManyUnaryCallsOnOneChannel) {
   for (int i = 0; i < 200; ++i) {
     Result<std::string> r = call_unary(*channel_, "/test.Echo/Unary", std::to_string(i));
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
@@ -149,14 +159,14 @@ TEST_F(RpcTest, ManyUnaryCallsOnOneChannel) {
   EXPECT_TRUE(eventually([&] { return server_->calls_in_flight() == 0; }));
 }
 
-TEST_F(RpcTest, HandlerStatusReachesTheCaller) {
+TEST_P(RpcTest, HandlerStatusReachesTheCaller) {
   Result<std::string> r = call_unary(*channel_, "/test.Echo/Fail", "x");
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(r.status().message(), "no such key");
 }
 
-TEST_F(RpcTest, UnknownMethodOrServiceIsUnimplemented) {
+TEST_P(RpcTest, UnknownMethodOrServiceIsUnimplemented) {
   Result<std::string> r = call_unary(*channel_, "/test.Echo/Nope", "x");
   EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
   r = call_unary(*channel_, "/no.Such/Unary", "x");
@@ -166,7 +176,7 @@ TEST_F(RpcTest, UnknownMethodOrServiceIsUnimplemented) {
   EXPECT_TRUE(call_unary(*channel_, "/test.Echo/Unary", "y").is_ok());
 }
 
-TEST_F(RpcTest, HandlerExceptionBecomesInternalAndServerLivesOn) {
+TEST_P(RpcTest, HandlerExceptionBecomesInternalAndServerLivesOn) {
   Result<std::string> r = call_unary(*channel_, "/test.Echo/Throw", "x");
   EXPECT_EQ(r.status().code(), StatusCode::kInternal);
   EXPECT_NE(r.status().message().find("boom"), std::string_view::npos);
@@ -176,7 +186,7 @@ TEST_F(RpcTest, HandlerExceptionBecomesInternalAndServerLivesOn) {
   EXPECT_EQ(*ok, "echo:after");
 }
 
-TEST_F(RpcTest, ServerStreamingDeliversEveryMessageInOrder) {
+TEST_P(RpcTest, ServerStreamingDeliversEveryMessageInOrder) {
   BlockingCall call(*channel_, "/test.Echo/List", {}, {"100"}, true);
   std::string m;
   int i = 0;
@@ -230,7 +240,7 @@ TEST(RpcServerOverflow, ResponsesPastTheStreamBufferEndTheCallInsteadOfVanishing
   }
 }
 
-TEST_F(RpcTest, ClientStreamingSumsEveryRequest) {
+TEST_P(RpcTest, ClientStreamingSumsEveryRequest) {
   BlockingCall call(*channel_, "/test.Echo/Sum", {});
   for (int i = 1; i <= 100; ++i) ASSERT_TRUE(call.write(std::to_string(i)));
   call.writes_done();
@@ -240,7 +250,7 @@ TEST_F(RpcTest, ClientStreamingSumsEveryRequest) {
   EXPECT_TRUE(call.finish().is_ok());
 }
 
-TEST_F(RpcTest, BidiStreamingAnswersEachMessage) {
+TEST_P(RpcTest, BidiStreamingAnswersEachMessage) {
   BlockingCall call(*channel_, "/test.Echo/Chat", {});
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(call.write("m" + std::to_string(i)));
@@ -254,7 +264,7 @@ TEST_F(RpcTest, BidiStreamingAnswersEachMessage) {
   EXPECT_TRUE(call.finish().is_ok());
 }
 
-TEST_F(RpcTest, DeadlineExceededReachesCallerAndHandlerSeesCancellation) {
+TEST_P(RpcTest, DeadlineExceededReachesCallerAndHandlerSeesCancellation) {
   CallOptions o;
   o.timeout = std::chrono::milliseconds(50);
   Result<std::string> r = call_unary(*channel_, "/test.Echo/Slow", "x", o);
@@ -264,7 +274,7 @@ TEST_F(RpcTest, DeadlineExceededReachesCallerAndHandlerSeesCancellation) {
   EXPECT_TRUE(eventually([&] { return server_->calls_in_flight() == 0; }));
 }
 
-TEST_F(RpcTest, BlockingHandlerOnWorkerSeesDeadline) {
+TEST_P(RpcTest, BlockingHandlerOnWorkerSeesDeadline) {
   CallOptions o;
   o.timeout = std::chrono::milliseconds(50);
   Result<std::string> r = call_unary(*channel_, "/test.Echo/BlockingSlow", "x", o);
@@ -272,7 +282,7 @@ TEST_F(RpcTest, BlockingHandlerOnWorkerSeesDeadline) {
   ASSERT_TRUE(eventually([&] { return svc_.blocking_saw_cancel.load() == 1; }));
 }
 
-TEST_F(RpcTest, ClientCancelPropagatesToHandler) {
+TEST_P(RpcTest, ClientCancelPropagatesToHandler) {
   BlockingCall call(*channel_, "/test.Echo/Slow", {}, {"x"}, true);
   ASSERT_TRUE(eventually([&] { return svc_.slow_started.load() == 1; }));
   call.cancel();
@@ -283,7 +293,7 @@ TEST_F(RpcTest, ClientCancelPropagatesToHandler) {
   EXPECT_TRUE(call_unary(*channel_, "/test.Echo/Unary", "y").is_ok());
 }
 
-TEST_F(RpcTest, ConcurrencyLimitRejectsWithResourceExhausted) {
+TEST_P(RpcTest, ConcurrencyLimitRejectsWithResourceExhausted) {
   BlockingCall first(*channel_, "/test.Echo/Limited", {}, {"a"}, true);
   ASSERT_TRUE(eventually([&] { return svc_.slow_started.load() == 1; }));
   Result<std::string> r = call_unary(*channel_, "/test.Echo/Limited", "b");
@@ -294,7 +304,7 @@ TEST_F(RpcTest, ConcurrencyLimitRejectsWithResourceExhausted) {
   svc_.release_drain = std::promise<void>();  // TearDown sets it again
 }
 
-TEST_F(RpcTest, ShutdownFinishesCallsInFlight) {
+TEST_P(RpcTest, ShutdownFinishesCallsInFlight) {
   BlockingCall call(*channel_, "/test.Echo/Held", {}, {"z"}, true);
   ASSERT_TRUE(eventually([&] { return svc_.slow_started.load() == 1; }));
   std::thread stopper([&] { server_->shutdown(); });
@@ -308,6 +318,9 @@ TEST_F(RpcTest, ShutdownFinishesCallsInFlight) {
   stopper.join();
   svc_.release_drain = std::promise<void>();
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, RpcTest, ::testing::Values("tcp", "udp"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 TEST(RpcServerless, CallWithDeadlineAndNoServerEndsWithDeadlineExceeded) {
   ChannelOptions co;

@@ -288,7 +288,12 @@ TEST(UdpConnectionTest, AnAckOfAPacketNeverSentClosesTheConnection) {
 }
 
 TEST(UdpConnectionTest, AnUnknownFrameClosesTheConnection) {
-  expect_violation_in(std::string("\x40\x00\x01\x03", 4), StatusCode::kInvalidArgument, "unknown frame type 3");
+  // Short header: flags (1-byte packet number), a zero connection id, packet number 0; then PING
+  // and a frame of type 3.
+  std::string packet("\x40", 1);
+  packet.append(8, '\0');
+  packet.append(std::string("\x00\x01\x03", 3));
+  expect_violation_in(packet, StatusCode::kInvalidArgument, "unknown frame type 3");
 }
 
 TEST(UdpConnectionTest, TooManyPeerStreamsCloseTheConnection) {

@@ -551,9 +551,9 @@ int run_bench(const Common& c, const BenchOptions& o) {
                  o.size);
     return 2;
   }
-  auto hp = transport::parse_host_port(c.server);
-  if (!hp.is_ok()) {
-    std::fprintf(stderr, "slip bench: --server %s: %s\n", c.server.c_str(), hp.status().to_string().c_str());
+  auto dial = make_dialer(c);
+  if (!dial.is_ok()) {
+    std::fprintf(stderr, "slip bench: --server %s: %s\n", c.server.c_str(), dial.status().to_string().c_str());
     return 2;
   }
   if (!o.subject.empty()) {
@@ -602,7 +602,7 @@ int run_bench(const Common& c, const BenchOptions& o) {
   auto loop_of = [&](std::size_t i) -> io::EventLoop& { return loops.loop(i % threads); };
 
   session::ClientOptions co;
-  co.dial = make_dialer(c, *hp);
+  co.dial = *dial;
   co.session.handshake_timeout = std::chrono::milliseconds(c.timeout_ms);
   co.reconnect.enabled = false;  // a lost connection loses messages: report it, do not paper over it
   for (std::size_t i = 0; i < workers.size(); ++i) {

@@ -10,7 +10,10 @@
 namespace slip::cli {
 
 struct Common {
+  // HOST:PORT (TCP) or udp://HOST:PORT (encrypted reliable UDP, with server_key).
   std::string server = "127.0.0.1:7420";
+  // The UDP server's public key to pin (64 hex digits, as `slip udp-key public` prints it).
+  std::string server_key;
   transport::TlsOptions tls;
   bool use_tls = false;
   std::string name = "slip";
@@ -27,7 +30,8 @@ inline void set_credentials(const Common& c, wire::ClientHandshakeConfig& hs) {
   hs.auth_password = c.password;
 }
 
-// Dials the server, by TCP or TLS as the flags say.
-session::Dialer make_dialer(const Common& c, const transport::HostPort& hp);
+// Dials the server: TCP, TLS or UDP as --server's scheme and the flags say. kInvalidArgument
+// for a malformed --server, or udp:// without a valid --server-key.
+Result<session::Dialer> make_dialer(const Common& c);
 
 }  // namespace slip::cli

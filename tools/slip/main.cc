@@ -76,9 +76,9 @@ class Pinger final : public slip::session::SessionHandler {
 };
 
 int run_ping(const Common& c, unsigned count) {
-  auto hp = slip::transport::parse_host_port(c.server);
-  if (!hp.is_ok()) {
-    std::fprintf(stderr, "slip ping: %s\n", hp.status().to_string().c_str());
+  auto dial = make_dialer(c);
+  if (!dial.is_ok()) {
+    std::fprintf(stderr, "slip ping: %s\n", dial.status().to_string().c_str());
     return 2;
   }
   slip::io::EventLoop loop;
@@ -97,13 +97,7 @@ int run_ping(const Common& c, unsigned count) {
     session = slip::session::Session::client(*conn, hs, so, &pinger);
     session->start();
   };
-  if (c.use_tls) {
-    slip::transport::TlsOptions tls = c.tls;
-    if (tls.server_name.empty()) tls.server_name = hp->host;
-    slip::transport::tls_connect(loop, *hp, {}, tls, on_connect);
-  } else {
-    slip::transport::tcp_connect(loop, *hp, {}, on_connect);
-  }
+  (*dial)(loop, on_connect);
   loop.run();
   return pinger.finish();
 }
@@ -112,14 +106,14 @@ int run_ping(const Common& c, unsigned count) {
 // done. A connection that fails or closes early ends the command with exit code 1.
 int run_pubsub(const Common& c, std::string_view what, bool reconnect,
                const std::function<void(slip::broker::PubSubClient&, std::function<void(int)>)>& body) {
-  auto hp = slip::transport::parse_host_port(c.server);
-  if (!hp.is_ok()) {
-    std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(), hp.status().to_string().c_str());
+  auto dial = make_dialer(c);
+  if (!dial.is_ok()) {
+    std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(), dial.status().to_string().c_str());
     return 2;
   }
   slip::io::EventLoop loop;
   slip::session::ClientOptions o;
-  o.dial = make_dialer(c, *hp);
+  o.dial = std::move(dial).value();
   o.handshake.client_name = c.name;
   set_credentials(c, o.handshake);
   o.session.handshake_timeout = std::chrono::milliseconds(c.timeout_ms);
@@ -210,7 +204,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("-V,--version", std::string("slip ") + SLIP_VERSION + " (native protocol v1)");
   app.require_subcommand(1);
   app.fallthrough();
-  app.add_option("-s,--server", common.server, "Server address, HOST:PORT")->capture_default_str();
+  app.add_option("-s,--server", common.server, "Server address: HOST:PORT (TCP), or udp://HOST:PORT (encrypted UDP, with --server-key)")
+      ->capture_default_str();
+  app.add_option("--server-key", common.server_key,
+                 "The udp:// server's public key to pin: 64 hex digits, as `slip udp-key public` prints it");
   app.add_option("--name", common.name, "Client name shown by the server")->capture_default_str();
   app.add_option("--timeout-ms", common.timeout_ms,
                  "Give up on the handshake (and a bench run that stops progressing) after this long, ms")

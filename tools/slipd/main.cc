@@ -18,6 +18,7 @@
 #include "obs/traceparent.h"
 #include "observability.h"
 #include "server.h"
+#include "transport/udp/keys.h"
 
 namespace {
 
@@ -199,6 +200,22 @@ int main(int argc, char** argv) {
   app.add_option("--nats-max-control-line", opts.nats.max_control_line, "Longest NATS control line, bytes")
       ->capture_default_str()
       ->check(CLI::Range(256, 1 << 20));
+  std::string udp_key_file;
+  std::string udp_retry = "under-load";
+  app.add_option("--udp-listen", opts.udp_listen,
+                 "Also serve the native protocol over encrypted reliable UDP on HOST:PORT (a numeric address; "
+                 "clients connect with udp://HOST:PORT and pin the server key); off when empty");
+  app.add_option("--udp-key", udp_key_file,
+                 "UDP server key file (`slip udp-key generate FILE`); default: udp.key in --data-dir, created "
+                 "there on first start");
+  app.add_option("--udp-retry", udp_retry,
+                 "When UDP handshakes must prove their address with a retry cookie first: under-load (more than "
+                 "--udp-retry-threshold handshakes unconfirmed), always or never")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"under-load", "always", "never"}));
+  app.add_option("--udp-retry-threshold", opts.udp.cookie_load_threshold,
+                 "Unconfirmed UDP handshakes at which --udp-retry under-load starts demanding cookies")
+      ->capture_default_str();
   app.add_option("--max-connections", opts.max_connections, "Client connections at once, in all")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
@@ -318,6 +335,34 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (!opts.udp_listen.empty()) {
+    opts.udp.cookies = udp_retry == "always"  ? slip::transport::udp::CookiePolicy::kAlways
+                       : udp_retry == "never" ? slip::transport::udp::CookiePolicy::kNever
+                                              : slip::transport::udp::CookiePolicy::kUnderLoad;
+    std::string key_path = udp_key_file;
+    if (key_path.empty()) {
+      if (data_dir.empty()) {
+        SLIP_LOG_ERROR("cannot start: --udp-listen needs --udp-key FILE or --data-dir (where udp.key is created)");
+        return 2;
+      }
+      key_path = data_dir + "/udp.key";
+      if (access(key_path.c_str(), F_OK) != 0) {
+        const auto fresh = slip::transport::udp::KeyPair::generate();
+        if (auto st = slip::transport::udp::save_private_key(key_path, fresh); !st.is_ok()) {
+          SLIP_LOG_ERROR("cannot start: creating {}: {}", key_path, st.to_string());
+          return 1;
+        }
+        SLIP_LOG_INFO("created UDP server key {}", key_path);
+      }
+    }
+    auto key = slip::transport::udp::load_private_key(key_path);
+    if (!key.is_ok()) {
+      SLIP_LOG_ERROR("cannot start: --udp-key {}: {}", key_path, key.status().to_string());
+      return 2;
+    }
+    opts.udp.static_key = *key;
+  }
+
   std::unique_ptr<slip::obs::SpanWriter> spans;
   if (!trace_file.empty()) {
     auto w = slip::obs::SpanWriter::open(trace_file);
@@ -353,6 +398,10 @@ int main(int argc, char** argv) {
   SLIP_LOG_INFO("slipd {} started: {} loops, idle={}{}", SLIP_VERSION, opts.threads ? opts.threads : std::thread::hardware_concurrency(),
                 idle, idle == "spin" ? " " + std::to_string(spin_us) + "us" : "");
   for (const auto& [proto, addr] : server.listening()) SLIP_LOG_INFO("listening for {} protocol on {}", proto, addr);
+  if (!server.udp_public_key().empty()) {
+    SLIP_LOG_INFO("udp server public key {} (clients: --server udp://{} --server-key {})", server.udp_public_key(),
+                  server.listening().back().second, server.udp_public_key());
+  }
   if (server.authenticator().required()) {
     SLIP_LOG_INFO("authentication on: {} user{} from {}", server.authenticator().user_count(),
                   server.authenticator().user_count() == 1 ? "" : "s", config_path);
@@ -376,6 +425,7 @@ int main(int argc, char** argv) {
     std::ofstream f(ready_file + ".tmp");
     for (const auto& [proto, addr] : server.listening()) f << proto << ' ' << addr << '\n';
     if (!http_listen.empty()) f << "http " << observability.http_address() << '\n';
+    if (!server.udp_public_key().empty()) f << "udp-key " << server.udp_public_key() << '\n';
     f.close();
     std::rename((ready_file + ".tmp").c_str(), ready_file.c_str());
   }

@@ -217,7 +217,7 @@ Status Server::start() {
   }
   const bool tls = !options_.tls.cert_file.empty();
   options_.handshake.link_encrypted = tls;
-  auto on_accept = [this](transport::ConnectionPtr c) { accept(c); };
+  auto on_accept = [this](transport::ConnectionPtr c) { accept(c, options_.handshake); };
   auto listener = tls ? transport::tls_listen(loops_, hp, options_.tcp, options_.tls, on_accept)
                       : transport::tcp_listen(loops_, hp, options_.tcp, on_accept);
   if (!listener.is_ok()) {
@@ -262,6 +262,24 @@ Status Server::start() {
     options_.nats.host = bound.substr(0, bound.rfind(':'));
     options_.nats.port = std::stoi(bound.substr(bound.rfind(':') + 1));
   }
+  if (!options_.udp_listen.empty()) {
+    udp_handshake_ = options_.handshake;
+    udp_handshake_.link_encrypted = true;
+    auto udp_hp = transport::parse_host_port(options_.udp_listen);
+    auto udp = udp_hp.is_ok() ? transport::udp::udp_listen(loops_, *udp_hp, options_.udp,
+                                                          [this](transport::ConnectionPtr c) { accept(c, udp_handshake_); })
+                              : Result<std::unique_ptr<transport::udp::UdpListener>>(udp_hp.status());
+    if (!udp.is_ok()) {
+      if (nats_) nats_->stop();
+      nats_.reset();
+      native_->stop();
+      native_.reset();
+      loops_.stop();
+      started_ = false;
+      return udp.status().with_context("--udp-listen");
+    }
+    udp_ = std::move(udp).value();
+  }
   return Status();
 }
 
@@ -295,6 +313,7 @@ std::vector<std::pair<std::string, std::string>> Server::listening() const {
   std::vector<std::pair<std::string, std::string>> out;
   if (native_) out.emplace_back(options_.tls.cert_file.empty() ? "native" : "native+tls", native_->local_address());
   if (nats_) out.emplace_back("nats", nats_->local_address());
+  if (udp_) out.emplace_back("udp", udp_->local_address());
   return out;
 }
 
@@ -305,7 +324,7 @@ Server::Shard& Server::shard_of(io::EventLoop& loop) {
   return shards_[0];  // unreachable: every connection belongs to one of our loops
 }
 
-void Server::accept(transport::ConnectionPtr conn) {
+void Server::accept(transport::ConnectionPtr conn, const wire::ServerHandshakeConfig& handshake) {
   if (Status limit = admit(ip_of(conn->peer_address())); !limit.is_ok()) {
     stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
     SLIP_LOG_WARN("connection from {} refused: {}", conn->peer_address(), limit.to_string());
@@ -313,7 +332,7 @@ void Server::accept(transport::ConnectionPtr conn) {
     return;
   }
   const std::uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
-  auto s = session::Session::server(conn, options_.handshake, id, options_.session, this);
+  auto s = session::Session::server(conn, handshake, id, options_.session, this);
   shard_of(conn->loop()).sessions.emplace(s.get(), s);
   open_sessions_.fetch_add(1, std::memory_order_relaxed);
   native_stats_.open.fetch_add(1, std::memory_order_relaxed);
@@ -377,6 +396,7 @@ void Server::shutdown() {
   draining_.store(true, std::memory_order_release);
   if (native_) native_->stop();
   if (nats_) nats_->stop();
+  if (udp_) udp_->stop();
   for (std::size_t i = 0; i < loops_.size(); ++i) {
     loops_.loop(i).post([this, i] {
       std::vector<std::shared_ptr<gateway::nats::NatsConnection>> nats;
@@ -417,6 +437,7 @@ void Server::shutdown() {
   loops_.stop();
   native_.reset();
   nats_.reset();
+  udp_.reset();
 }
 
 }  // namespace slip::slipd

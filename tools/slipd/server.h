@@ -20,6 +20,7 @@
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
+#include "transport/udp/udp.h"
 
 namespace slip::slipd {
 
@@ -37,6 +38,10 @@ struct ServerOptions {
   // The NATS client protocol on its own port ("HOST:PORT"); empty: off.
   std::string nats_listen;
   gateway::nats::GatewayOptions nats;
+  // The native protocol over encrypted reliable UDP on its own port ("HOST:PORT"); empty: off.
+  // udp.static_key must hold the server's key pair.
+  std::string udp_listen;
+  transport::udp::UdpOptions udp;
   // Connections at once, in all and from one client IP address; past either, a new connection
   // is refused with RESOURCE_EXHAUSTED.
   std::size_t max_connections = 65536;
@@ -105,6 +110,8 @@ class Server final : public session::SessionHandler {
 
   // Bound addresses, e.g. {"native", "127.0.0.1:7420"}.
   std::vector<std::pair<std::string, std::string>> listening() const;
+  // The UDP listener's public key (64 hex digits), empty when not listening on UDP.
+  std::string udp_public_key() const { return udp_ ? udp_->public_key() : std::string(); }
   std::uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
   std::uint64_t open_nats_connections() const { return open_nats_.load(std::memory_order_relaxed); }
 
@@ -143,7 +150,7 @@ class Server final : public session::SessionHandler {
     NativeClient* last_client = nullptr;
   };
 
-  void accept(transport::ConnectionPtr conn);
+  void accept(transport::ConnectionPtr conn, const wire::ServerHandshakeConfig& handshake);
   void accept_nats(transport::ConnectionPtr conn);
   // Counts a new connection against the limits; a non-OK Status says why it is refused.
   Status admit(const std::string& ip);
@@ -165,6 +172,8 @@ class Server final : public session::SessionHandler {
   std::unique_ptr<log::StreamService> streams_;
   std::unique_ptr<transport::Listener> native_;
   std::unique_ptr<transport::Listener> nats_;
+  std::unique_ptr<transport::udp::UdpListener> udp_;
+  wire::ServerHandshakeConfig udp_handshake_;  // the native one, on an encrypted link
   std::atomic<std::uint64_t> open_nats_{0};
   std::atomic<std::uint64_t> next_connection_id_{1};
   std::atomic<std::uint64_t> open_sessions_{0};

@@ -59,6 +59,8 @@ class AckTracker {
   void on_ack_acked(std::uint64_t largest);
 
   std::uint64_t largest() const { return largest_; }
+  // Whether any packet was recorded (largest() means something).
+  bool any_received() const { return any_; }
   std::size_t range_count() const { return received_.range_count(); }
 
  private:

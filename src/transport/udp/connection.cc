@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/assert.h"
+#include "core/varint.h"
 #include "transport/udp/packet.h"
 
 namespace slip::transport::udp {
@@ -303,8 +304,8 @@ void Connection::on_datagram(Instant now, ByteView datagram) {
     ++stats_.packets_rejected;
     return;
   }
-  Result<PacketHeader> header = decode_packet_header(datagram);
-  if (!header.is_ok()) {
+  Result<PacketHeader> header = decode_packet_header(datagram, acks_.any_received() ? acks_.largest() + 1 : 0);
+  if (!header.is_ok() || header->dcid != options_.local_cid) {
     ++stats_.packets_rejected;
     return;
   }
@@ -719,7 +720,12 @@ std::size_t Connection::poll_transmit_into(Instant now, std::span<std::uint8_t> 
   if (size < kMaxPacketHeaderSize + overhead + kMinFrameRoom) return 0;
 
   const std::uint64_t pn = loss_.next_packet_number();
-  const std::size_t header_len = encode_packet_header(out.data(), pn);
+  const std::size_t header_len = encode_packet_header(out.data(), options_.peer_cid, pn, loss_.largest_acked());
+  if (header_len == 0) {
+    // 2^31 packets unacknowledged: the peer is gone in all but name.
+    enter_closed(out_of_range("udp: too many packets unacknowledged to number the next one"));
+    return 0;
+  }
   std::uint8_t* payload = out.data() + header_len;
   FrameWriter w(payload, size - header_len - overhead);
   SentPacket sp;

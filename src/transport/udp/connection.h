@@ -35,6 +35,7 @@
 #include "slipstream/status.h"
 #include "transport/udp/ack_tracker.h"
 #include "transport/udp/congestion.h"
+#include "transport/udp/crypto.h"
 #include "transport/udp/frames.h"
 #include "transport/udp/protector.h"
 #include "transport/udp/range_set.h"
@@ -52,8 +53,12 @@ enum class Role : std::uint8_t { kClient, kServer };
 
 struct ConnectionOptions {
   Role role = Role::kClient;
+  // Connection ids (docs/udp.md, "Protected packet"): ours, which the peer's packets carry (one
+  // with another id is dropped), and the peer's, which ours carry. Both zero in tests.
+  ConnectionId local_cid{};
+  ConnectionId peer_cid{};
   // Largest UDP payload sent (header, frames and protection overhead). 1200 fits every path
-  // IPv6 allows. TODO: MTU probing.
+  // IPv6 allows. MTU probing is not done: a probed size would be set here.
   std::size_t max_packet_size = 1200;
   // Larger received datagrams are dropped unread.
   std::size_t max_receive_packet_size = 65527;

@@ -111,6 +111,7 @@ Result<PacketKind> classify_packet(ByteView d) {
     case LongType::kInitial: return PacketKind::kInitial;
     case LongType::kRetry: return PacketKind::kRetry;
     case LongType::kResponse: return PacketKind::kResponse;
+    case LongType::kRefused: return PacketKind::kRefused;
   }
   return invalid_argument("unknown long-header packet type " + std::to_string(b0 & kLongTypeMask));
 }
@@ -158,6 +159,23 @@ Result<ResponsePacket> parse_response(ByteView d) {
   if (r.left() != 0) return invalid_argument("response: bytes after the message");
   p.version = kUdpVersion;
   return p;
+}
+
+Result<RefusedPacket> parse_refused(ByteView d) {
+  Reader r(d);
+  SLIP_TRY(read_long_prefix(r, LongType::kRefused, "refused"));
+  RefusedPacket p;
+  if (!r.cid(p.dcid) || !r.u8(p.reason)) return invalid_argument("refused: truncated");
+  if (r.left() != 0) return invalid_argument("refused: bytes after the reason");
+  p.version = kUdpVersion;
+  return p;
+}
+
+void encode_refused(const RefusedPacket& p, std::vector<std::uint8_t>& out) {
+  out.push_back(kLongHeaderForm | static_cast<std::uint8_t>(LongType::kRefused));
+  put_u32(out, p.version);
+  put(out, view(p.dcid));
+  out.push_back(p.reason);
 }
 
 void encode_initial(const InitialPacket& p, std::size_t min_datagram, std::vector<std::uint8_t>& out) {
@@ -255,6 +273,12 @@ Result<ClientHandshake::Event> ClientHandshake::on_datagram(ByteView datagram) {
     retried_ = true;
     token_.assign(r->token.begin(), r->token.end());
     return Event::kResend;
+  }
+  if (*kind == PacketKind::kRefused) {
+    Result<RefusedPacket> r = parse_refused(datagram);
+    if (!r.is_ok()) return refuse(r.status());
+    if (r->dcid != local_cid_) return refuse(invalid_argument("refusal for another connection id"));
+    return Event::kRefused;
   }
   if (*kind != PacketKind::kResponse) return refuse(invalid_argument("expected a retry or a response"));
   Result<ResponsePacket> r = parse_response(datagram);

@@ -56,10 +56,11 @@ enum class LongType : std::uint8_t {
   kInitial = 0,   // client -> server: Noise message 1
   kRetry = 1,     // server -> client: come back with this cookie
   kResponse = 2,  // server -> client: Noise message 2
+  kRefused = 3,   // server -> client: message 1 did not authenticate (wrong pinned key)
 };
 
 // What the first byte says a datagram is; kInvalidArgument for a byte that fits no packet.
-enum class PacketKind : std::uint8_t { kProtected, kInitial, kRetry, kResponse };
+enum class PacketKind : std::uint8_t { kProtected, kInitial, kRetry, kResponse, kRefused };
 Result<PacketKind> classify_packet(ByteView datagram);
 
 struct InitialPacket {
@@ -87,6 +88,20 @@ struct ResponsePacket {
 Result<InitialPacket> parse_initial(ByteView datagram);
 Result<RetryPacket> parse_retry(ByteView datagram);
 Result<ResponsePacket> parse_response(ByteView datagram);
+
+// Refused: flags 0xC3 | version (4) | dcid (8) | reason (1). Sent, unauthenticated, in answer to
+// an Initial whose message 1 does not authenticate, so that a client that pinned another key
+// learns why instead of timing out. It is 14 bytes (no amplification), names only the client's
+// own connection id (an off-path attacker cannot guess it), and tells nothing about the key.
+enum class RefusedReason : std::uint8_t { kHandshakeFailed = 1 };
+inline constexpr std::size_t kRefusedLen = 1 + 4 + kConnectionIdLen + 1;
+struct RefusedPacket {
+  std::uint32_t version = kUdpVersion;
+  ConnectionId dcid{};
+  std::uint8_t reason = 0;  // RefusedReason; unknown values are kept as sent
+};
+Result<RefusedPacket> parse_refused(ByteView datagram);
+void encode_refused(const RefusedPacket& p, std::vector<std::uint8_t>& out);
 
 // Encoders append to `out`. encode_initial pads with zeros to `min_datagram`.
 void encode_initial(const InitialPacket& p, std::size_t min_datagram, std::vector<std::uint8_t>& out);
@@ -129,6 +144,7 @@ class ClientHandshake {
   enum class Event : std::uint8_t {
     kResend,    // a valid Retry: send initial_datagram() again now
     kComplete,  // message 2 authenticated: take result()
+    kRefused,   // the server says message 1 did not authenticate: it holds another key
   };
   // A long-header datagram from the server. An error means the packet is ignored and the
   // handshake goes on waiting (a forged or damaged packet must not end it); the Status says

@@ -1,0 +1,307 @@
+#include "transport/udp/socket.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/udp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+namespace slip::transport::udp {
+
+namespace {
+
+// The kernel's limit on segments in one GSO send (UDP_MAX_SEGMENTS) and on a UDP payload.
+constexpr std::size_t kMaxGsoSegments = 64;
+constexpr std::size_t kMaxGsoBytes = 65000;
+
+}  // namespace
+
+// ---- SocketAddress ----
+
+std::string SocketAddress::to_string() const {
+  char host[INET6_ADDRSTRLEN] = {0};
+  if (family() == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&storage);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    return HostPort{host, ntohs(a->sin_port)}.to_string();
+  }
+  if (family() == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&storage);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    return HostPort{host, ntohs(a->sin6_port)}.to_string();
+  }
+  return "?";
+}
+
+PeerAddress SocketAddress::peer() const {
+  Result<PeerAddress> p = PeerAddress::from_sockaddr(sa(), len);
+  return p.is_ok() ? *p : PeerAddress{};
+}
+
+bool SocketAddress::operator==(const SocketAddress& o) const {
+  if (family() != o.family()) return false;
+  if (family() == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&storage);
+    const auto* b = reinterpret_cast<const sockaddr_in*>(&o.storage);
+    return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+  }
+  if (family() == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&storage);
+    const auto* b = reinterpret_cast<const sockaddr_in6*>(&o.storage);
+    return a->sin6_port == b->sin6_port && std::memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(in6_addr)) == 0;
+  }
+  return false;
+}
+
+Result<SocketAddress> SocketAddress::from_host_port(const HostPort& hp) {
+  SocketAddress out;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  std::string host = hp.host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(hp.port);
+    out.len = sizeof(sockaddr_in);
+    return out;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(hp.port);
+    out.len = sizeof(sockaddr_in6);
+    return out;
+  }
+  return invalid_argument("'" + hp.host + "' is not a numeric IP address");
+}
+
+// ---- batches ----
+
+ReceiveBatch::ReceiveBatch(const SocketOptions& options)
+    : slots_(std::max<std::size_t>(1, options.batch)),
+      slot_size_(std::max<std::size_t>(64, options.max_datagram)),
+      buf_(slots_ * slot_size_),
+      from_(slots_),
+      lens_(slots_),
+      msgs_(slots_),
+      iov_(slots_) {}
+
+ReceiveBatch::~ReceiveBatch() = default;
+
+SendBatch::SendBatch(const SocketOptions& options, std::size_t max_datagram)
+    : slots_(std::max<std::size_t>(1, options.batch)),
+      slot_size_(max_datagram),
+      buf_(slots_ * slot_size_),
+      to_(slots_),
+      lens_(slots_),
+      msgs_(slots_),
+      iov_(slots_),
+      control_(slots_ * CMSG_SPACE(sizeof(std::uint16_t))) {
+  runs_.reserve(slots_);
+}
+
+SendBatch::~SendBatch() = default;
+
+void SendBatch::commit(std::size_t len, const SocketAddress& to) {
+  lens_[count_] = len;
+  to_[count_] = to;
+  ++count_;
+}
+
+void SendBatch::push(ByteView datagram, const SocketAddress& to) {
+  std::span<std::uint8_t> s = slot();
+  std::memcpy(s.data(), datagram.data(), datagram.size());
+  commit(datagram.size(), to);
+}
+
+void SendBatch::drop_front(std::size_t n) {
+  n = std::min(n, count_);
+  if (n == 0) return;
+  const std::size_t rest = count_ - n;
+  for (std::size_t i = 0; i < rest; ++i) {
+    std::memmove(buf_.data() + i * slot_size_, buf_.data() + (n + i) * slot_size_, lens_[n + i]);
+    lens_[i] = lens_[n + i];
+    to_[i] = to_[n + i];
+  }
+  count_ = rest;
+}
+
+// ---- UdpSocket ----
+
+UdpSocket::~UdpSocket() { close(); }
+
+UdpSocket::UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), gso_(o.gso_), counters_(o.counters_) { o.fd_ = -1; }
+
+UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
+  if (this != &o) {
+    close();
+    fd_ = o.fd_;
+    gso_ = o.gso_;
+    counters_ = o.counters_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+void UdpSocket::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Result<UdpSocket> UdpSocket::bind(const HostPort& address, const SocketOptions& options) {
+  SLIP_ASSIGN_OR_RETURN(SocketAddress local, SocketAddress::from_host_port(address));
+  UdpSocket s;
+  s.fd_ = ::socket(local.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (s.fd_ < 0) return disconnected(std::string("udp socket: ") + std::strerror(errno));
+  if (options.send_buffer > 0) {
+    (void)setsockopt(s.fd_, SOL_SOCKET, SO_SNDBUF, &options.send_buffer, sizeof(int));
+  }
+  if (options.receive_buffer > 0) {
+    (void)setsockopt(s.fd_, SOL_SOCKET, SO_RCVBUF, &options.receive_buffer, sizeof(int));
+  }
+  if (::bind(s.fd_, local.sa(), local.len) != 0) {
+    return disconnected("cannot bind udp " + address.to_string() + ": " + std::strerror(errno));
+  }
+  if (options.gso) {
+    // Probing with a segment size of 0 (off) tells whether the kernel knows the option at all.
+    int zero = 0;
+    s.gso_ = setsockopt(s.fd_, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
+  }
+  return s;
+}
+
+std::string UdpSocket::local_address() const {
+  SocketAddress a;
+  a.len = sizeof(a.storage);
+  if (getsockname(fd_, reinterpret_cast<sockaddr*>(&a.storage), &a.len) != 0) return "?";
+  return a.to_string();
+}
+
+Result<std::size_t> UdpSocket::receive(ReceiveBatch& b) {
+  b.count_ = 0;
+  for (std::size_t i = 0; i < b.slots_; ++i) {
+    b.iov_[i].iov_base = b.buf_.data() + i * b.slot_size_;
+    b.iov_[i].iov_len = b.slot_size_;
+    mmsghdr& m = b.msgs_[i];
+    std::memset(&m, 0, sizeof(m));
+    m.msg_hdr.msg_iov = &b.iov_[i];
+    m.msg_hdr.msg_iovlen = 1;
+    m.msg_hdr.msg_name = &b.from_[i].storage;
+    m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  }
+  int n;
+  do {
+    n = ::recvmmsg(fd_, b.msgs_.data(), static_cast<unsigned>(b.slots_), MSG_DONTWAIT, nullptr);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::size_t{0};
+    return disconnected(std::string("udp receive: ") + std::strerror(errno));
+  }
+  ++counters_.receive_calls;
+  // Truncated datagrams are dropped: compact the rest to the front.
+  std::size_t out = 0;
+  for (int i = 0; i < n; ++i) {
+    const mmsghdr& m = b.msgs_[static_cast<std::size_t>(i)];
+    if (m.msg_hdr.msg_flags & MSG_TRUNC) {
+      ++counters_.truncated;
+      continue;
+    }
+    const std::size_t idx = static_cast<std::size_t>(i);
+    b.from_[idx].len = m.msg_hdr.msg_namelen;
+    if (out != idx) {
+      std::memcpy(b.buf_.data() + out * b.slot_size_, b.buf_.data() + idx * b.slot_size_, m.msg_len);
+      b.from_[out] = b.from_[idx];
+    }
+    b.lens_[out] = m.msg_len;
+    ++out;
+  }
+  b.count_ = out;
+  counters_.datagrams_received += out;
+  return out;
+}
+
+bool UdpSocket::send(SendBatch& b) {
+  while (!b.empty()) {
+    // Build messages: with GSO, a run of datagrams to one address, all of one size but the last
+    // (which may be shorter), becomes one message the kernel cuts up.
+    std::size_t nmsg = 0;
+    std::size_t i = 0;
+    std::vector<std::size_t>& per_msg = b.runs_;
+    per_msg.clear();
+    while (i < b.count_) {
+      std::size_t run = 1;
+      if (gso_) {
+        std::size_t bytes = b.lens_[i];
+        while (i + run < b.count_ && run < kMaxGsoSegments && b.to_[i + run] == b.to_[i] &&
+               b.lens_[i + run - 1] == b.lens_[i] && b.lens_[i + run] <= b.lens_[i] &&
+               bytes + b.lens_[i + run] <= kMaxGsoBytes) {
+          bytes += b.lens_[i + run];
+          ++run;
+        }
+      }
+      mmsghdr& m = b.msgs_[nmsg];
+      std::memset(&m, 0, sizeof(m));
+      for (std::size_t k = 0; k < run; ++k) {
+        b.iov_[i + k].iov_base = b.buf_.data() + (i + k) * b.slot_size_;
+        b.iov_[i + k].iov_len = b.lens_[i + k];
+      }
+      m.msg_hdr.msg_iov = &b.iov_[i];
+      m.msg_hdr.msg_iovlen = run;
+      m.msg_hdr.msg_name = const_cast<sockaddr*>(b.to_[i].sa());
+      m.msg_hdr.msg_namelen = b.to_[i].len;
+      if (run > 1) {
+        std::uint8_t* ctl = b.control_.data() + nmsg * CMSG_SPACE(sizeof(std::uint16_t));
+        std::memset(ctl, 0, CMSG_SPACE(sizeof(std::uint16_t)));
+        m.msg_hdr.msg_control = ctl;
+        m.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(std::uint16_t));
+        cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+        const auto seg = static_cast<std::uint16_t>(b.lens_[i]);
+        std::memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+      }
+      per_msg.push_back(run);
+      ++nmsg;
+      i += run;
+    }
+    int n;
+    do {
+      n = ::sendmmsg(fd_, b.msgs_.data(), static_cast<unsigned>(nmsg), MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    ++counters_.send_calls;
+    if (n < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+        ++counters_.would_block;
+        return false;
+      }
+      if (per_msg[0] > 1 && (err == EIO || err == EINVAL || err == EOPNOTSUPP)) {
+        // The device or the kernel refused segmentation: send datagram by datagram from now on.
+        gso_ = false;
+        continue;
+      }
+      // The first message failed for good (unreachable, too big): drop its datagrams.
+      counters_.send_errors += per_msg[0];
+      b.drop_front(per_msg[0]);
+      continue;
+    }
+    std::size_t sent = 0;
+    for (int k = 0; k < n; ++k) {
+      sent += per_msg[static_cast<std::size_t>(k)];
+      if (per_msg[static_cast<std::size_t>(k)] > 1) ++counters_.gso_runs;
+    }
+    counters_.messages_sent += static_cast<std::uint64_t>(n);
+    counters_.datagrams_sent += sent;
+    b.drop_front(sent);
+  }
+  return true;
+}
+
+}  // namespace slip::transport::udp

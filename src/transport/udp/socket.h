@@ -1,0 +1,176 @@
+// The UDP socket under the reliable UDP transport: one non-blocking socket, datagrams received
+// in batches with recvmmsg() and sent in batches with sendmmsg(), and runs of same-sized
+// datagrams to one peer handed to the kernel as one UDP GSO super-datagram (UDP_SEGMENT) where
+// the kernel supports it (Linux 4.18+), with a fallback to one datagram per message when it
+// does not, or when the device refuses segmentation offload (EIO).
+//
+// Sans-loop: nothing here waits. The transport (udp.cc) waits for readiness on io::EventLoop and
+// calls receive()/send() until they would block.
+//
+// Thread safety: none; a socket and its batches belong to one loop.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "slipstream/buffer.h"
+#include "slipstream/status.h"
+#include "transport/address.h"
+#include "transport/udp/cookie.h"
+
+namespace slip::transport::udp {
+
+// A peer's socket address as the kernel gives and takes it.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+
+  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  int family() const { return storage.ss_family; }
+  // "127.0.0.1:4300", "[::1]:4300".
+  std::string to_string() const;
+  // The canonical form (IPv4 mapped into IPv6) that cookies bind to.
+  PeerAddress peer() const;
+  bool operator==(const SocketAddress& o) const;
+
+  // A numeric host ("127.0.0.1", "::1") and port; kInvalidArgument otherwise.
+  static Result<SocketAddress> from_host_port(const HostPort& hp);
+};
+
+struct SocketOptions {
+  int send_buffer = 0;     // SO_SNDBUF bytes; 0 keeps the kernel's default
+  int receive_buffer = 0;  // SO_RCVBUF bytes; 0 keeps the kernel's default
+  bool gso = true;         // coalesce runs to one peer with UDP_SEGMENT when the kernel can
+  std::size_t batch = 32;  // datagrams per recvmmsg() and sendmmsg()
+  // Largest datagram received; a longer one is truncated by the kernel and dropped here.
+  std::size_t max_datagram = 2048;
+};
+
+// Received datagrams: `batch` slots of `max_datagram` bytes, filled by UdpSocket::receive().
+class ReceiveBatch {
+ public:
+  explicit ReceiveBatch(const SocketOptions& options);
+  ~ReceiveBatch();
+  ReceiveBatch(const ReceiveBatch&) = delete;
+  ReceiveBatch& operator=(const ReceiveBatch&) = delete;
+
+  std::size_t size() const { return count_; }
+  std::size_t capacity() const { return slots_; }
+  // Datagram i of the last receive(); the view is valid until the next receive(). Mutable: the
+  // transport opens packets in place.
+  std::span<std::uint8_t> data(std::size_t i) { return {buf_.data() + i * slot_size_, lens_[i]}; }
+  const SocketAddress& from(std::size_t i) const { return from_[i]; }
+
+ private:
+  friend class UdpSocket;
+  std::size_t slots_;
+  std::size_t slot_size_;
+  std::vector<std::uint8_t> buf_;
+  std::vector<SocketAddress> from_;
+  std::vector<std::size_t> lens_;
+  std::vector<mmsghdr> msgs_;
+  std::vector<struct iovec> iov_;
+  std::size_t count_ = 0;
+};
+
+// Datagrams waiting to be sent: built in place with slot() + commit(), sent by UdpSocket::send(),
+// which removes what the kernel took.
+class SendBatch {
+ public:
+  explicit SendBatch(const SocketOptions& options, std::size_t max_datagram = 1500);
+  ~SendBatch();
+  SendBatch(const SendBatch&) = delete;
+  SendBatch& operator=(const SendBatch&) = delete;
+
+  bool full() const { return count_ == slots_; }
+  bool empty() const { return count_ == 0; }
+  std::size_t size() const { return count_; }
+  std::size_t max_datagram() const { return slot_size_; }
+  // Where the next datagram goes (max_datagram() bytes). Precondition: !full().
+  std::span<std::uint8_t> slot() { return {buf_.data() + count_ * slot_size_, slot_size_}; }
+  // The next datagram is `len` bytes of slot(), for `to`.
+  void commit(std::size_t len, const SocketAddress& to);
+  // Copies a finished datagram in. Precondition: !full() and size <= max_datagram().
+  void push(ByteView datagram, const SocketAddress& to);
+  ByteView datagram(std::size_t i) const { return {buf_.data() + i * slot_size_, lens_[i]}; }
+  const SocketAddress& to(std::size_t i) const { return to_[i]; }
+  // Drops the first n datagrams (sent).
+  void drop_front(std::size_t n);
+
+ private:
+  friend class UdpSocket;
+  std::size_t slots_;
+  std::size_t slot_size_;
+  std::vector<std::uint8_t> buf_;
+  std::vector<SocketAddress> to_;
+  std::vector<std::size_t> lens_;
+  std::size_t count_ = 0;
+  // sendmmsg scratch
+  std::vector<mmsghdr> msgs_;
+  std::vector<struct iovec> iov_;
+  std::vector<std::uint8_t> control_;
+  std::vector<std::size_t> runs_;  // datagrams per message
+};
+
+struct SocketCounters {
+  std::uint64_t receive_calls = 0;    // recvmmsg() calls that returned datagrams
+  std::uint64_t datagrams_received = 0;
+  std::uint64_t truncated = 0;        // longer than max_datagram: dropped
+  std::uint64_t send_calls = 0;       // sendmmsg() calls
+  std::uint64_t messages_sent = 0;    // messages the kernel took (a GSO run is one)
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t gso_runs = 0;         // messages that carried more than one datagram
+  std::uint64_t send_errors = 0;      // datagrams dropped for an error other than EAGAIN
+  std::uint64_t would_block = 0;      // send() stopped at a full socket buffer
+};
+
+class UdpSocket {
+ public:
+  UdpSocket() = default;
+  ~UdpSocket();
+  UdpSocket(UdpSocket&& o) noexcept;
+  UdpSocket& operator=(UdpSocket&& o) noexcept;
+  UdpSocket(const UdpSocket&) = delete;
+  UdpSocket& operator=(const UdpSocket&) = delete;
+
+  // A non-blocking socket bound to `address` (port 0: any free port). kInvalidArgument for a
+  // host that is not a numeric address, kDisconnected when it cannot be bound.
+  static Result<UdpSocket> bind(const HostPort& address, const SocketOptions& options);
+
+  int fd() const { return fd_; }
+  bool is_open() const { return fd_ >= 0; }
+  // "127.0.0.1:4300"
+  std::string local_address() const;
+  // Whether sends coalesce with UDP_SEGMENT (the kernel has it and no send refused it).
+  bool gso_enabled() const { return gso_; }
+
+  // Fills `batch` with what is waiting (up to its capacity); 0 when nothing is (would block).
+  // Errors other than EAGAIN/EINTR (e.g. ICMP errors reported on the socket) are returned once
+  // and the socket stays usable.
+  Result<std::size_t> receive(ReceiveBatch& batch);
+  // Sends the batch's datagrams in order and drops what the kernel took. Returns true when the
+  // batch is empty, false when the socket buffer is full (wait for writability, call again).
+  // A datagram the kernel refuses for another reason (unreachable, too big) is dropped and
+  // counted: UDP may lose any datagram, and the reliability layer above recovers.
+  bool send(SendBatch& batch);
+
+  const SocketCounters& counters() const { return counters_; }
+  // Turns coalescing off (tests of the fallback; done by itself when the kernel refuses it).
+  void disable_gso() { gso_ = false; }
+
+ private:
+  void close();
+
+  int fd_ = -1;
+  bool gso_ = false;
+  SocketCounters counters_;
+};
+
+}  // namespace slip::transport::udp
