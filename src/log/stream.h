@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -81,6 +82,10 @@ class Stream {
  public:
   Stream(StreamConfig config, std::string dir, std::unique_ptr<Log> log)
       : config_(std::move(config)), dir_(std::move(dir)), log_(std::move(log)) {}
+  // Closes the log before the members its callbacks use go.
+  ~Stream() {
+    if (log_) (void)log_->close();
+  }
   const StreamConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
   Log& log() { return *log_; }
@@ -94,11 +99,27 @@ class Stream {
   void note_capture_error() { capture_errors_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t capture_errors() const { return capture_errors_.load(std::memory_order_relaxed); }
 
+  // Consumers waiting for new messages. `listener` runs on the log's writer thread after a
+  // successful append, once per arm_append_listener() (so it must only hand work over, e.g.
+  // post to a loop). Set once, before the first arm.
+  void set_append_listener(std::function<void()> listener);
+  // The next stored message calls the listener (once).
+  void arm_append_listener() { listen_.store(true, std::memory_order_release); }
+
+  void set_consumer_count(std::uint64_t n) { consumers_.store(n, std::memory_order_relaxed); }
+  std::uint64_t consumer_count() const { return consumers_.load(std::memory_order_relaxed); }
+
  private:
+  void appended();
+
   const StreamConfig config_;
   const std::string dir_;
   std::unique_ptr<Log> log_;
   std::atomic<std::uint64_t> capture_errors_{0};
+  std::atomic<bool> listen_{false};
+  std::mutex listener_mu_;
+  std::function<void()> listener_;  // guarded by listener_mu_
+  std::atomic<std::uint64_t> consumers_{0};
 };
 
 // Encodes headers as protocol.md's metadata field (count, then key and value strings).
