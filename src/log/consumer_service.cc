@@ -372,7 +372,11 @@ void ConsumerService::handle(wire::StreamOp op, OwnedFields args, ConsumerReques
     m.append(name->substr(0, 64)).append("\" on stream \"").append(stream->substr(0, 64)).append("\"");
     return respond(from, not_found(m));
   }
-  r->last_active = now();
+  // Fetches, acks and push subscriptions keep an ephemeral consumer alive; looking at it does not.
+  if (op == wire::StreamOp::kConsumerFetch || op == wire::StreamOp::kConsumerAck ||
+      op == wire::StreamOp::kConsumerSubscribe) {
+    r->last_active = now();
+  }
   switch (op) {
     case wire::StreamOp::kConsumerFetch: return fetch(r, args, from);
     case wire::StreamOp::kConsumerAck: return ack(r, args, from);
