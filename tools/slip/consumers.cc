@@ -125,7 +125,7 @@ struct Consume {
   void end(int rc) {
     if (done) return;
     done = true;
-    if (idle) idle->cancel();
+    idle.reset();  // bound to the client's loop, which ends with run()
     finish(rc);
   }
   bool enough() const { return o->count != 0 && printed >= o->count; }
@@ -182,7 +182,7 @@ struct Consume {
   }
 
   void arm_idle() {
-    if (wait_ms == 0) return;
+    if (wait_ms == 0 || !idle) return;
     idle->expires_after(std::chrono::milliseconds(wait_ms));
     idle->async_wait([this](const boost::system::error_code& ec) {
       if (!ec) end(0);
@@ -417,7 +417,7 @@ int run_consume(const Common& c, const ConsumerCliOptions& o, const PubSubRunner
       state.end(1);
     }
   };
-  return run(c, "consume", false, [&](broker::PubSubClient& client, std::function<void(int)> finish) {
+  const int rc = run(c, "consume", false, [&](broker::PubSubClient& client, std::function<void(int)> finish) {
     state.client = &client;
     state.finish = finish;
     if (o.name.empty()) return create();
@@ -438,6 +438,10 @@ int run_consume(const Common& c, const ConsumerCliOptions& o, const PubSubRunner
       state.end(1);
     }
   });
+  // The connection closed under a push with --wait: the timer's loop is gone, so the timer must
+  // not touch it again.
+  if (state.idle) (void)state.idle.release();
+  return rc;
 }
 
 }  // namespace slip::cli
