@@ -215,6 +215,7 @@ struct ConsumerService::Runtime {
   Consumer consumer;
   std::string dir;  // durable only
   bool removed = false;
+  bool read_failed = false;  // the last collect could not read the log
 
   boost::asio::steady_timer ack_timer;
   std::optional<std::int64_t> ack_timer_at;
@@ -745,6 +746,7 @@ void ConsumerService::stream_removed(const std::string& stream) {
 std::vector<ConsumerService::Delivery> ConsumerService::collect(Runtime& r, std::size_t max_msgs,
                                                                 std::size_t max_bytes, bool& more) {
   more = false;
+  r.read_failed = false;
   std::vector<Delivery> out;
   std::size_t bytes = 0;
   std::size_t scanned = 0;
@@ -786,6 +788,7 @@ std::vector<ConsumerService::Delivery> ConsumerService::collect(Runtime& r, std:
     if (!rr.is_ok()) {
       SLIP_LOG_WARN("stream {}: consumer {} cannot read at {}: {}", r.stream->config().name, c.config().name, from,
                     rr.status().to_string());
+      r.read_failed = true;
       break;
     }
     if (rr->next_sequence <= from) break;
@@ -854,8 +857,9 @@ void ConsumerService::pump(const RuntimePtr& r) {
     });
   } else if (waiting && r->consumer.has_room()) {
     r->stream->arm_append_listener();
-    // A message stored between the last read and the arm would not call the listener.
-    if (r->stream->log().last_sequence() >= r->consumer.next_sequence()) {
+    // A message stored between the last read and the arm would not call the listener. (After a
+    // failed read, only the next stored message tries again: no loop of failing reads.)
+    if (!r->read_failed && r->stream->log().last_sequence() >= r->consumer.next_sequence()) {
       loop_.post([ws = weak_from_this(), name = r->stream->config().name] {
         if (auto self = ws.lock()) self->on_appended(name);
       });
