@@ -58,6 +58,21 @@ struct StoredMessage {
 };
 using StoredMessageHandler = std::function<void(const StoredMessage&)>;
 
+// Consumers (docs/streams.md, "Consumers").
+enum class AckKind : std::uint8_t {
+  kAck,   // processed
+  kNak,   // redeliver now
+  kTerm,  // never redeliver
+};
+struct FetchOptions {
+  std::size_t batch = 1;                 // at most this many messages (the broker bounds it: 1000)
+  std::size_t max_bytes = 0;             // payload bytes; 0: the broker's bound (1 MiB)
+  std::chrono::milliseconds expires{0};  // wait this long for a first message; 0: answer at once
+};
+// How many messages a fetch delivered (0: none arrived before it expired), or its error.
+using FetchHandler = std::function<void(Result<std::size_t>)>;
+using StatusHandler = std::function<void(Status)>;
+
 // A SUB or PUB the broker refused.
 struct Refusal {
   wire::FrameType op = wire::FrameType::kPub;  // kSub or kPub
@@ -115,12 +130,33 @@ class PubSubClient final : public session::SessionHandler {
   Status stream_request(wire::StreamOp op, const StreamFields& args, StreamReplyHandler done,
                         StoredMessageHandler on_msg = {});
 
+  // Consumers of a stream. `config` holds the CONSUMER_ADD arguments besides "stream" (name,
+  // durable, deliver, filter, ack, ack_wait_ms, ...; docs/protocol.md); `done` gets the
+  // consumer's info fields (an ephemeral consumer's generated name in "name").
+  Status add_consumer(std::string_view stream, const StreamFields& config, StreamReplyHandler done);
+  // Pull: up to options.batch messages, each to `on_msg` (StoredMessage::deliveries counts its
+  // deliveries, 1 the first time), then `done` with their number. With options.expires, a fetch
+  // finding nothing waits that long for messages to arrive.
+  Status fetch(std::string_view stream, std::string_view consumer, const FetchOptions& options,
+               StoredMessageHandler on_msg, FetchHandler done);
+  // Acknowledges delivered messages (at most 4096 per call); `done` runs once the broker applied
+  // it and, for a durable consumer, wrote it to disk.
+  Status ack(std::string_view stream, std::string_view consumer, const std::vector<std::uint64_t>& sequences,
+             AckKind kind, StatusHandler done);
+  // Push: the consumer's messages flow to `on_msg` (within its max_ack_pending) until the
+  // subscription ends (unsubscribe_consumer, deletion, or the connection closing), which `done`
+  // reports. One push subscriber per consumer.
+  Status subscribe_consumer(std::string_view stream, std::string_view consumer, StoredMessageHandler on_msg,
+                            StreamReplyHandler done);
+  Status unsubscribe_consumer(std::string_view stream, std::string_view consumer, StatusHandler done);
+
   // Runs for every SUB or PUB the broker refused.
   void set_on_refused(std::function<void(const Refusal&)> f) { on_refused_ = std::move(f); }
   // Runs after every session close (the client may reconnect afterwards).
   void set_on_closed(std::function<void(const Status&)> f) { on_closed_ = std::move(f); }
 
   session::Client& client() { return client_; }
+  io::EventLoop& loop() { return loop_; }
 
   // session::SessionHandler
   void on_ready(session::Session& s) override;

@@ -2,6 +2,8 @@
 // the STREAM_MSG and STREAM_RESPONSE frames that answer it.
 #include "broker/client.h"
 
+#include <cstdlib>
+
 namespace slip::broker {
 
 Status PubSubClient::publish_acked(std::string_view subject, Slice payload, const wire::Metadata* headers,
@@ -49,6 +51,59 @@ Status PubSubClient::stream_request(wire::StreamOp op, const StreamFields& args,
   stream_calls_.emplace(id, StreamCall{std::move(done), std::move(on_msg)});
   client_.session()->send_frame(q);
   return Status();
+}
+
+Status PubSubClient::add_consumer(std::string_view stream, const StreamFields& config, StreamReplyHandler done) {
+  StreamFields args = {{"stream", std::string(stream)}};
+  args.insert(args.end(), config.begin(), config.end());
+  return stream_request(wire::StreamOp::kConsumerAdd, args, std::move(done));
+}
+
+Status PubSubClient::fetch(std::string_view stream, std::string_view consumer, const FetchOptions& options,
+                           StoredMessageHandler on_msg, FetchHandler done) {
+  StreamFields args = {{"stream", std::string(stream)},
+                       {"name", std::string(consumer)},
+                       {"batch", std::to_string(options.batch)}};
+  if (options.max_bytes != 0) args.emplace_back("max_bytes", std::to_string(options.max_bytes));
+  if (options.expires.count() > 0) args.emplace_back("expires_ms", std::to_string(options.expires.count()));
+  return stream_request(
+      wire::StreamOp::kConsumerFetch, args,
+      [done = std::move(done)](Result<StreamFields> r) {
+        if (!r.is_ok()) return done(r.status());
+        std::size_t n = 0;
+        for (const auto& [k, v] : *r) {
+          if (k == "delivered") n = static_cast<std::size_t>(std::strtoull(v.c_str(), nullptr, 10));
+        }
+        done(n);
+      },
+      std::move(on_msg));
+}
+
+Status PubSubClient::ack(std::string_view stream, std::string_view consumer, const std::vector<std::uint64_t>& sequences,
+                         AckKind kind, StatusHandler done) {
+  if (sequences.empty()) return invalid_argument("ack: no sequences");
+  std::string seqs;
+  for (std::uint64_t s : sequences) {
+    if (!seqs.empty()) seqs += ',';
+    seqs += std::to_string(s);
+  }
+  const char* k = kind == AckKind::kAck ? "ack" : kind == AckKind::kNak ? "nak" : "term";
+  StreamFields args = {{"stream", std::string(stream)}, {"name", std::string(consumer)}, {"seqs", seqs}, {"kind", k}};
+  return stream_request(wire::StreamOp::kConsumerAck, args,
+                        [done = std::move(done)](Result<StreamFields> r) { done(r.status()); });
+}
+
+Status PubSubClient::subscribe_consumer(std::string_view stream, std::string_view consumer,
+                                        StoredMessageHandler on_msg, StreamReplyHandler done) {
+  return stream_request(wire::StreamOp::kConsumerSubscribe,
+                        {{"stream", std::string(stream)}, {"name", std::string(consumer)}}, std::move(done),
+                        std::move(on_msg));
+}
+
+Status PubSubClient::unsubscribe_consumer(std::string_view stream, std::string_view consumer, StatusHandler done) {
+  return stream_request(wire::StreamOp::kConsumerUnsubscribe,
+                        {{"stream", std::string(stream)}, {"name", std::string(consumer)}},
+                        [done = std::move(done)](Result<StreamFields> r) { done(r.status()); });
 }
 
 Status PubSubClient::on_stream_frame(const wire::Frame& f, const wire::WireLimits& limits) {

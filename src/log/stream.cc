@@ -300,7 +300,24 @@ Status Stream::append(std::string_view subject, bool has_headers, const wire::Me
     }
   }
   r.payload = payload;
-  return log_->append(std::move(r), std::move(done));
+  // The log (and its writer thread) ends before the stream does, so `this` outlives the callback.
+  return log_->append(std::move(r), [this, done = std::move(done)](Result<AppendAck> ack) {
+    const bool stored = ack.is_ok() && !ack->duplicate;
+    done(std::move(ack));
+    if (stored && listen_.load(std::memory_order_acquire) && listen_.exchange(false, std::memory_order_acq_rel)) {
+      appended();
+    }
+  });
+}
+
+void Stream::set_append_listener(std::function<void()> listener) {
+  std::lock_guard lk(listener_mu_);
+  listener_ = std::move(listener);
+}
+
+void Stream::appended() {
+  std::lock_guard lk(listener_mu_);
+  if (listener_) listener_();
 }
 
 // ---- StreamManager -------------------------------------------------------------------------
@@ -434,6 +451,7 @@ StreamInfo StreamManager::info(const Stream& s) const {
   i.config = s.config();
   i.stats = s.log().stats();
   i.capture_errors = s.capture_errors();
+  i.consumers = s.consumer_count();
   return i;
 }
 

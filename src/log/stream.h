@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -106,6 +107,10 @@ class Stream {
  public:
   Stream(StreamConfig config, std::string dir, std::unique_ptr<Log> log)
       : config_(std::move(config)), dir_(std::move(dir)), log_(std::move(log)) {}
+  // Closes the log before the members its callbacks use go.
+  ~Stream() {
+    if (log_) (void)log_->close();
+  }
   const StreamConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
   Log& log() { return *log_; }
@@ -123,12 +128,28 @@ class Stream {
   StreamMetrics& metrics() { return metrics_; }
   const StreamMetrics& metrics() const { return metrics_; }
 
+  // Consumers waiting for new messages. `listener` runs on the log's writer thread after a
+  // successful append, once per arm_append_listener() (so it must only hand work over, e.g.
+  // post to a loop). Set once, before the first arm.
+  void set_append_listener(std::function<void()> listener);
+  // The next stored message calls the listener (once).
+  void arm_append_listener() { listen_.store(true, std::memory_order_release); }
+
+  void set_consumer_count(std::uint64_t n) { consumers_.store(n, std::memory_order_relaxed); }
+  std::uint64_t consumer_count() const { return consumers_.load(std::memory_order_relaxed); }
+
  private:
+  void appended();
+
   const StreamConfig config_;
   const std::string dir_;
   StreamMetrics metrics_;  // before log_: destroyed after the log's writer thread ends
   std::unique_ptr<Log> log_;
   std::atomic<std::uint64_t> capture_errors_{0};
+  std::atomic<bool> listen_{false};
+  std::mutex listener_mu_;
+  std::function<void()> listener_;  // guarded by listener_mu_
+  std::atomic<std::uint64_t> consumers_{0};
 };
 
 // Encodes headers as protocol.md's metadata field (count, then key and value strings).

@@ -30,6 +30,10 @@ void post_response(io::EventLoop& loop, std::weak_ptr<session::Session> ws, std:
   });
 }
 
+void respond_stopped(const ConsumerRequester& from) {
+  post_response(*from.loop, from.session, from.request_id, disconnected("the server is stopping"));
+}
+
 const std::string_view* arg(const wire::Metadata& args, std::string_view key) {
   for (const auto& kv : args) {
     if (kv.first == key) return &kv.second;
@@ -188,7 +192,12 @@ Status StreamService::start() {
   capture_loop_.post([&] {
     capture_conn_ = std::make_unique<CaptureConnection>(*this, capture_loop_);
     capture_ = std::make_unique<broker::BrokerClient>(broker_, *capture_conn_, "streams");
-    Status st;
+    consumers_ = std::make_shared<ConsumerService>(capture_loop_, *streams_, options_.consumers);
+    Status st = consumers_->load();
+    if (!st.is_ok()) {
+      done.set_value(st);
+      return;
+    }
     for (const auto& s : streams_->list()) {
       st = subscribe_stream(s);
       if (!st.is_ok()) break;
@@ -202,6 +211,7 @@ void StreamService::stop() {
   if (stopped_ || !streams_) return;
   stopped_ = true;
   auto end_capture = [this] {
+    consumers_.reset();
     capture_.reset();
     capture_sids_.clear();
   };
@@ -383,6 +393,7 @@ void StreamService::on_request(session::Session& s, const wire::StreamRequest& q
       io::EventLoop* loop = &s.connection().loop();
       capture_loop_.post([this, ws, loop, id, n = std::string(*name)] {
         if (capture_) unsubscribe_stream(n);
+        if (consumers_) consumers_->stream_removed(n);
         post_response(*loop, ws, id, Status());
       });
       return;
@@ -422,10 +433,46 @@ void StreamService::on_request(session::Session& s, const wire::StreamRequest& q
                      {"skipped", std::to_string(r->skipped.size())}});
       return;
     }
+    case wire::StreamOp::kConsumerAdd:
+    case wire::StreamOp::kConsumerFetch:
+    case wire::StreamOp::kConsumerAck:
+    case wire::StreamOp::kConsumerDelete:
+    case wire::StreamOp::kConsumerInfo:
+    case wire::StreamOp::kConsumerList:
+    case wire::StreamOp::kConsumerSubscribe:
+    case wire::StreamOp::kConsumerUnsubscribe: {
+      OwnedFields args;
+      args.reserve(q.args.size());
+      for (const auto& [k, v] : q.args) {
+        for (const auto& [k2, v2] : args) {
+          if (k2 == k) return fail(invalid_argument("argument \"" + std::string(k.substr(0, 64)) + "\" appears twice"));
+        }
+        args.emplace_back(std::string(k), std::string(v));
+      }
+      ConsumerRequester from;
+      from.session = s.weak_from_this();
+      from.loop = &s.connection().loop();
+      from.request_id = id;
+      from.limits = limits;
+      from.key = &s;
+      capture_loop_.post([this, op = q.op, args = std::move(args), from = std::move(from)]() mutable {
+        if (!consumers_) return respond_stopped(from);
+        consumers_->handle(op, std::move(args), std::move(from));
+      });
+      return;
+    }
     default:
       return fail(unimplemented("stream operation " + std::to_string(static_cast<unsigned>(q.op)) +
                                 " is not served by this server"));
   }
+}
+
+void StreamService::on_session_closed(session::Session& s) {
+  if (!streams_) return;
+  const void* key = &s;
+  capture_loop_.post([this, key] {
+    if (consumers_) consumers_->session_closed(key);
+  });
 }
 
 }  // namespace slip::log

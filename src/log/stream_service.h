@@ -13,8 +13,11 @@
 // Acks travel through one outbox per loop, which the writer posts to only when it was empty, so
 // a group commit of N records costs the loop one wake-up, not N.
 //
-// Thread safety: on_frame runs on the session's loop; the capture client is touched only on the
-// capture loop; StreamManager is thread-safe.
+// Consumers (consumer_service.h) live on the capture loop too: consumer operations are handed
+// over to it, and their answers come back to the session's loop.
+//
+// Thread safety: on_frame runs on the session's loop; the capture client and the consumers are
+// touched only on the capture loop; StreamManager is thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -27,12 +30,14 @@
 
 #include "broker/broker.h"
 #include "io/event_loop.h"
+#include "log/consumer_service.h"
 #include "log/stream.h"
 #include "session/session.h"
 
 namespace slip::log {
 
 struct StreamServiceOptions {
+  ConsumerServiceOptions consumers;
   // Records one STREAM_REQUEST read returns at most (and bytes, payloads and fields).
   std::size_t max_read_msgs = 1000;
   std::size_t max_read_bytes = 1u << 20;
@@ -63,6 +68,10 @@ class StreamService {
   Status on_frame(session::Session& s, broker::BrokerClient& client, const wire::Frame& f,
                   const wire::WireLimits& limits);
 
+  // The session closed: its ephemeral consumers, waiting fetches and push subscriptions end.
+  // On the session's loop.
+  void on_session_closed(session::Session& s);
+
   StreamManager* streams() { return streams_.get(); }
 
  private:
@@ -85,6 +94,7 @@ class StreamService {
   const StreamServiceOptions options_;
   std::unique_ptr<CaptureConnection> capture_conn_;
   std::unique_ptr<broker::BrokerClient> capture_;  // capture loop only
+  std::shared_ptr<ConsumerService> consumers_;     // capture loop only
   std::unordered_map<std::uint64_t, std::weak_ptr<Stream>> capture_sids_;  // capture loop only
   std::unordered_map<std::string, std::vector<std::uint64_t>> sids_of_;     // capture loop only
   std::uint64_t next_sid_ = 1;                                              // capture loop only

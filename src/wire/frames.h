@@ -207,8 +207,11 @@ enum class StreamOp : std::uint8_t {
   kConsumerAck = 8,
   kConsumerDelete = 9,
   kConsumerInfo = 10,
+  kConsumerList = 11,
+  kConsumerSubscribe = 12,    // push: STREAM_MSG frames flow until the subscription ends
+  kConsumerUnsubscribe = 13,
 };
-inline constexpr std::uint8_t kMaxStreamOp = 10;
+inline constexpr std::uint8_t kMaxStreamOp = 13;
 
 // Arguments and results are (key, value) pairs of text: a small, self-describing body that new
 // options extend without new bytes. Unknown keys are errors on the broker's side.

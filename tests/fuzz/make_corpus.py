@@ -108,6 +108,11 @@ def every_frame():
         frame(STREAM_RESPONSE, 0, varint(5) + varint(0) + string("") + metadata([("messages", "12")])),
         frame(STREAM_MSG, 0x02, varint(5) + varint(300) + varint(1 << 60) + varint(1) + string("a.b")
               + metadata([("Slip-Msg-Id", "x")]) + b"payload"),
+        frame(STREAM_REQUEST, 0, varint(6) + bytes([7]) + metadata([("stream", "S"), ("name", "C"), ("batch", "10"),
+                                                                    ("expires_ms", "500")])),
+        frame(STREAM_REQUEST, 0, varint(7) + bytes([8]) + metadata([("stream", "S"), ("name", "C"),
+                                                                    ("seqs", "1,2,3"), ("kind", "nak")])),
+        frame(STREAM_MSG, 0, varint(6) + varint(3) + varint(1) + varint(2) + string("a") + b"x"),
     ]
 
 

@@ -248,6 +248,34 @@ TEST(FramesTest, EncodingMatchesTheProtocolDocExamples) {
   sm.subject = "a";
   sm.payload = Slice::copy_of(ByteView("xy"));
   check(sm, "44 00 09  05  AC 02  01  00  01 61  78 79");
+  // A consumer fetch (op 7) and a redelivery (deliveries 2) answering it.
+  StreamRequest fetch;
+  fetch.request_id = 6;
+  fetch.op = StreamOp::kConsumerFetch;
+  fetch.args = {{"stream", "S"}, {"name", "C"}, {"batch", "10"}};
+  check(fetch, "42 00 1C  06  07  03  06 73 74 72 65 61 6D 01 53  04 6E 61 6D 65 01 43  05 62 61 74 63 68 02 31 30");
+  StreamMsg redelivery;
+  redelivery.request_id = 6;
+  redelivery.sequence = 3;
+  redelivery.timestamp_ns = 1;
+  redelivery.deliveries = 2;
+  redelivery.subject = "a";
+  redelivery.payload = Slice::copy_of(ByteView("x"));
+  check(redelivery, "44 00 07  06  03  01  02  01 61  78");
+  check(StreamResponse{6, StatusCode::kOk, "", {{"delivered", "1"}}},
+        "43 00 10  06  00  00  01 09 64 65 6C 69 76 65 72 65 64 01 31");
+}
+
+TEST(FramesTest, StreamRequestCarriesEveryConsumerOp) {
+  const WireLimits limits;
+  for (std::uint8_t op = static_cast<std::uint8_t>(StreamOp::kConsumerAdd); op <= kMaxStreamOp; ++op) {
+    const std::uint8_t body[] = {0x01, op, 0x00};
+    Frame f{FrameType::kStreamRequest, 0, Slice::copy_of(ByteView(body, sizeof(body)))};
+    auto r = parse_frame(f, limits);
+    ASSERT_TRUE(r.is_ok()) << "op " << int(op) << ": " << r.status().to_string();
+    EXPECT_EQ(static_cast<std::uint8_t>(std::get<StreamRequest>(*r).op), op);
+  }
+  EXPECT_EQ(kMaxStreamOp, static_cast<std::uint8_t>(StreamOp::kConsumerUnsubscribe));
 }
 
 TEST(FramesTest, StreamRequestRejectsUnknownOpAndTrailingBytes) {

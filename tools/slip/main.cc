@@ -12,6 +12,7 @@
 #include "session/session.h"
 #include "obs/traceparent.h"
 #include "stats.h"
+#include "consumers.h"
 #include "streams.h"
 #include "transport/tcp/tcp.h"
 #include "transport/tls/tls.h"
@@ -289,6 +290,8 @@ int main(int argc, char** argv) {
 
   slip::cli::StreamCliOptions stream_opts;
   auto* stream = slip::cli::add_stream_commands(app, stream_opts);
+  slip::cli::ConsumerCliOptions consumer_opts;
+  auto [consume, consumer] = slip::cli::add_consumer_commands(app, consumer_opts);
 
   CLI11_PARSE(app, argc, argv);
   (void)slip::init_logging("warn");
@@ -297,6 +300,8 @@ int main(int argc, char** argv) {
   if (*stats) return slip::cli::run_stats(stats_opts);
   if (*bench) return slip::cli::run_bench(common, bench_options);
   if (*stream) return slip::cli::run_stream(common, stream_opts, run_pubsub);
+  if (*consume) return slip::cli::run_consume(common, consumer_opts, run_pubsub);
+  if (*consumer) return slip::cli::run_consumer(common, consumer_opts, run_pubsub);
   if (*pub && ack) return slip::cli::run_publish_acked(common, subject, data, pub_count, msg_id, run_pubsub);
   if (*pub) {
     const std::string traceparent = trace ? slip::obs::format_traceparent(slip::obs::new_trace()) : std::string();

@@ -382,6 +382,7 @@ void Server::on_closed(session::Session& s, const Status& reason) {
   SLIP_LOG_DEBUG("connection from {} closed: {}", s.connection().peer_address(), reason.to_string());
   Shard& shard = shard_of(s.connection().loop());
   if (shard.last_session == &s) shard.last_session = nullptr;
+  if (streams_) streams_->on_session_closed(s);
   if (shard.clients.erase(&s) == 0) native_stats_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
   if (shard.sessions.erase(&s) > 0) {
     open_sessions_.fetch_sub(1, std::memory_order_relaxed);
