@@ -4,6 +4,9 @@
 //
 //   lat64     unary calls of 64 B, one outstanding, with each system's blocking stub (gRPC's
 //             synchronous stub; Slipstream's generated Stub): p50/p99/p99.9 of every call
+//   lat64hop  lat64 with Slipstream's blocking calls handed to the channel's loop thread and their
+//             results back (ChannelOptions::lend_loop = false: how blocking calls worked before
+//             they ran the loop themselves); gRPC as in lat64
 //   lat64cb   the same with each system's asynchronous API (gRPC's CompletionQueue polled by
 //             the calling thread; Slipstream's Channel callbacks on its loop)
 //   tp64      unary calls of 64 B, 64 outstanding on one connection, asynchronous APIs: calls/s
@@ -79,6 +82,7 @@ struct Workload {
 const std::vector<Workload>& all_workloads() {
   static const std::vector<Workload> w = {
       {"lat64", Kind::kLatency, 64, 1, "unary 64 B, 1 outstanding, blocking stubs (us)"},
+      {"lat64hop", Kind::kLatency, 64, 1, "unary 64 B, 1 outstanding, blocking stubs, Slipstream's via the loop thread (us)"},
       {"lat64cb", Kind::kLatencyAsync, 64, 1, "unary 64 B, 1 outstanding, asynchronous APIs (us)"},
       {"tp64", Kind::kThroughput, 64, 64, "unary 64 B, 64 outstanding (calls/s)"},
       {"tp1k", Kind::kThroughput, 1024, 64, "unary 1 KB, 64 outstanding (calls/s)"},
@@ -447,7 +451,9 @@ void slip_connect(rpc::Channel& ch) {
 }
 
 int slip_latency(std::uint16_t port, const Workload& w, const Plan& plan, const io::LoopOptions& lo) {
-  rpc::Channel ch("127.0.0.1:" + std::to_string(port), slip_channel_options(lo));
+  rpc::ChannelOptions co = slip_channel_options(lo);
+  co.lend_loop = w.name != "lat64hop";
+  rpc::Channel ch("127.0.0.1:" + std::to_string(port), co);
   slip_connect(ch);
   slipbench::slip::EchoService::Stub stub(ch);
   Payload req, resp;
@@ -864,7 +870,7 @@ int main(int argc, char** argv) {
   CLI::App app{"rpc_bench - Slipstream RPC against gRPC C++ on 127.0.0.1, same run", "rpc_bench"};
   app.require_subcommand(0, 1);
   Settings s;
-  std::string workloads = "lat64,lat64cb,tp64,tp1k,stream64";
+  std::string workloads = "lat64,lat64hop,lat64cb,tp64,tp1k,stream64";
   std::vector<std::string> slip_idles = {"spin"};
   std::string log_level = "warn";
   auto plan_options = [&](CLI::App* a) {
@@ -883,7 +889,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100))
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--workloads", workloads, "Comma-separated: lat64, lat64cb, tp64, tp1k, stream64")
+  app.add_option("--workloads", workloads, "Comma-separated: lat64, lat64hop, lat64cb, tp64, tp1k, stream64")
       ->capture_default_str();
   app.add_option("--slip-idle", slip_idles, "Slipstream idle strategies, one column each (spin, block, busy)")
       ->capture_default_str();

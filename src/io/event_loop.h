@@ -17,9 +17,25 @@
 // between polls is no cure: a scheduler that charges each yield (Linux EEVDF pushes the
 // yielder's deadline back a slice) starves a loop that yields thousands of times a second while
 // other work runs.
+//
+// Lending (LoopOptions::lendable): a thread that would otherwise sleep until the loop tells it
+// something (a blocking RPC waiting for its response) may borrow the loop and run its handlers
+// itself, so that the request leaves from, and the response wakes, the thread that waits for it:
+// no hand-off between threads. One thread at a time runs the handlers: the loop's own thread
+// when nobody borrows, otherwise the borrower (handing over is done under a mutex, so each runner
+// sees everything the previous one did). A borrower asks for the loop with borrow(): granted at
+// once when the loop is free, after the loop's own thread has finished the handler it runs
+// (waking it from epoll if it sleeps there), and refused while another thread has borrowed it.
+// After give_back() the loop's own thread stays away for lend_linger, so that a thread making
+// calls back to back finds the loop free every time; work posted from another thread, or a
+// give_back(urgent), ends that wait at once. Socket events and timers that arrive while nobody
+// runs the loop wait for the linger to end (callers with calls in flight give back urgently).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
@@ -45,6 +61,10 @@ struct LoopOptions {
   std::chrono::microseconds spin{50};  // kSpin: how long to poll after the last work
   // kSpin: adapt the spin window (see above); false always spins the full `spin`.
   bool spin_adaptive = true;
+  // Other threads may borrow the loop to run its handlers (see above).
+  bool lendable = false;
+  // How long the loop's own thread leaves the loop free after a borrower gave it back.
+  std::chrono::microseconds lend_linger{1000};
 };
 
 // The adaptive spin window's rule, apart from the clock so that it can be tested exactly.
@@ -94,12 +114,30 @@ class EventLoop {
   template <typename Fn>
   void post(Fn&& fn) {
     boost::asio::post(ctx_, std::forward<Fn>(fn));
+    if (options_.lendable) posted_from_outside();
   }
 
   // True while a thread is inside run().
-  bool running() const { return thread_id_.load(std::memory_order_acquire) != std::thread::id(); }
-  // True when called from the thread inside run().
+  bool running() const { return running_.load(std::memory_order_acquire); }
+  // True when called from the thread that runs the loop's handlers now (inside run(), or a
+  // borrower between borrow() and give_back()).
   bool in_loop_thread() const { return std::this_thread::get_id() == thread_id_.load(std::memory_order_acquire); }
+
+  // Lending (lendable loops only). Any thread but the one running the loop: true when the
+  // calling thread now runs the loop (in_loop_thread() holds) until it calls give_back(); false
+  // when the loop cannot be lent now (not lendable, stopped, or borrowed by another thread).
+  bool borrow();
+  // Borrower only: runs handlers, idling as the loop's strategy says, until done() holds (checked
+  // before and after each batch of handlers) or the loop stops.
+  void run_until(const std::function<bool()>& done);
+  // Borrower only: runs what is already queued, then hands the loop back. The loop's own thread
+  // takes it over at once if `busy()` (asked after that last batch: work is still in flight) or
+  // something was posted meanwhile; otherwise after lend_linger.
+  void give_back(const std::function<bool()>& busy);
+  // True when the calling thread has borrowed the loop.
+  bool borrowed_here() const { return driver_.load(std::memory_order_acquire) == kBorrower && in_loop_thread(); }
+  // Loans granted so far. Safe from any thread.
+  std::uint64_t loans() const { return loans_.load(std::memory_order_relaxed); }
 
   const LoopOptions& options() const { return options_; }
   // Spins that ended without work, and the current spin window. Safe from any thread.
@@ -115,10 +153,31 @@ class EventLoop {
   static constexpr std::size_t kReadBlockSize = 64 * 1024;
 
  private:
+  enum Driver : std::uint8_t { kNone, kOwner, kBorrower };
+  void run_lendable();
+  // The loop's own thread runs handlers until a borrower asks for the loop or it stops.
+  void own_turns(SpinWindow& window);
+  // Blocks in the reactor for one handler unless a borrower waits (owner only).
+  void owner_block();
+  void posted_from_outside();
+
   LoopOptions options_;
   boost::asio::io_context ctx_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
   std::atomic<std::thread::id> thread_id_{};
+  // Lending. driver_ and thread_id_ change under lend_mu_ only.
+  std::mutex lend_mu_;
+  std::condition_variable lend_cv_;
+  std::atomic<Driver> driver_{kNone};
+  std::atomic<int> want_{0};            // borrowers waiting for the loop's own thread to let go
+  bool owner_blocked_ = false;          // the loop's own thread sleeps in the reactor (lend_mu_)
+  bool urgent_ = false;                 // the loop's own thread should take the loop now (lend_mu_)
+  std::int64_t linger_until_ns_ = 0;    // until then it leaves the loop free (lend_mu_)
+  std::atomic<std::uint64_t> posted_{0};  // posts from threads not running the loop
+  std::uint64_t seen_posted_ = 0;       // posted_ before the runner's last batch (runner only)
+  std::unique_ptr<SpinWindow> borrow_window_;  // borrowers' spin window (runner only)
+  std::atomic<std::uint64_t> loans_{0};
   // Written by the loop thread only.
   std::atomic<std::uint64_t> spins_expired_{0};
   std::atomic<std::int64_t> spin_window_ns_{0};

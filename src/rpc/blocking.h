@@ -1,6 +1,12 @@
 // Blocking calls over any channel (ChannelInterface): the calling thread waits (never call
 // these on the channel's own loop). Byte strings in and out; rpc/typed.h adds message types on
 // top.
+//
+// While it waits, a blocking call runs the channel's loop itself when the channel lends it
+// (ChannelInterface::lendable_loop; a Channel with a loop of its own does by default) and no
+// other thread has borrowed it: no hand-off to the loop's thread and back. Otherwise it sleeps
+// until the loop's callbacks wake it. A reader that falls more than kReadAhead bytes behind
+// pauses its call (Call::set_read_paused), so that a fast server waits instead of filling memory.
 #pragma once
 
 #include <condition_variable>
@@ -37,16 +43,28 @@ class BlockingCall {
   // Response headers (empty when the server sent none); after the first read() or finish().
   Metadata headers() const;
 
+  // Response bytes received and not yet read past which the call stops taking more.
+  static constexpr std::size_t kReadAhead = 1u << 20;
+
  private:
   struct State {
     mutable std::mutex mu;
     std::condition_variable cv;
     std::deque<std::string> messages;
+    std::size_t buffered = 0;  // bytes in messages
+    bool paused = false;       // set_read_paused(true) was asked for
+    bool discard = false;      // finish() is waiting: messages are dropped
     Metadata headers;
     Metadata trailers;
     Status status;
     bool done = false;
   };
+  // Waits until ready() (called with state_->mu held) holds.
+  template <typename Pred>
+  void wait(Pred ready);
+  void resume_if_drained();
+
+  ChannelInterface* channel_;
   std::shared_ptr<State> state_;
   CallPtr call_;
 };

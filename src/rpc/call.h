@@ -13,6 +13,10 @@
 
 #include "rpc/common.h"
 
+namespace slip::io {
+class EventLoop;
+}
+
 namespace slip::rpc {
 
 struct CallOptions {
@@ -50,6 +54,10 @@ class Call {
   virtual void writes_done() = 0;
   // Gives up: the server gets CANCEL and on_done gets CANCELLED.
   virtual void cancel() = 0;
+  // Flow control for a reader that falls behind: while paused, response messages stay in the
+  // session and no credit goes back, so the server's writer is held back (see
+  // ServerCall::write_wait). Channels that cannot pause a call ignore it.
+  virtual void set_read_paused(bool /*paused*/) {}
 };
 
 using CallPtr = std::shared_ptr<Call>;
@@ -63,6 +71,13 @@ class ChannelInterface {
   // (a unary call passes its request and true).
   virtual CallPtr start_call(std::string method, CallOptions options, CallCallbacks callbacks,
                              std::vector<std::string> requests = {}, bool half_close = false) = 0;
+  // The loop a blocking call may borrow while it waits, so that the calling thread itself sends
+  // the request and is woken by the response (io::EventLoop::borrow), or null: the call then
+  // waits for the callbacks the channel's loop runs.
+  virtual io::EventLoop* lendable_loop() { return nullptr; }
+  // Asked by a borrower of lendable_loop() before it gives the loop back: whether calls are
+  // still in flight on it (the loop's own thread then takes over at once).
+  virtual bool loop_busy() { return true; }
 };
 
 }  // namespace slip::rpc

@@ -44,6 +44,28 @@ void ClientCall::cancel() {
   channel_.loop().post([self = shared_from_this()] { self->give_up(StatusCode::kCancelled, "cancelled by the caller"); });
 }
 
+void ClientCall::set_read_paused(bool paused) {
+  channel_.loop().post([self = shared_from_this(), paused] {
+    if (self->read_paused_ == paused) return;
+    self->read_paused_ = paused;
+    if (self->done_ || self->stream_ == 0) return;
+    auto s = self->session_.lock();
+    if (!s || s->closed()) return;
+    if (paused) {
+      s->pause_stream(self->stream_);
+      return;
+    }
+    s->resume_stream(self->stream_);
+    if (self->pending_end_ && !self->done_ && !self->read_paused_) {
+      auto end = std::move(*self->pending_end_);
+      self->pending_end_.reset();
+      self->channel_.calls_.erase(self->stream_);
+      s->close_stream(self->stream_);
+      self->complete(end.first, end.second);
+    }
+  });
+}
+
 void ClientCall::give_up(StatusCode code, const std::string& why) {
   if (done_) return;
   if (stream_ != 0) {
@@ -88,6 +110,7 @@ void ClientCall::open(session::Session& s) {
   stream_ = *id;
   session_ = s.weak_from_this();
   channel_.calls_[stream_] = shared_from_this();
+  if (read_paused_) s.pause_stream(stream_);
   // A unary call's request carries END_STREAM itself (one DATA frame, not two), unless it is
   // empty: an empty DATA frame with END_STREAM is the end alone.
   bool ended = false;
@@ -121,10 +144,18 @@ void ClientCall::on_reset(session::Session&, std::uint64_t stream, const Status&
 
 // ---- Channel -------------------------------------------------------------------------------
 
+namespace {
+io::LoopOptions own_loop_options(const ChannelOptions& o) {
+  io::LoopOptions lo = o.loop;
+  lo.lendable = o.lend_loop;
+  return lo;
+}
+}  // namespace
+
 Channel::Channel(std::string address, ChannelOptions options)
     : address_(std::move(address)),
       options_(std::move(options)),
-      own_loops_(std::make_unique<io::LoopGroup>(1, options_.loop)),
+      own_loops_(std::make_unique<io::LoopGroup>(1, own_loop_options(options_))),
       loop_(&own_loops_->loop(0)) {
   own_loops_->start();
   connect();
@@ -201,6 +232,8 @@ CallPtr Channel::start_call(std::string method, CallOptions options, CallCallbac
   return c;
 }
 
+io::EventLoop* Channel::lendable_loop() { return own_loops_ && options_.lend_loop ? loop_ : nullptr; }
+
 ConnectivityState Channel::state() const {
   if (client_ == nullptr) return ConnectivityState::kTransientFailure;
   session::Session* s = client_->session();
@@ -253,6 +286,11 @@ Status Channel::on_frame(session::Session& s, const wire::Frame& f) {
   const auto& t = std::get<wire::Trailers>(any);
   auto it = calls_.find(t.stream_id);
   if (it == calls_.end()) return Status();
+  if (it->second->read_paused_) {
+    // Messages may still wait in the paused stream: they come first.
+    it->second->pending_end_.emplace(Status(t.code, t.message), to_metadata(t.metadata));
+    return Status();
+  }
   ClientCallPtr c = std::move(it->second);
   calls_.erase(it);
   s.close_stream(t.stream_id);

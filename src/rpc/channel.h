@@ -37,6 +37,7 @@ class ClientCall final : public Call, public session::StreamHandler, public std:
   void write(std::string message) override;
   void writes_done() override;
   void cancel() override;
+  void set_read_paused(bool paused) override;
 
   // session::StreamHandler (on the loop)
   void on_message(session::Session& s, std::uint64_t stream, Chain message) override;
@@ -60,6 +61,10 @@ class ClientCall final : public Call, public session::StreamHandler, public std:
   std::vector<std::string> unsent_;  // written before the stream opened
   bool half_close_ = false;
   bool done_ = false;
+  bool read_paused_ = false;
+  // TRAILERS that arrived while reading was paused: the call ends once the messages the session
+  // holds for it have been delivered.
+  std::optional<std::pair<Status, Metadata>> pending_end_;
 };
 
 using ClientCallPtr = std::shared_ptr<ClientCall>;
@@ -78,6 +83,11 @@ struct ChannelOptions {
   // ended still wait for it); what a channel over several endpoints wants, so that it can try
   // another one.
   bool wait_for_ready = true;
+  // Blocking calls (rpc/blocking.h, the generated stubs) run the channel's loop on the calling
+  // thread while they wait, when no other thread is doing so: the request leaves from the
+  // caller's thread and the response wakes it, without a hand-off to and from the loop's
+  // thread (docs/rpc.md, "Blocking calls"). Only on a loop of the channel's own.
+  bool lend_loop = true;
 };
 
 // Where a channel's connection stands (gRPC's connectivity states, without IDLE).
@@ -99,6 +109,8 @@ class Channel final : public ChannelInterface, public session::SessionHandler {
   // ChannelInterface. Any thread.
   CallPtr start_call(std::string method, CallOptions options, CallCallbacks callbacks,
                      std::vector<std::string> requests = {}, bool half_close = false) override;
+  io::EventLoop* lendable_loop() override;
+  bool loop_busy() override { return !calls_.empty() || !waiting_.empty(); }
 
   const std::string& address() const { return address_; }
   io::EventLoop& loop() { return *loop_; }

@@ -86,8 +86,94 @@ void ServerCall::on_read(std::function<void(std::string)> fn, std::function<void
 
 bool ServerCall::write(std::string message) {
   if (finished() || cancelled()) return false;
-  in_loop([this, m = std::move(message)]() mutable { do_write(std::move(m)); });
+  if (loop_.in_loop_thread()) {
+    do_write(std::move(message), 0);
+    return true;
+  }
+  const std::size_t n = message.size();
+  posted_bytes_.fetch_add(n, std::memory_order_acq_rel);
+  loop_.post([self = shared_from_this(), m = std::move(message), n]() mutable { self->do_write(std::move(m), n); });
   return true;
+}
+
+bool ServerCall::write_wait(std::string message) {
+  if (loop_.in_loop_thread()) return write(std::move(message));
+  const std::size_t n = message.size();
+  {
+    std::unique_lock lock(flow_mu_);
+    bool waited = false;
+    while (true) {
+      if (finished() || cancelled()) break;
+      if (can_write(n)) break;
+      if (!waited && server_ != nullptr) {
+        server_->stats_.write_waits.fetch_add(1, std::memory_order_relaxed);
+        server_->stats_.writers_waiting.fetch_add(1, std::memory_order_relaxed);
+      }
+      waited = true;
+      // The loop looks again (bytes may have left since it last did) and, if there is still
+      // no room, has the session say when there is.
+      loop_.post([self = shared_from_this(), n] { self->check_room(n); });
+      flow_cv_.wait(lock);
+    }
+    if (waited && server_ != nullptr) server_->stats_.writers_waiting.fetch_sub(1, std::memory_order_relaxed);
+    if (finished() || cancelled()) return false;
+    // Counted before the lock goes, so that a second writer sees these bytes.
+    posted_bytes_.fetch_add(n, std::memory_order_acq_rel);
+  }
+  loop_.post([self = shared_from_this(), m = std::move(message), n]() mutable { self->do_write(std::move(m), n); });
+  return true;
+}
+
+void ServerCall::when_writable(std::function<void()> fn) {
+  in_loop([this, fn = std::move(fn)]() mutable {
+    auto s = session_.lock();
+    refresh_queued(s.get());
+    if (finished() || cancelled() || !s || s->closed() || queued_bytes() <= window_ / 2) {
+      fn();
+      return;
+    }
+    if (server_ != nullptr) server_->stats_.write_waits.fetch_add(1, std::memory_order_relaxed);
+    writable_fns_.push_back(std::move(fn));
+    s->watch_writable(stream_, window_ / 2);
+  });
+}
+
+void ServerCall::refresh_queued(session::Session* s) {
+  const std::size_t in_session = s != nullptr ? s->stream_buffered(stream_) : 0;
+  session_bytes_.store(in_session, std::memory_order_release);
+}
+
+void ServerCall::check_room(std::size_t need) {
+  auto s = session_.lock();
+  refresh_queued(s.get());
+  if (finished() || cancelled() || !s || s->closed() || can_write(need)) {
+    wake_writers();
+    return;
+  }
+  // Room for `need` bytes once the session holds no more than this (what is still on its way
+  // from writers counts too).
+  const std::size_t posted = posted_bytes_.load(std::memory_order_acquire);
+  const std::size_t room_at = window_ > need + posted ? window_ - need - posted : 0;
+  s->watch_writable(stream_, room_at);
+}
+
+void ServerCall::wake_writers() {
+  { std::lock_guard lock(flow_mu_); }
+  flow_cv_.notify_all();
+}
+
+void ServerCall::on_writable(session::Session& s, std::uint64_t) {
+  auto self = shared_from_this();
+  refresh_queued(&s);
+  wake_writers();
+  if (writable_fns_.empty()) return;
+  if (queued_bytes() > window_ / 2 && !finished() && !cancelled()) {
+    s.watch_writable(stream_, window_ / 2);
+    return;
+  }
+  auto fns = std::move(writable_fns_);
+  writable_fns_.clear();
+  for (auto& fn : fns) invoke(fn);
 }
 
 void ServerCall::finish(const Status& status) {
@@ -109,13 +195,30 @@ void ServerCall::send_headers_if_needed(session::Session& s) {
   s.send_frame(r);
 }
 
-void ServerCall::do_write(std::string message) {
-  if (finished() || cancelled()) return;
-  if (caching_ && ++cached_writes_ == 1) cached_message_ = message;
+void ServerCall::do_write(std::string message, std::size_t posted) {
   auto s = session_.lock();
-  if (!s || s->closed()) return;
+  Status st;
+  if (finished() || cancelled() || !s || s->closed()) {
+    if (posted > 0) posted_bytes_.fetch_sub(posted, std::memory_order_acq_rel);
+    return;
+  }
+  if (caching_ && ++cached_writes_ == 1) cached_message_ = message;
   send_headers_if_needed(*s);
-  Status st = s->send(stream_, Chain(Slice::copy_of(ByteView(message.data(), message.size()))));
+  st = s->send(stream_, Chain(Slice::copy_of(ByteView(message.data(), message.size()))));
+  // The session's count first, then the bytes leave posted_bytes_: a writer never sees less
+  // than is queued.
+  refresh_queued(s.get());
+  if (posted > 0) posted_bytes_.fetch_sub(posted, std::memory_order_acq_rel);
+  const std::size_t q = queued_bytes();
+  if (q > queued_max_.load(std::memory_order_relaxed)) {
+    queued_max_.store(q, std::memory_order_relaxed);
+    if (server_ != nullptr) {
+      auto& max = server_->stats_.response_queued_max;
+      std::uint64_t seen = max.load(std::memory_order_relaxed);
+      while (q > seen && !max.compare_exchange_weak(seen, q, std::memory_order_relaxed)) {
+      }
+    }
+  }
   if (st.is_ok()) return;
   // A response that cannot be queued is never dropped silently: the call ends, saying why, and
   // the caller knows its stream is incomplete.
@@ -212,6 +315,7 @@ void ServerCall::cancel(StatusCode code) {
   auto fns = std::move(cancel_fns_);
   cancel_fns_.clear();
   for (auto& fn : fns) invoke(fn);
+  wake_writers();
 }
 
 void ServerCall::release(const Status& status) {
@@ -219,6 +323,13 @@ void ServerCall::release(const Status& status) {
   released_ = true;
   if (deadline_timer_) deadline_timer_->cancel();
   cancel_fns_.clear();
+  // Writers waiting for room learn that the call ended.
+  wake_writers();
+  if (!writable_fns_.empty()) {
+    auto fns = std::move(writable_fns_);
+    writable_fns_.clear();
+    for (auto& fn : fns) invoke(fn);
+  }
   // The reader may be running now (it may have finished the call): drop it after this turn.
   loop_.post([self = shared_from_this()] {
     // The session may still hold the stream (TRAILERS not yet written, or no TRAILERS after a
@@ -452,6 +563,7 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
   c->shard_ = shard;
   c->started_ = now;
   c->session_raw_ = &s;
+  c->window_ = s.options().max_stream_buffer;
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (it == methods_.end()) {
     stats_.unimplemented.fetch_add(1, std::memory_order_relaxed);

@@ -18,7 +18,10 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -150,8 +153,39 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   // side. Messages that arrived before are delivered first. Callbacks run on the loop.
   void on_read(std::function<void(std::string)> fn, std::function<void()> on_done = {});
 
-  // Sends a response message. False once the call ended or was cancelled. Any thread.
+  // Sends a response message. False once the call ended or was cancelled. Any thread. It never
+  // waits: a message past the call's window that the session cannot hold ends the call with
+  // RESOURCE_EXHAUSTED (ServerStats::response_overflows). Writers that may outrun their reader
+  // use write_wait(), or can_write() and when_writable().
   bool write(std::string message);
+
+  // Flow control of responses. The call's window is the session's max_stream_buffer: response
+  // bytes written and not yet sent (held back by the caller's flow-control credit, i.e. a slow
+  // reader, or by a full socket). A writer that keeps to it never ends the call with an
+  // overflow and the call's memory stays within the window (one message always fits).
+  //
+  // Waits (this thread) until `message` fits the window, then writes it, as gRPC's synchronous
+  // ServerWriter::Write does. False once the call ended or was cancelled (whoever waits is
+  // woken). Blocking methods (on a worker) only: on the call's loop it cannot wait and is write().
+  bool write_wait(std::string message);
+  // Whether a write of `bytes` now stays within the window (one message always fits an empty
+  // one). A false may be stale (bytes left since the loop last looked): when_writable() looks
+  // again. Any thread.
+  bool can_write(std::size_t bytes = 1) const {
+    const std::size_t q = queued_bytes();
+    return q == 0 || (bytes <= window_ && q <= window_ - bytes);
+  }
+  // Runs fn once, on the loop, when the queued bytes are down to half the window (at once if
+  // they are) or the call has ended (check finished()). For handlers on the loop, which cannot
+  // wait. Any thread.
+  void when_writable(std::function<void()> fn);
+  // Response bytes queued for the caller (written, not yet sent), as last seen on the loop
+  // plus writes on their way to it; and the most there ever were at once. Any thread.
+  std::size_t queued_bytes() const {
+    return posted_bytes_.load(std::memory_order_acquire) + session_bytes_.load(std::memory_order_acquire);
+  }
+  std::size_t queued_bytes_max() const { return queued_max_.load(std::memory_order_relaxed); }
+  std::size_t write_window() const { return window_; }
   // Ends the call with `status` (and, when given, one last response message first). Later
   // calls are ignored. Any thread.
   void finish(const Status& status);
@@ -163,6 +197,7 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   void on_message(session::Session& s, std::uint64_t stream, Chain message) override;
   void on_end(session::Session& s, std::uint64_t stream) override;
   void on_reset(session::Session& s, std::uint64_t stream, const Status& reason) override;
+  void on_writable(session::Session& s, std::uint64_t stream) override;
 
  private:
   friend class Server;
@@ -170,7 +205,13 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   void in_loop(Fn fn);
   void start(const Method* method, Server* server);
   void invoke(std::function<void()> fn);
-  void do_write(std::string message);
+  // `posted`: bytes of this message counted in posted_bytes_ by the thread that wrote it.
+  void do_write(std::string message, std::size_t posted);
+  // Loop: takes the session's count of queued bytes; a writer waiting for `need` bytes of room
+  // is woken when they fit, else the session is asked to say when they do.
+  void refresh_queued(session::Session* s);
+  void check_room(std::size_t need);
+  void wake_writers();
   void do_finish(const Status& status, const std::string* last_message);
   void cancel(StatusCode code);
   void send_headers_if_needed(session::Session& s);
@@ -228,6 +269,14 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::function<void(std::string)> reader_;
   std::function<void()> read_done_;
   std::vector<std::function<void()>> cancel_fns_;
+  // Flow control of responses.
+  std::size_t window_ = std::numeric_limits<std::size_t>::max();
+  std::atomic<std::size_t> posted_bytes_{0};   // written on another thread, not yet on the loop
+  std::atomic<std::size_t> session_bytes_{0};  // the stream's send buffer when the loop last looked
+  std::atomic<std::size_t> queued_max_{0};
+  std::mutex flow_mu_;  // writers waiting for room
+  std::condition_variable flow_cv_;
+  std::vector<std::function<void()>> writable_fns_;  // loop only
 };
 
 struct ServerOptions {
@@ -258,6 +307,12 @@ struct ServerStats {
   // Calls ended with RESOURCE_EXHAUSTED because a response did not fit the stream's send
   // buffer (the caller reads more slowly than the handler writes).
   std::atomic<std::uint64_t> response_overflows{0};
+  // Writers that had to wait for room (write_wait() calls that waited, when_writable() callbacks
+  // that were deferred), and write_wait() calls waiting now.
+  std::atomic<std::uint64_t> write_waits{0};
+  std::atomic<std::uint64_t> writers_waiting{0};
+  // The most response bytes one call had queued at once (see ServerCall::queued_bytes).
+  std::atomic<std::uint64_t> response_queued_max{0};
 };
 
 class Server final : public session::SessionHandler {

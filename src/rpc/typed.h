@@ -30,8 +30,14 @@ template <typename Resp>
 class ServerWriter {
  public:
   explicit ServerWriter(ServerCall& call) : call_(call) {}
-  // False once the call ended or was cancelled.
-  bool write(const Resp& m) { return call_.write(detail::serialize(m)); }
+  // False once the call ended or was cancelled. In a blocking method (on a worker thread) it
+  // waits until the message fits the call's window, so the handler goes at its reader's pace
+  // (ServerCall::write_wait); on the loop it cannot wait and writes at once (ServerCall::write).
+  bool write(const Resp& m) { return call_.write_wait(detail::serialize(m)); }
+  // Whether a write now stays within the call's window; on_writable(fn) runs fn on the loop when
+  // it does again (or the call ended). For handlers that keep the call and finish it later.
+  bool can_write(std::size_t bytes = 1) const { return call_.can_write(bytes); }
+  void on_writable(std::function<void()> fn) { call_.when_writable(std::move(fn)); }
   ServerCall& call() { return call_; }
 
  private:
@@ -58,7 +64,10 @@ class ServerStream {
         },
         std::move(on_done));
   }
-  bool write(const Resp& m) { return call_->write(detail::serialize(m)); }
+  bool write(const Resp& m) { return call_->write_wait(detail::serialize(m)); }
+  // Flow control, as ServerWriter.
+  bool can_write(std::size_t bytes = 1) const { return call_->can_write(bytes); }
+  void on_writable(std::function<void()> fn) { call_->when_writable(std::move(fn)); }
   void finish(const Status& s) { call_->finish(s); }
   void finish(const Status& s, const Resp& last) { call_->finish(s, detail::serialize(last)); }
   ServerCall& call() { return *call_; }

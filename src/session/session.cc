@@ -536,6 +536,7 @@ Status Session::send(std::uint64_t stream, Chain message, bool end) {
   if (s->out_bytes >= options_.max_stream_buffer ||
       (s->out_bytes > 0 && stats_.send_buffered >= options_.max_session_buffer)) {
     s->overloaded = true;
+    s->writable_at = options_.max_stream_buffer / 2;
     return overloaded("send buffer full on stream " + std::to_string(stream) + " (" +
                       std::to_string(s->out_bytes) + " bytes queued): the peer is not reading");
   }
@@ -649,6 +650,21 @@ void Session::resume_stream(std::uint64_t stream) {
     s2->handler->on_end(*this, stream);
     if (Stream* again = find(stream)) maybe_remove(*again);
   }
+}
+
+void Session::watch_writable(std::uint64_t stream, std::size_t at_most) {
+  Stream* s = find(stream);
+  if (s == nullptr || closed_) return;
+  if (s->out_bytes <= at_most) {
+    conn_->loop().post([weak = weak_from_this(), stream] {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;
+      if (Stream* st = self->find(stream)) st->handler->on_writable(*self, stream);
+    });
+    return;
+  }
+  s->overloaded = true;  // emit_chunk tells on_writable when it drains
+  s->writable_at = at_most;
 }
 
 std::size_t Session::stream_buffered(std::uint64_t stream) const {
@@ -788,7 +804,7 @@ bool Session::emit_chunk(Stream& s) {
   ++stats_.chunks_out[class_of(s.priority)];
   if (class_of(s.priority) <= class_of(Priority::kInteractive)) interactive_unstamped_ = true;
   if (last) s.out.pop_front();
-  if (s.overloaded && s.out_bytes < options_.max_stream_buffer / 2) {
+  if (s.overloaded && s.out_bytes <= s.writable_at) {
     s.overloaded = false;
     const std::uint64_t id = s.id;
     conn_->loop().post([weak = weak_from_this(), id] {

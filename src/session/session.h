@@ -64,7 +64,8 @@ class StreamHandler {
   // The stream was abandoned (by the peer's RESET, a limit, or the session closing). No
   // callback for this stream follows.
   virtual void on_reset(Session&, std::uint64_t /*stream*/, const Status&) {}
-  // The stream's send buffer went back under half its bound after a kOverloaded send().
+  // The stream's send buffer went back to half its bound after a kOverloaded send(), or to the
+  // level asked for with Session::watch_writable().
   virtual void on_writable(Session&, std::uint64_t /*stream*/) {}
 };
 
@@ -213,6 +214,10 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
   void resume_stream(std::uint64_t stream);
   // Bytes queued on a stream and not yet framed (0 for unknown streams).
   std::size_t stream_buffered(std::uint64_t stream) const;
+  // The stream's handler gets on_writable once the stream's send buffer holds at most
+  // `at_most` bytes (posted at once if it already does). For writers that wait for room instead
+  // of being refused.
+  void watch_writable(std::uint64_t stream, std::size_t at_most);
   std::size_t open_streams() const { return streams_.size(); }
   // Bytes the peer has not taken: stream buffers and what the kernel would not accept yet.
   // What a slow consumer is measured by. Frames encoded in the current loop turn do not count:
@@ -280,7 +285,8 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
     bool local_ended = false;  // end queued
     bool end_sent = false;
     bool queued = false;     // in a ready ring
-    bool overloaded = false;  // a send() was refused: tell on_writable when it drains
+    bool overloaded = false;  // a send() was refused, or watch_writable(): tell on_writable when it drains
+    std::size_t writable_at = 0;  // ... to this many bytes
     bool trailers_sent = false;  // RPC callee: our last frame left; the stream is done
     // Receiving.
     Chain partial;

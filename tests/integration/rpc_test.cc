@@ -10,11 +10,13 @@
 
 #include <atomic>
 #include <future>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
-#include "rpc/blocking.h"
 #include "eventually.h"
+#include "io/event_loop.h"
+#include "rpc/blocking.h"
 #include "rpc/server.h"
 
 namespace slip::rpc {
@@ -321,6 +323,184 @@ TEST_P(RpcTest, ShutdownFinishesCallsInFlight) {
 
 INSTANTIATE_TEST_SUITE_P(Transports, RpcTest, ::testing::Values("tcp", "udp"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// ---- Blocking calls that run the channel's loop on the calling thread ----------------------
+
+TEST_P(RpcTest, BlockingUnaryCallsRunTheLoopOnTheCallingThread) {
+  const std::uint64_t before = channel_->loop().loans();
+  for (int i = 0; i < 100; ++i) {
+    Result<std::string> r = call_unary(*channel_, "/test.Echo/Unary", std::to_string(i));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(*r, "echo:" + std::to_string(i));
+  }
+  // One thread calling: every call borrowed the loop.
+  EXPECT_EQ(channel_->loop().loans() - before, 100u);
+}
+
+TEST(RpcBlockingChannel, WithoutLendingCallsAreHandedToTheLoopThread) {
+  TestService svc;
+  Server server;
+  server.add_service(svc.service);
+  ASSERT_TRUE(server.start().is_ok());
+  ChannelOptions co;
+  co.lend_loop = false;
+  Channel channel(server.address(), co);
+  for (int i = 0; i < 50; ++i) {
+    Result<std::string> r = call_unary(channel, "/test.Echo/Unary", std::to_string(i));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(*r, "echo:" + std::to_string(i));
+  }
+  EXPECT_EQ(channel.loop().loans(), 0u);
+  svc.release_drain.set_value();
+}
+
+TEST_P(RpcTest, ConcurrentBlockingCallersOnOneChannelAllGetTheirOwnAnswers) {
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 1000;
+  std::atomic<int> wrong{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const std::string req = std::to_string(t) + "-" + std::to_string(i);
+        Result<std::string> r = call_unary(*channel_, "/test.Echo/Unary", req);
+        if (!r.is_ok()) {
+          ++failed;
+        } else if (*r != "echo:" + req) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(server_->stats().calls.load(), std::uint64_t{kThreads} * kCalls);
+  EXPECT_GT(channel_->loop().loans(), 0u);
+  EXPECT_TRUE(eventually([&] { return server_->calls_in_flight() == 0; }));
+}
+
+// Another thread runs the loop (it waits for a call of its own): the second caller's deadline
+// still ends its call, and so does the first's.
+TEST_P(RpcTest, DeadlinesApplyWhileAnotherThreadRunsTheLoop) {
+  std::promise<Status> first;
+  std::thread a([&] {
+    CallOptions o;
+    o.timeout = std::chrono::milliseconds(400);
+    first.set_value(call_unary(*channel_, "/test.Echo/Slow", "a", o).status());
+  });
+  ASSERT_TRUE(eventually([&] { return svc_.slow_started.load() == 1; }));
+  CallOptions o;
+  o.timeout = std::chrono::milliseconds(30);
+  EXPECT_EQ(call_unary(*channel_, "/test.Echo/Slow", "b", o).status().code(), StatusCode::kTimeout);
+  EXPECT_EQ(first.get_future().get().code(), StatusCode::kTimeout);
+  a.join();
+  EXPECT_TRUE(eventually([&] { return svc_.slow_cancelled.load() == 2; }));
+}
+
+TEST_P(RpcTest, CancelFromAnotherThreadEndsACallWhoseCallerRunsTheLoop) {
+  BlockingCall call(*channel_, "/test.Echo/Slow", {}, {"x"}, true);
+  std::promise<Status> ended;
+  std::thread waiter([&] { ended.set_value(call.finish()); });
+  ASSERT_TRUE(eventually([&] { return svc_.slow_started.load() == 1; }));
+  call.cancel();
+  EXPECT_EQ(ended.get_future().get().code(), StatusCode::kCancelled);
+  waiter.join();
+  ASSERT_TRUE(eventually([&] { return svc_.slow_cancelled.load() == 1; }));
+  EXPECT_EQ(svc_.slow_cancel_code.load(), StatusCode::kCancelled);
+  EXPECT_TRUE(call_unary(*channel_, "/test.Echo/Unary", "y").is_ok());
+}
+
+// ---- Server-streaming flow control --------------------------------------------------------
+
+// Message i of a pour: its number, then filler that depends on it.
+std::string pour_message(std::size_t i, std::size_t size) {
+  std::string m = std::to_string(i) + ":";
+  m.resize(size, static_cast<char>('a' + i % 26));
+  return m;
+}
+
+bool is_pour_message(const std::string& m, std::size_t i, std::size_t size) { return m == pour_message(i, size); }
+
+class RpcBackpressure : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kWindow = 256 * 1024;
+  static constexpr std::size_t kSize = 64 * 1024;
+
+  void start() {
+    // A blocking handler: write_wait() holds it while the reader does not read.
+    svc_.add_method({"Pour", MethodKind::kServerStreaming,
+                     [](const ServerCallPtr& c, std::string req) {
+                       const std::size_t n = std::stoul(req);
+                       for (std::size_t i = 0; i < n; ++i) {
+                         if (!c->write_wait(pour_message(i, kSize))) return;
+                       }
+                       c->finish(Status());
+                     },
+                     {},
+                     MethodOptions{true, 0}});
+    ServerOptions o;
+    o.session.max_stream_buffer = kWindow;
+    server_ = std::make_unique<Server>(o);
+    server_->add_service(svc_);
+    ASSERT_TRUE(server_->start().is_ok());
+    channel_ = std::make_unique<Channel>(server_->address());
+  }
+
+  Service svc_{"test.Big"};
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Channel> channel_;
+};
+
+// 100 MB to a reader that stops four times, each time until the writer waits for room: every
+// message arrives in order, nothing overflows, and the server never queues more than the window.
+TEST_F(RpcBackpressure, FastWriterWaitsForAPausingReaderAndLosesNothing) {
+  start();
+  constexpr std::size_t kMessages = 400;  // x 64 KiB = 25 MiB, 100 windows
+  BlockingCall call(*channel_, "/test.Big/Pour", {}, {std::to_string(kMessages)}, true);
+  std::size_t got = 0;
+  std::string m;
+  for (int pause = 0; pause < 4; ++pause) {
+    // Read nothing until the writer is held back.
+    const std::uint64_t waits = server_->stats().write_waits.load();
+    ASSERT_TRUE(eventually([&] {
+      return server_->stats().writers_waiting.load() == 1 && server_->stats().write_waits.load() > waits;
+    })) << "pause " << pause;
+    for (std::size_t k = 0; k < kMessages / 4 && call.read(&m); ++k, ++got) {
+      ASSERT_TRUE(is_pour_message(m, got, kSize)) << "message " << got;
+    }
+  }
+  EXPECT_FALSE(call.read(&m));
+  EXPECT_EQ(got, kMessages);
+  const Status st = call.finish();
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(server_->stats().response_overflows.load(), 0u);
+  EXPECT_GT(server_->stats().response_queued_max.load(), 0u);
+  EXPECT_LE(server_->stats().response_queued_max.load(), kWindow);
+}
+
+// finish() without reading the rest drops it: a writer held back by the unread messages is let
+// go and the call ends.
+TEST_F(RpcBackpressure, FinishWithoutReadingLetsAHeldWriterComplete) {
+  start();
+  BlockingCall call(*channel_, "/test.Big/Pour", {}, {"400"}, true);
+  ASSERT_TRUE(eventually([&] { return server_->stats().writers_waiting.load() == 1; }));
+  const Status st = call.finish();
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(server_->stats().response_overflows.load(), 0u);
+}
+
+// A writer held back by a reader that does not read is woken when the caller cancels.
+TEST_F(RpcBackpressure, CancelWakesAHeldWriter) {
+  start();
+  BlockingCall call(*channel_, "/test.Big/Pour", {}, {"400"}, true);
+  ASSERT_TRUE(eventually([&] { return server_->stats().writers_waiting.load() == 1; }));
+  call.cancel();
+  EXPECT_EQ(call.finish().code(), StatusCode::kCancelled);
+  EXPECT_TRUE(eventually([&] { return server_->stats().writers_waiting.load() == 0; }));
+  EXPECT_TRUE(eventually([&] { return server_->calls_in_flight() == 0; }));
+}
 
 TEST(RpcServerless, CallWithDeadlineAndNoServerEndsWithDeadlineExceeded) {
   ChannelOptions co;
