@@ -17,8 +17,8 @@
 //      are out; nats: js_PublishAsync with PublishAsync.MaxPending = --window, then
 //      js_PublishAsyncComplete. msgs/s from the first publish to the last ack.
 //   3. consume: read the whole stream back from sequence 1 (everything published in 1 and 2).
-//      slipd: consume_slipd(), today the STREAM_REQUEST read operation (what `slip stream read`
-//      does), one request of --fetch-batch messages at a time; nats: a pull consumer
+//      slipd: consume_slipd(), a pull consumer (ephemeral, deliver all, ack none) fetching
+//      --fetch-batch messages at a time; nats: a pull consumer
 //      (js_PullSubscribe, deliver all) and natsSubscription_Fetch of --fetch-batch messages at a
 //      time, acknowledging the last message of every batch (ack policy all) or nothing
 //      (--nats-ack none).
@@ -102,7 +102,7 @@ struct Settings {
   int fetch_batch = 1000;
   std::vector<std::string> fsync_modes = {"interval", "always"};
   std::int64_t fsync_interval_ms = 120'000;
-  std::string nats_ack = "all";  // pull consumer ack policy: all or none
+  std::string nats_ack = "none";  // pull consumer ack policy: all or none (slipd: none)
   bool nats_async_send_asap = false;  // libnats SendAsap for js_PublishAsync
   std::vector<std::string> targets = {"slipd", "nats"};
 };
@@ -515,23 +515,15 @@ Status slipd_publish_window(SlipPeer& peer, const Slice& payload, std::uint64_t 
   });
 }
 
-std::string field(const broker::StreamFields& f, std::string_view key) {
-  for (const auto& [k, v] : f) {
-    if (k == key) return v;
-  }
-  return {};
-}
-
 struct Consumed {
   Status status;
   std::uint64_t messages = 0;
   std::int64_t t0 = 0, t1 = 0;
 };
 
-// Reads the whole stream back from sequence 1, checking that sequences 1..expected arrive once
-// each, in order, with `size` bytes. Today this is the STREAM_REQUEST read operation, one request
-// of `batch` messages (up to the server's per-read cap) at a time; a pull consumer's fetch
-// replaces it here, and only here, once slipd serves one.
+// Reads the whole stream back from sequence 1 with a pull consumer (ephemeral, deliver all, ack
+// none), `batch` messages per fetch, checking that sequences 1..expected arrive once each, in
+// order, with `size` bytes.
 Consumed consume_slipd(SlipPeer& peer, const std::string& stream, std::uint64_t expected, std::size_t size, int batch) {
   struct State {
     SlipPeer* peer;
@@ -540,6 +532,7 @@ Consumed consume_slipd(SlipPeer& peer, const std::string& stream, std::uint64_t 
     std::size_t size;
     int batch;
     Consumed out;
+    std::string consumer = "bench-consume";
     std::promise<Status>* done = nullptr;
     bool finished = false;
     void finish(Status st) {
@@ -547,32 +540,32 @@ Consumed consume_slipd(SlipPeer& peer, const std::string& stream, std::uint64_t 
       finished = true;
       done->set_value(std::move(st));
     }
-    void read(const std::shared_ptr<State>& self, std::uint64_t from) {
-      Status st = peer->client().stream_request(
-          wire::StreamOp::kRead,
-          {{"name", stream}, {"from_seq", std::to_string(from)}, {"max_msgs", std::to_string(batch)}},
-          [self, from](Result<broker::StreamFields> r) {
-            if (self->finished) return;
-            if (!r.is_ok()) return self->finish(r.status().with_context("read from " + std::to_string(from)));
-            if (self->out.messages == self->expected) {
-              self->out.t1 = mono_now_ns();
-              return self->finish(Status());
-            }
-            const std::uint64_t next = std::stoull("0" + field(*r, "next_seq"));
-            if (next <= from) {
-              return self->finish(internal_error("stream ends after " + std::to_string(self->out.messages) + " of " +
-                                                 std::to_string(self->expected) + " messages"));
-            }
-            self->read(self, next);
-          },
+    void fetch(const std::shared_ptr<State>& self) {
+      broker::FetchOptions fo;
+      fo.batch = static_cast<std::size_t>(batch);
+      Status st = peer->client().fetch(
+          stream, consumer, fo,
           [self](const broker::StoredMessage& m) {
             if (self->finished) return;
             if (m.sequence != self->out.messages + 1 || m.payload.size() != self->size) {
-              return self->finish(internal_error("read sequence " + std::to_string(m.sequence) + " (" +
+              return self->finish(internal_error("fetched sequence " + std::to_string(m.sequence) + " (" +
                                                  std::to_string(m.payload.size()) + " B), expected " +
                                                  std::to_string(self->out.messages + 1)));
             }
             ++self->out.messages;
+          },
+          [self](Result<std::size_t> r) {
+            if (self->finished) return;
+            if (!r.is_ok()) return self->finish(r.status().with_context("fetch"));
+            if (self->out.messages == self->expected) {
+              self->out.t1 = mono_now_ns();
+              return self->finish(Status());
+            }
+            if (*r == 0) {
+              return self->finish(internal_error("the consumer ran dry after " + std::to_string(self->out.messages) +
+                                                 " of " + std::to_string(self->expected) + " messages"));
+            }
+            self->fetch(self);
           });
       if (!st.is_ok()) finish(st);
     }
@@ -581,7 +574,13 @@ Consumed consume_slipd(SlipPeer& peer, const std::string& stream, std::uint64_t 
   Status st = peer.run_until_done([&](std::promise<Status>& p) {
     state->done = &p;
     state->out.t0 = mono_now_ns();
-    state->read(state, 1);
+    Status added = peer.client().add_consumer(stream, {{"name", state->consumer}, {"deliver", "all"}, {"ack", "none"}},
+                                              [state](Result<broker::StreamFields> r) {
+                                                if (state->finished) return;
+                                                if (!r.is_ok()) return state->finish(r.status().with_context("consumer add"));
+                                                state->fetch(state);
+                                              });
+    if (!added.is_ok()) state->finish(added);
   });
   // The loop may still touch the state (late frames); copy under a loop turn.
   Consumed out;
@@ -1000,11 +999,11 @@ int main(int argc, char** argv) {
   std::printf("# one stream on bench.> (file storage, 1 replica), %zu B random payloads on bench.s; runs=%d\n", s.size,
               s.runs);
   std::printf("# pub1: %llu warm-up then %llu recorded publishes one at a time; pubW: %llu publishes, window %zu;\n"
-              "# consume: everything read back from sequence 1, %d per request\n",
+              "# consume: everything read back from sequence 1 by a pull consumer, %d per fetch\n",
               static_cast<unsigned long long>(s.warmup), static_cast<unsigned long long>(s.sync_count),
               static_cast<unsigned long long>(s.count), s.window, s.fetch_batch);
-  std::printf("# slipd --threads %d, Slipstream client loop idle %s; slipd consume = STREAM_REQUEST read from seq 1 "
-              "(no pull consumer in slipd yet)\n",
+  std::printf("# slipd --threads %d, Slipstream client loop idle %s; slipd consume = pull consumer, "
+              "ack none\n",
               s.slipd_threads, s.client_idle.c_str());
   if (want_nats) {
     std::printf("# nats-server %s -js; libnats: js_Publish (SendAsap), js_PublishAsync (MaxPending = window, SendAsap "
@@ -1071,7 +1070,7 @@ int main(int argc, char** argv) {
       {"pub one at a time, ack p99 us", [](const Outcome& o) { return o.ack.p99; }, true, 0},
       {"pub one at a time, ack p99.9 us", [](const Outcome& o) { return o.ack.p999; }, true, 0},
       {"pub window " + w + ", msgs/s", [](const Outcome& o) { return o.window_rate; }, false, 5.0},
-      {"consume msgs/s (slipd: read from seq 1)", [](const Outcome& o) { return o.consume_rate; }, false, 3.0},
+      {"consume msgs/s (pull consumers)", [](const Outcome& o) { return o.consume_rate; }, false, 3.0},
   };
   for (const auto& mode : s.fsync_modes) {
     const std::string label = like[mode] ? mode : mode + " (nats-server not fsync-always)";
