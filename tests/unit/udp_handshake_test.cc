@@ -375,10 +375,12 @@ TEST(UdpHandshake, PacketParsersRefuseTruncationAndTrailingBytes) {
   // Wrong types for each parser, and first bytes that fit no packet.
   EXPECT_FALSE(parse_initial(view(d)).is_ok());
   EXPECT_FALSE(parse_retry(view(init)).is_ok());
-  for (std::uint8_t b : {0x00, 0x80, 0xC3, 0xCF, 0xD0, 0xE0}) {
+  for (std::uint8_t b : {0x00, 0x80, 0xC4, 0xCF, 0xD0, 0xE0}) {
     const std::uint8_t one[1] = {b};
     EXPECT_FALSE(classify_packet(ByteView(one, 1)).is_ok()) << int(b);
   }
+  const std::uint8_t refused[1] = {0xC3};
+  EXPECT_EQ(classify_packet(ByteView(refused, 1)).value_or(PacketKind::kInitial), PacketKind::kRefused);
   const std::uint8_t short_hdr[1] = {0x40};
   EXPECT_EQ(classify_packet(ByteView(short_hdr, 1)).value_or(PacketKind::kInitial), PacketKind::kProtected);
 }
