@@ -10,17 +10,6 @@ namespace slip::cli {
 
 namespace {
 
-void print_error(std::string_view what, const Status& s) {
-  std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(), s.to_string().c_str());
-}
-
-std::string field(const broker::StreamFields& f, std::string_view key) {
-  for (const auto& [k, v] : f) {
-    if (k == key) return v;
-  }
-  return {};
-}
-
 // The CONSUMER_ADD arguments for the options; kInvalidArgument names the bad option.
 Result<broker::StreamFields> consumer_args(const ConsumerCliOptions& o) {
   broker::StreamFields args;

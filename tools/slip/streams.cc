@@ -5,8 +5,6 @@
 
 namespace slip::cli {
 
-namespace {
-
 void print_error(std::string_view what, const Status& s) {
   std::fprintf(stderr, "slip %.*s: %s\n", static_cast<int>(what.size()), what.data(), s.to_string().c_str());
 }
@@ -17,6 +15,8 @@ std::string field(const broker::StreamFields& f, std::string_view key) {
   }
   return {};
 }
+
+namespace {
 
 // One request, printed by `print` on success; exit code 1 with the server's error otherwise.
 int one_request(const Common& c, const PubSubRunner& run, std::string_view what, wire::StreamOp op,

@@ -41,6 +41,10 @@ int run_stream(const Common& c, const StreamCliOptions& o, const PubSubRunner& r
 // `slip pub --ack`: publishes `count` times with acknowledgement, printing each sequence.
 int run_publish_acked(const Common& c, const std::string& subject, const std::string& data, unsigned count,
                       const std::string& msg_id, const PubSubRunner& run);
+// "slip WHAT: <status>" on stderr.
+void print_error(std::string_view what, const Status& s);
+// The value of `key` in a stream or consumer reply; empty when absent.
+std::string field(const broker::StreamFields& f, std::string_view key);
 // "90s" -> 90000; kInvalidArgument for anything else than <N>(ms|s|m|h|d).
 Result<std::uint64_t> parse_duration_ms(std::string_view text);
 
