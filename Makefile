@@ -14,9 +14,10 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
+# Everything, the benchmark programs included (`make test` leaves those out).
 build: deps
 	@cmake --preset release >/dev/null
-	@cmake --build --preset release
+	@cmake --build --preset release --target all benches
 
 # Just the two programs: what `make run` needs.
 tools: deps
