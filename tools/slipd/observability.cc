@@ -189,7 +189,12 @@ void Observability::register_collectors() {
     h.histograms.push_back(obs::HistogramSample{{}, b.publish_latency()});
     out.push_back(std::move(h));
   });
-  registry_.add_collector([this](std::vector<obs::Family>& out) { obs::collect_stream_metrics(read_streams(), out); });
+  registry_.add_collector([this](std::vector<obs::Family>& out) {
+    std::vector<obs::StreamFigures> streams = read_streams();
+    const bool on = !streams.empty() || server_.streams() != nullptr;
+    obs::collect_stream_metrics(streams, out);
+    if (on) obs::collect_consumer_metrics(read_consumers(), out);
+  });
   registry_.add_collector([this](std::vector<obs::Family>& out) {
     if (!rpc_.empty()) obs::collect_rpc_server_metrics(read_rpc_methods(), out);
   });
@@ -205,6 +210,17 @@ std::vector<obs::StreamFigures> Observability::read_streams() const {
   return obs::read_stream_figures(*service->streams());
 }
 
+std::vector<log::ConsumerFigures> Observability::read_consumers() const {
+  log::StreamService* service = server_.streams();
+  if (service == nullptr || service->streams() == nullptr) return {};
+  auto done = std::make_shared<std::promise<std::vector<log::ConsumerFigures>>>();
+  auto future = done->get_future();
+  service->collect_consumers([done](std::vector<log::ConsumerFigures> all) { done->set_value(std::move(all)); });
+  // The capture loop answers within a turn; after shutdown it may not answer at all.
+  if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return {};
+  return future.get();
+}
+
 std::vector<rpc::MethodCallStats> Observability::read_rpc_methods() const {
   std::vector<rpc::MethodCallStats> all;
   for (const auto& m : rpc_) {
@@ -213,7 +229,8 @@ std::vector<rpc::MethodCallStats> Observability::read_rpc_methods() const {
   return all;
 }
 
-void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details) const {
+void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details,
+                                      const std::vector<log::ConsumerFigures>& consumers) const {
   const Window::Stream* win = nullptr;
   if (auto it = window_->streams.find(s.config.name); it != window_->streams.end()) win = &it->second;
   const log::LogStats& l = s.log;
@@ -267,15 +284,37 @@ void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigur
         .field("segments_deleted", l.segments_deleted)
         .end_object();
   }
-  // Consumers come with their own figures; the list is empty until they exist.
-  w.key("consumers").begin_array().end_array();
+  {
+    w.key("consumers").begin_array();
+    for (const log::ConsumerFigures& c : consumers) {
+      if (c.stream != s.config.name) continue;
+      w.begin_object()
+          .field("name", c.name)
+          .field("durable", c.durable)
+          .field("ack_policy", c.ack_policy)
+          .field("push_bound", c.push_bound)
+          .field("num_pending", c.num_pending)
+          .field("num_ack_pending", c.stats.num_ack_pending)
+          .field("num_redelivered", c.stats.num_redelivered)
+          .field("num_waiting", c.num_waiting)
+          .field("delivered_seq", c.stats.delivered_seq)
+          .field("ack_floor", c.stats.ack_floor)
+          .field("deliveries", c.stats.deliveries)
+          .field("redeliveries", c.stats.redeliveries)
+          .field("num_max_delivered", c.stats.num_max_delivered)
+          .field("num_terminated", c.stats.num_terminated)
+          .end_object();
+    }
+    w.end_array();
+  }
   w.end_object();
 }
 
-std::string Observability::streams_json(const std::vector<obs::StreamFigures>& streams) const {
+std::string Observability::streams_json(const std::vector<obs::StreamFigures>& streams,
+                                        const std::vector<log::ConsumerFigures>& consumers) const {
   obs::JsonWriter w;
   w.begin_array();
-  for (const auto& s : streams) write_stream_json(w, s, false);
+  for (const auto& s : streams) write_stream_json(w, s, false, consumers);
   w.end_array();
   return w.take();
 }
@@ -369,7 +408,7 @@ void Observability::add_routes() {
     r.body = w.take();
     return r;
   });
-  http_->route("/api/streams", [this](const Request&) { return json_response(streams_json(read_streams())); });
+  http_->route("/api/streams", [this](const Request&) { return json_response(streams_json(read_streams(), read_consumers())); });
   http_->route_prefix("/api/streams/", [this](const Request& req) {
     const std::string name = req.path.substr(std::string_view("/api/streams/").size(), 256);
     log::StreamService* service = server_.streams();
@@ -378,7 +417,7 @@ void Observability::add_routes() {
     auto stream = manager->find(name);
     if (!stream) return json_not_found("no stream \"" + name + "\"");
     obs::JsonWriter w;
-    write_stream_json(w, obs::read_stream_figures(*manager, *stream), true);
+    write_stream_json(w, obs::read_stream_figures(*manager, *stream), true, read_consumers());
     return json_response(w.take());
   });
   http_->route("/api/rpc", [this](const Request&) { return json_response(rpc_json(read_rpc_methods())); });
@@ -594,7 +633,7 @@ void Observability::tick() {
       .append(",\"connections\":")
       .append(connections_json(false, 50))
       .append(",\"streams\":")
-      .append(streams_json(streams))
+      .append(streams_json(streams, streams.empty() ? std::vector<log::ConsumerFigures>{} : read_consumers()))
       .append(",\"rpc\":")
       .append(rpc_json(methods))
       .append("}");
