@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,8 @@
 #include "rpc/channel.h"
 #include "rpc/metrics_interceptor.h"
 #include "rpc/server.h"
+#include "transport/udp/keys.h"
+#include "transport/udp/udp.h"
 #include "wire/encoder.h"
 
 namespace slip::broker {
@@ -712,6 +715,67 @@ TEST(Trace, TraceFileGetsASpanPerTracedMessage) {
     EXPECT_EQ(span["attributes"].as_object()["subject"].as_string(), "traced.x");
   }
   std::filesystem::remove_all(dir_tmpl);
+}
+
+TEST(Metrics, UdpSessionsAndPacketsAreCounted) {
+  TempDir data;
+  test::SlipdProcess slipd(
+      {"--http-listen", "127.0.0.1:0", "--udp-listen", "127.0.0.1:0", "--data-dir", data.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  auto before = scrape(http);
+  EXPECT_EQ(metric(before, "slip_udp_sessions"), 0);
+  EXPECT_EQ(metric(before, "slip_udp_accepted_total"), 0);
+  EXPECT_EQ(metric(before, "slip_udp_packets_received_total"), 0);
+  for (const char* name : {"slip_udp_packets_sent_total", "slip_udp_packets_received_total", "slip_udp_packets_lost_total",
+                           "slip_udp_packets_retransmitted_total", "slip_udp_packets_rejected_total",
+                           "slip_udp_packets_duplicate_total", "slip_udp_bytes_received_total"}) {
+    EXPECT_EQ(before.types.at(name), "counter") << name;
+  }
+  EXPECT_EQ(before.types.at("slip_udp_sessions"), "gauge");
+
+  const std::string url = "udp://" + slipd.listener("udp");
+  const std::string key = slipd.listener("udp-key");
+  auto dial = [url, key](session::ClientOptions& o) {
+    transport::udp::UdpOptions u;
+    u.server_key = *transport::udp::parse_public_key(key);
+    o.dial = *session::dialer_for(url, {}, u);
+  };
+  constexpr int kMessages = 200;
+  const std::string payload(100, 'u');
+  double received_then = 0;
+  {
+    StreamPeer sub(url, "udp-sub", dial);
+    StreamPeer pub(url, "udp-pub", dial);
+    ASSERT_TRUE(sub.wait_ready());
+    ASSERT_TRUE(pub.wait_ready());
+    std::atomic<int> got{0};
+    sub.run([&] { (void)sub.client().subscribe("udp.x", "", [&](const Message&) { ++got; }); });
+    sub.sync();
+    pub.run([&] {
+      for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(pub.client().publish("udp.x", Slice::copy_of(payload)).is_ok());
+    });
+    ASSERT_TRUE(test::eventually([&] { return got.load() == kMessages; })) << got.load();
+    auto during = scrape(http);
+    EXPECT_EQ(metric(during, "slip_udp_sessions"), 2);
+    EXPECT_EQ(metric(during, "slip_udp_accepted_total"), 2);
+    EXPECT_GT(metric(during, "slip_udp_packets_received_total"), 0);
+    EXPECT_GT(metric(during, "slip_udp_packets_sent_total"), 0);
+    // Every message crossed the server twice, sealed: in from the publisher, out to the subscriber.
+    EXPECT_GE(metric(during, "slip_udp_bytes_received_total"), kMessages * 100.0);
+    EXPECT_GE(metric(during, "slip_udp_bytes_sent_total"), kMessages * 100.0);
+    EXPECT_EQ(metric(during, "slip_udp_packets_rejected_total"), 0);
+    EXPECT_GT(metric(during, "slip_udp_socket_datagrams_received_total"), 0);
+    received_then = metric(during, "slip_udp_packets_received_total");
+  }
+  // The sessions end; what they counted stays in the totals.
+  test::PromScrape after;
+  ASSERT_TRUE(test::eventually([&] {
+    after = scrape(http);
+    return after.value("slip_udp_sessions") == 0;
+  }));
+  EXPECT_GE(metric(after, "slip_udp_packets_received_total"), received_then);
+  EXPECT_EQ(metric(after, "slip_udp_accepted_total"), 2);
 }
 
 }  // namespace

@@ -198,6 +198,53 @@ void Observability::register_collectors() {
   registry_.add_collector([this](std::vector<obs::Family>& out) {
     if (!rpc_.empty()) obs::collect_rpc_server_metrics(read_rpc_methods(), out);
   });
+  registry_.add_collector([this](std::vector<obs::Family>& out) {
+    const transport::udp::UdpListener* udp = server_.udp_listener();
+    if (udp == nullptr) return;
+    auto done = std::make_shared<std::promise<transport::udp::UdpEndpointStats>>();
+    auto future = done->get_future();
+    udp->stats_async([done](transport::udp::UdpEndpointStats s) { done->set_value(std::move(s)); });
+    // The listener's loop answers within a turn; after shutdown it may not answer at all.
+    if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return;
+    const transport::udp::UdpEndpointStats s = future.get();
+    auto g = [&](const char* name, const char* help, std::uint64_t v) {
+      out.push_back(std::move(obs::gauge(name, help).add(static_cast<double>(v))));
+    };
+    auto c = [&](const char* name, const char* help, std::uint64_t v) {
+      out.push_back(std::move(obs::counter(name, help).add(static_cast<double>(v))));
+    };
+    g("slip_udp_sessions", "UDP connection states held: open, closing, and handshakes not yet confirmed", s.connections);
+    g("slip_udp_unconfirmed", "UDP handshakes answered and not yet confirmed by the client", s.unconfirmed);
+    c("slip_udp_accepted_total", "UDP connections whose handshake completed", s.accepted);
+    c("slip_udp_initials_total", "UDP Initial (first handshake) packets received", s.initials);
+    c("slip_udp_retries_sent_total", "Stateless retry cookies sent to unproven client addresses", s.retries_sent);
+    c("slip_udp_handshakes_refused_total", "UDP handshakes refused: the client pinned another server key",
+      s.handshakes_refused);
+    c("slip_udp_expired_unconfirmed_total", "UDP handshakes forgotten unconfirmed", s.expired_unconfirmed);
+    obs::Family dropped = obs::counter("slip_udp_dropped_datagrams_total",
+                                  "Datagrams dropped before any connection took them, by reason");
+    dropped.add(static_cast<double>(s.dropped_unknown), {{"reason", "unknown_connection"}});
+    dropped.add(static_cast<double>(s.dropped_malformed), {{"reason", "malformed"}});
+    dropped.add(static_cast<double>(s.socket.truncated), {{"reason", "truncated"}});
+    out.push_back(std::move(dropped));
+    const transport::udp::UdpTraffic& t = s.traffic;
+    c("slip_udp_packets_sent_total", "UDP packets sent by every connection, those gone included", t.packets_sent);
+    c("slip_udp_packets_received_total", "UDP packets accepted: authentic, new and well formed", t.packets_received);
+    c("slip_udp_packets_lost_total", "UDP packets declared lost (their stream data is sent again)", t.packets_lost);
+    c("slip_udp_packets_retransmitted_total", "UDP packets that carried stream data sent before",
+      t.packets_retransmitted);
+    c("slip_udp_packets_rejected_total", "UDP packets that failed header or packet protection (AEAD)",
+      t.packets_rejected);
+    c("slip_udp_packets_duplicate_total", "UDP packets dropped as replays or duplicates", t.packets_duplicate);
+    c("slip_udp_probes_sent_total", "UDP probe-timeout packets", t.probes_sent);
+    c("slip_udp_bytes_sent_total", "UDP payload bytes sent", t.bytes_sent);
+    c("slip_udp_bytes_received_total", "UDP payload bytes received in accepted packets", t.bytes_received);
+    c("slip_udp_socket_datagrams_sent_total", "Datagrams the listener's socket sent", s.socket.datagrams_sent);
+    c("slip_udp_socket_datagrams_received_total", "Datagrams the listener's socket received", s.socket.datagrams_received);
+    c("slip_udp_socket_send_calls_total", "sendmmsg calls of the listener's socket", s.socket.send_calls);
+    c("slip_udp_socket_receive_calls_total", "recvmmsg calls of the listener's socket that returned datagrams",
+      s.socket.receive_calls);
+  });
 }
 
 void Observability::add_rpc_metrics(std::shared_ptr<const rpc::MetricsInterceptor> metrics) {
