@@ -517,17 +517,21 @@ void ConsumerService::add(const OwnedFields& args, const ConsumerRequester& from
   });
 }
 
-OwnedFields ConsumerService::info_fields(const Runtime& r) const {
-  OwnedFields f = consumer_config_fields(r.consumer.config());
-  f.emplace_back("stream", r.stream->config().name);
-  const ConsumerStats st = r.consumer.stats();
+ConsumerFigures ConsumerService::figures_of(const Runtime& r) const {
+  ConsumerFigures f;
+  f.stream = r.stream->config().name;
+  f.name = r.consumer.config().name;
+  f.durable = r.consumer.config().durable;
+  f.push_bound = r.push.has_value();
+  f.stats = r.consumer.stats();
+  f.num_waiting = r.fetches.size();
+  f.ack_policy = r.consumer.config().ack == AckPolicy::kExplicit ? "explicit" : "none";
   const Log& log = r.stream->log();
   const std::uint64_t last = log.last_sequence();
   const std::uint64_t from = std::max(r.consumer.next_sequence(), log.first_sequence());
-  std::uint64_t num_pending = 0;
   if (from <= last) {
     if (r.consumer.config().filter.empty()) {
-      num_pending = last - from + 1;
+      f.num_pending = last - from + 1;
     } else {
       std::uint64_t seq = from;
       std::uint64_t scanned = 0;
@@ -537,23 +541,41 @@ OwnedFields ConsumerService::info_fields(const Runtime& r) const {
         ro.max_bytes = 8u << 20;
         auto rr = log.read(seq, ro);
         if (!rr.is_ok() || rr->next_sequence <= seq) break;
-        for (const auto& rec : rr->records) num_pending += record_matches(r.consumer, rec) ? 1 : 0;
+        for (const auto& rec : rr->records) f.num_pending += record_matches(r.consumer, rec) ? 1 : 0;
         scanned += rr->next_sequence - seq;
         seq = rr->next_sequence;
       }
     }
   }
+  return f;
+}
+
+std::vector<ConsumerFigures> ConsumerService::figures() const {
+  std::vector<ConsumerFigures> all;
+  for (const auto& [stream, by_name] : consumers_) {
+    for (const auto& [name, r] : by_name) {
+      if (!r->removed) all.push_back(figures_of(*r));
+    }
+  }
+  return all;
+}
+
+OwnedFields ConsumerService::info_fields(const Runtime& r) const {
+  OwnedFields f = consumer_config_fields(r.consumer.config());
+  f.emplace_back("stream", r.stream->config().name);
+  const ConsumerFigures fig = figures_of(r);
+  const ConsumerStats& st = fig.stats;
   f.emplace_back("delivered_seq", std::to_string(st.delivered_seq));
   f.emplace_back("ack_floor", std::to_string(st.ack_floor));
-  f.emplace_back("num_pending", std::to_string(num_pending));
+  f.emplace_back("num_pending", std::to_string(fig.num_pending));
   f.emplace_back("num_ack_pending", std::to_string(st.num_ack_pending));
   f.emplace_back("num_redelivered", std::to_string(st.num_redelivered));
-  f.emplace_back("num_waiting", std::to_string(r.fetches.size()));
+  f.emplace_back("num_waiting", std::to_string(fig.num_waiting));
   f.emplace_back("num_max_delivered", std::to_string(st.num_max_delivered));
   f.emplace_back("num_terminated", std::to_string(st.num_terminated));
   f.emplace_back("deliveries", std::to_string(st.deliveries));
   f.emplace_back("redeliveries", std::to_string(st.redeliveries));
-  f.emplace_back("push_bound", r.push ? "true" : "false");
+  f.emplace_back("push_bound", fig.push_bound ? "true" : "false");
   return f;
 }
 

@@ -54,6 +54,18 @@ struct ConsumerRequester {
 
 using OwnedFields = std::vector<std::pair<std::string, std::string>>;
 
+// One consumer as of one read, for metrics and the HTTP API.
+struct ConsumerFigures {
+  std::string stream;
+  std::string name;
+  bool durable = false;
+  bool push_bound = false;
+  std::string ack_policy;
+  ConsumerStats stats;
+  std::uint64_t num_pending = 0;  // matching messages not yet delivered (bounded scan with a filter)
+  std::uint64_t num_waiting = 0;  // pull requests waiting for messages
+};
+
 class ConsumerService : public std::enable_shared_from_this<ConsumerService> {
  public:
   // Made, used and destroyed on `loop` only. `streams` outlives the service.
@@ -75,6 +87,8 @@ class ConsumerService : public std::enable_shared_from_this<ConsumerService> {
   void stream_removed(const std::string& stream);
   // Writes what is pending and stops the writer thread (waits for it). Idempotent.
   void shutdown();
+  // Every consumer, by stream then name.
+  std::vector<ConsumerFigures> figures() const;
 
  private:
   struct Runtime;
@@ -91,6 +105,7 @@ class ConsumerService : public std::enable_shared_from_this<ConsumerService> {
   void subscribe(const RuntimePtr& r, const ConsumerRequester& from);
   void unsubscribe(const RuntimePtr& r, const ConsumerRequester& from);
   OwnedFields info_fields(const Runtime& r) const;
+  ConsumerFigures figures_of(const Runtime& r) const;
 
   Result<std::uint64_t> start_sequence(Stream& s, const ConsumerConfig& c) const;
   void attach(const RuntimePtr& r);

@@ -207,6 +207,12 @@ Status StreamService::start() {
   return done.get_future().get();
 }
 
+void StreamService::collect_consumers(std::function<void(std::vector<ConsumerFigures>)> done) {
+  capture_loop_.post([this, done = std::move(done)] {
+    done(consumers_ ? consumers_->figures() : std::vector<ConsumerFigures>{});
+  });
+}
+
 void StreamService::stop() {
   if (stopped_ || !streams_) return;
   stopped_ = true;

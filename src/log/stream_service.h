@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -73,6 +74,9 @@ class StreamService {
   void on_session_closed(session::Session& s);
 
   StreamManager* streams() { return streams_.get(); }
+  // Every consumer's figures, gathered on the capture loop; `done` runs there (with nothing when
+  // streams are off). Any thread but the capture loop's may wait for it.
+  void collect_consumers(std::function<void(std::vector<ConsumerFigures>)> done);
 
  private:
   class CaptureConnection;

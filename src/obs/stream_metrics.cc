@@ -82,4 +82,40 @@ void collect_stream_metrics(const std::vector<StreamFigures>& streams, std::vect
   }
 }
 
+void collect_consumer_metrics(const std::vector<log::ConsumerFigures>& consumers, std::vector<Family>& out) {
+  Family count = gauge("slip_consumers", "Consumers of persistent streams, durable and ephemeral");
+  count.add(static_cast<double>(consumers.size()));
+  out.push_back(std::move(count));
+  if (consumers.empty()) return;  // the per-consumer families come with the first consumer
+  Family pending = gauge("slip_consumer_pending_messages", "Messages of the stream the consumer has yet to deliver");
+  Family ack_pending = gauge("slip_consumer_ack_pending_messages",
+                             "Messages delivered and not yet acknowledged (redeliveries waiting included)");
+  Family redelivered = gauge("slip_consumer_redelivered_messages", "Unacknowledged messages delivered more than once");
+  Family waiting = gauge("slip_consumer_waiting_pulls", "Pull requests waiting for messages");
+  Family delivered_seq = gauge("slip_consumer_delivered_seq", "The highest stream sequence the consumer delivered");
+  Family ack_floor = gauge("slip_consumer_ack_floor", "Every matching message up to this sequence is acknowledged");
+  Family deliveries = counter("slip_consumer_deliveries_total", "Messages delivered, redeliveries included");
+  Family redeliveries = counter("slip_consumer_redeliveries_total", "Messages delivered again (ack wait ran out, nak)");
+  Family max_delivered = counter("slip_consumer_max_delivered_total",
+                                 "Messages given up after the consumer's max_deliver deliveries");
+  Family terminated = counter("slip_consumer_terminated_total", "Messages ended by a term acknowledgement");
+  for (const log::ConsumerFigures& c : consumers) {
+    const Labels l{{"stream", c.stream}, {"consumer", c.name}};
+    pending.add(static_cast<double>(c.num_pending), l);
+    ack_pending.add(static_cast<double>(c.stats.num_ack_pending), l);
+    redelivered.add(static_cast<double>(c.stats.num_redelivered), l);
+    waiting.add(static_cast<double>(c.num_waiting), l);
+    delivered_seq.add(static_cast<double>(c.stats.delivered_seq), l);
+    ack_floor.add(static_cast<double>(c.stats.ack_floor), l);
+    deliveries.add(static_cast<double>(c.stats.deliveries), l);
+    redeliveries.add(static_cast<double>(c.stats.redeliveries), l);
+    max_delivered.add(static_cast<double>(c.stats.num_max_delivered), l);
+    terminated.add(static_cast<double>(c.stats.num_terminated), l);
+  }
+  for (Family* f : {&pending, &ack_pending, &redelivered, &waiting, &delivered_seq, &ack_floor, &deliveries,
+                    &redeliveries, &max_delivered, &terminated}) {
+    out.push_back(std::move(*f));
+  }
+}
+
 }  // namespace slip::obs

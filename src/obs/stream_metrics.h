@@ -5,8 +5,14 @@
 //   _duplicates_total, _fsyncs_total, _write_errors_total, _capture_errors_total   counters
 //   slip_stream_publish_errors_total{stream,code}                          counter
 //   slip_stream_ack_latency_seconds                                        histogram
-// and slip_streams (gauge). Read the figures with read_stream_figures() from a Registry
-// collector or an HTTP handler; nothing here runs on a publish path.
+// and slip_streams (gauge). Per consumer (labels `stream`, `consumer`):
+//   slip_consumer_pending_messages, _ack_pending_messages, _redelivered_messages,
+//   _waiting_pulls, _delivered_seq, _ack_floor                              gauges
+//   slip_consumer_deliveries_total, _redeliveries_total, _max_delivered_total,
+//   _terminated_total                                                       counters
+// and slip_consumers (gauge). Read the figures with read_stream_figures() (any thread) and
+// ConsumerService::figures() (its loop) from a Registry collector or an HTTP handler; nothing
+// here runs on a publish path.
 #pragma once
 
 #include <array>
@@ -14,6 +20,7 @@
 #include <vector>
 
 #include "core/histogram.h"
+#include "log/consumer_service.h"
 #include "log/stream.h"
 #include "obs/metrics.h"
 
@@ -37,5 +44,6 @@ StreamFigures read_stream_figures(const log::StreamManager& manager, const log::
 std::vector<StreamFigures> read_stream_figures(const log::StreamManager& manager);
 
 void collect_stream_metrics(const std::vector<StreamFigures>& streams, std::vector<Family>& out);
+void collect_consumer_metrics(const std::vector<log::ConsumerFigures>& consumers, std::vector<Family>& out);
 
 }  // namespace slip::obs

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,8 @@
 #include "rpc/channel.h"
 #include "rpc/metrics_interceptor.h"
 #include "rpc/server.h"
+#include "transport/udp/keys.h"
+#include "transport/udp/udp.h"
 #include "wire/encoder.h"
 
 namespace slip::broker {
@@ -468,6 +471,76 @@ TEST(Metrics, AckedPublishesMoveTheStreamFigures) {
   }
 }
 
+TEST(Metrics, ConsumersMoveTheirFigures) {
+  TempDir data;
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--data-dir", data.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  const std::string s = slipd.address();
+  StreamPeer peer(s, "stream-pub");
+  ASSERT_TRUE(peer.wait_ready());
+  ASSERT_TRUE(peer.add_stream("orders", "orders.>").is_ok());
+  constexpr int kMessages = 10;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(peer.publish("orders.new", cat("order ", std::to_string(i)), cat("id-", std::to_string(i))).is_ok());
+  }
+  // Streams but no consumer yet: the count is there, the per-consumer families are not.
+  auto none = scrape(http);
+  EXPECT_EQ(metric(none, "slip_consumers"), 0);
+  EXPECT_FALSE(none.value("slip_consumer_pending_messages", {{"stream", "orders"}, {"consumer", "READER"}}).has_value());
+
+  std::string out;
+  ASSERT_EQ(test::run_program({SLIP_PATH, "-s", s, "consumer", "add", "orders", "READER", "--ack-wait", "1m"}, &out), 0)
+      << out;
+  const std::map<std::string, std::string> reader = {{"stream", "orders"}, {"consumer", "READER"}};
+  auto fresh = scrape(http);
+  EXPECT_EQ(metric(fresh, "slip_consumers"), 1);
+  EXPECT_EQ(metric(fresh, "slip_consumer_pending_messages", reader), kMessages);
+  EXPECT_EQ(metric(fresh, "slip_consumer_deliveries_total", reader), 0);
+  EXPECT_EQ(metric(fresh, "slip_consumer_ack_floor", reader), 0);
+  EXPECT_EQ(fresh.types.at("slip_consumer_pending_messages"), "gauge");
+  EXPECT_EQ(fresh.types.at("slip_consumer_ack_pending_messages"), "gauge");
+  EXPECT_EQ(fresh.types.at("slip_consumer_deliveries_total"), "counter");
+  EXPECT_EQ(fresh.types.at("slip_consumer_redeliveries_total"), "counter");
+
+  // Four read and acknowledged (slip consume acknowledges each message it prints).
+  ASSERT_EQ(test::run_program({SLIP_PATH, "-s", s, "consume", "orders", "--durable", "READER", "--count", "4"}, &out),
+            0)
+      << out;
+  test::PromScrape after;
+  ASSERT_TRUE(test::eventually([&] {
+    after = scrape(http);
+    return after.value("slip_consumer_ack_floor", reader) == 4;
+  })) << "ack floor stays at " << metric(after, "slip_consumer_ack_floor", reader);
+  EXPECT_EQ(metric(after, "slip_consumer_pending_messages", reader), kMessages - 4);
+  EXPECT_EQ(metric(after, "slip_consumer_delivered_seq", reader), 4);
+  EXPECT_EQ(metric(after, "slip_consumer_deliveries_total", reader), 4);
+  EXPECT_EQ(metric(after, "slip_consumer_ack_pending_messages", reader), 0);
+  EXPECT_EQ(metric(after, "slip_consumer_redeliveries_total", reader), 0);
+  EXPECT_EQ(metric(after, "slip_consumer_waiting_pulls", reader), 0);
+
+  // The same figures in the stream's JSON, in the list and by name.
+  for (const char* path : {"/api/streams/orders", "/api/streams"}) {
+    auto v = get_json(http, path);
+    const auto& o = v.is_array() ? v.as_array().at(0).as_object() : v.as_object();
+    const auto& consumers = o.at("consumers").as_array();
+    ASSERT_EQ(consumers.size(), 1u) << path;
+    const auto& c = consumers[0].as_object();
+    EXPECT_EQ(c.at("name").as_string(), "READER");
+    EXPECT_TRUE(c.at("durable").as_bool());
+    EXPECT_EQ(c.at("ack_policy").as_string(), "explicit");
+    EXPECT_EQ(u64(c.at("num_pending")), static_cast<std::uint64_t>(kMessages - 4));
+    EXPECT_EQ(u64(c.at("ack_floor")), 4u);
+    EXPECT_EQ(u64(c.at("deliveries")), 4u);
+  }
+
+  // Removed: gone from both.
+  ASSERT_EQ(test::run_program({SLIP_PATH, "-s", s, "consumer", "rm", "orders", "READER"}, &out), 0) << out;
+  auto gone = scrape(http);
+  EXPECT_EQ(metric(gone, "slip_consumers"), 0);
+  EXPECT_TRUE(get_json(http, "/api/streams/orders").at("consumers").as_array().empty());
+}
+
 TEST(Metrics, StreamAckTimingOffKeepsTheCounters) {
   TempDir data;
   test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--data-dir", data.path(), "--metrics", "off"});
@@ -642,6 +715,67 @@ TEST(Trace, TraceFileGetsASpanPerTracedMessage) {
     EXPECT_EQ(span["attributes"].as_object()["subject"].as_string(), "traced.x");
   }
   std::filesystem::remove_all(dir_tmpl);
+}
+
+TEST(Metrics, UdpSessionsAndPacketsAreCounted) {
+  TempDir data;
+  test::SlipdProcess slipd(
+      {"--http-listen", "127.0.0.1:0", "--udp-listen", "127.0.0.1:0", "--data-dir", data.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  auto before = scrape(http);
+  EXPECT_EQ(metric(before, "slip_udp_sessions"), 0);
+  EXPECT_EQ(metric(before, "slip_udp_accepted_total"), 0);
+  EXPECT_EQ(metric(before, "slip_udp_packets_received_total"), 0);
+  for (const char* name : {"slip_udp_packets_sent_total", "slip_udp_packets_received_total", "slip_udp_packets_lost_total",
+                           "slip_udp_packets_retransmitted_total", "slip_udp_packets_rejected_total",
+                           "slip_udp_packets_duplicate_total", "slip_udp_bytes_received_total"}) {
+    EXPECT_EQ(before.types.at(name), "counter") << name;
+  }
+  EXPECT_EQ(before.types.at("slip_udp_sessions"), "gauge");
+
+  const std::string url = "udp://" + slipd.listener("udp");
+  const std::string key = slipd.listener("udp-key");
+  auto dial = [url, key](session::ClientOptions& o) {
+    transport::udp::UdpOptions u;
+    u.server_key = *transport::udp::parse_public_key(key);
+    o.dial = *session::dialer_for(url, {}, u);
+  };
+  constexpr int kMessages = 200;
+  const std::string payload(100, 'u');
+  double received_then = 0;
+  {
+    StreamPeer sub(url, "udp-sub", dial);
+    StreamPeer pub(url, "udp-pub", dial);
+    ASSERT_TRUE(sub.wait_ready());
+    ASSERT_TRUE(pub.wait_ready());
+    std::atomic<int> got{0};
+    sub.run([&] { (void)sub.client().subscribe("udp.x", "", [&](const Message&) { ++got; }); });
+    sub.sync();
+    pub.run([&] {
+      for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(pub.client().publish("udp.x", Slice::copy_of(payload)).is_ok());
+    });
+    ASSERT_TRUE(test::eventually([&] { return got.load() == kMessages; })) << got.load();
+    auto during = scrape(http);
+    EXPECT_EQ(metric(during, "slip_udp_sessions"), 2);
+    EXPECT_EQ(metric(during, "slip_udp_accepted_total"), 2);
+    EXPECT_GT(metric(during, "slip_udp_packets_received_total"), 0);
+    EXPECT_GT(metric(during, "slip_udp_packets_sent_total"), 0);
+    // Every message crossed the server twice, sealed: in from the publisher, out to the subscriber.
+    EXPECT_GE(metric(during, "slip_udp_bytes_received_total"), kMessages * 100.0);
+    EXPECT_GE(metric(during, "slip_udp_bytes_sent_total"), kMessages * 100.0);
+    EXPECT_EQ(metric(during, "slip_udp_packets_rejected_total"), 0);
+    EXPECT_GT(metric(during, "slip_udp_socket_datagrams_received_total"), 0);
+    received_then = metric(during, "slip_udp_packets_received_total");
+  }
+  // The sessions end; what they counted stays in the totals.
+  test::PromScrape after;
+  ASSERT_TRUE(test::eventually([&] {
+    after = scrape(http);
+    return after.value("slip_udp_sessions") == 0;
+  }));
+  EXPECT_GE(metric(after, "slip_udp_packets_received_total"), received_then);
+  EXPECT_EQ(metric(after, "slip_udp_accepted_total"), 2);
 }
 
 }  // namespace

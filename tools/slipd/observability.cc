@@ -189,9 +189,61 @@ void Observability::register_collectors() {
     h.histograms.push_back(obs::HistogramSample{{}, b.publish_latency()});
     out.push_back(std::move(h));
   });
-  registry_.add_collector([this](std::vector<obs::Family>& out) { obs::collect_stream_metrics(read_streams(), out); });
+  registry_.add_collector([this](std::vector<obs::Family>& out) {
+    std::vector<obs::StreamFigures> streams = read_streams();
+    const bool on = !streams.empty() || server_.streams() != nullptr;
+    obs::collect_stream_metrics(streams, out);
+    if (on) obs::collect_consumer_metrics(read_consumers(), out);
+  });
   registry_.add_collector([this](std::vector<obs::Family>& out) {
     if (!rpc_.empty()) obs::collect_rpc_server_metrics(read_rpc_methods(), out);
+  });
+  registry_.add_collector([this](std::vector<obs::Family>& out) {
+    const transport::udp::UdpListener* udp = server_.udp_listener();
+    if (udp == nullptr) return;
+    auto done = std::make_shared<std::promise<transport::udp::UdpEndpointStats>>();
+    auto future = done->get_future();
+    udp->stats_async([done](transport::udp::UdpEndpointStats s) { done->set_value(std::move(s)); });
+    // The listener's loop answers within a turn; after shutdown it may not answer at all.
+    if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return;
+    const transport::udp::UdpEndpointStats s = future.get();
+    auto g = [&](const char* name, const char* help, std::uint64_t v) {
+      out.push_back(std::move(obs::gauge(name, help).add(static_cast<double>(v))));
+    };
+    auto c = [&](const char* name, const char* help, std::uint64_t v) {
+      out.push_back(std::move(obs::counter(name, help).add(static_cast<double>(v))));
+    };
+    g("slip_udp_sessions", "UDP connection states held: open, closing, and handshakes not yet confirmed", s.connections);
+    g("slip_udp_unconfirmed", "UDP handshakes answered and not yet confirmed by the client", s.unconfirmed);
+    c("slip_udp_accepted_total", "UDP connections whose handshake completed", s.accepted);
+    c("slip_udp_initials_total", "UDP Initial (first handshake) packets received", s.initials);
+    c("slip_udp_retries_sent_total", "Stateless retry cookies sent to unproven client addresses", s.retries_sent);
+    c("slip_udp_handshakes_refused_total", "UDP handshakes refused: the client pinned another server key",
+      s.handshakes_refused);
+    c("slip_udp_expired_unconfirmed_total", "UDP handshakes forgotten unconfirmed", s.expired_unconfirmed);
+    obs::Family dropped = obs::counter("slip_udp_dropped_datagrams_total",
+                                  "Datagrams dropped before any connection took them, by reason");
+    dropped.add(static_cast<double>(s.dropped_unknown), {{"reason", "unknown_connection"}});
+    dropped.add(static_cast<double>(s.dropped_malformed), {{"reason", "malformed"}});
+    dropped.add(static_cast<double>(s.socket.truncated), {{"reason", "truncated"}});
+    out.push_back(std::move(dropped));
+    const transport::udp::UdpTraffic& t = s.traffic;
+    c("slip_udp_packets_sent_total", "UDP packets sent by every connection, those gone included", t.packets_sent);
+    c("slip_udp_packets_received_total", "UDP packets accepted: authentic, new and well formed", t.packets_received);
+    c("slip_udp_packets_lost_total", "UDP packets declared lost (their stream data is sent again)", t.packets_lost);
+    c("slip_udp_packets_retransmitted_total", "UDP packets that carried stream data sent before",
+      t.packets_retransmitted);
+    c("slip_udp_packets_rejected_total", "UDP packets that failed header or packet protection (AEAD)",
+      t.packets_rejected);
+    c("slip_udp_packets_duplicate_total", "UDP packets dropped as replays or duplicates", t.packets_duplicate);
+    c("slip_udp_probes_sent_total", "UDP probe-timeout packets", t.probes_sent);
+    c("slip_udp_bytes_sent_total", "UDP payload bytes sent", t.bytes_sent);
+    c("slip_udp_bytes_received_total", "UDP payload bytes received in accepted packets", t.bytes_received);
+    c("slip_udp_socket_datagrams_sent_total", "Datagrams the listener's socket sent", s.socket.datagrams_sent);
+    c("slip_udp_socket_datagrams_received_total", "Datagrams the listener's socket received", s.socket.datagrams_received);
+    c("slip_udp_socket_send_calls_total", "sendmmsg calls of the listener's socket", s.socket.send_calls);
+    c("slip_udp_socket_receive_calls_total", "recvmmsg calls of the listener's socket that returned datagrams",
+      s.socket.receive_calls);
   });
 }
 
@@ -205,6 +257,17 @@ std::vector<obs::StreamFigures> Observability::read_streams() const {
   return obs::read_stream_figures(*service->streams());
 }
 
+std::vector<log::ConsumerFigures> Observability::read_consumers() const {
+  log::StreamService* service = server_.streams();
+  if (service == nullptr || service->streams() == nullptr) return {};
+  auto done = std::make_shared<std::promise<std::vector<log::ConsumerFigures>>>();
+  auto future = done->get_future();
+  service->collect_consumers([done](std::vector<log::ConsumerFigures> all) { done->set_value(std::move(all)); });
+  // The capture loop answers within a turn; after shutdown it may not answer at all.
+  if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return {};
+  return future.get();
+}
+
 std::vector<rpc::MethodCallStats> Observability::read_rpc_methods() const {
   std::vector<rpc::MethodCallStats> all;
   for (const auto& m : rpc_) {
@@ -213,7 +276,8 @@ std::vector<rpc::MethodCallStats> Observability::read_rpc_methods() const {
   return all;
 }
 
-void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details) const {
+void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details,
+                                      const std::vector<log::ConsumerFigures>& consumers) const {
   const Window::Stream* win = nullptr;
   if (auto it = window_->streams.find(s.config.name); it != window_->streams.end()) win = &it->second;
   const log::LogStats& l = s.log;
@@ -267,15 +331,37 @@ void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigur
         .field("segments_deleted", l.segments_deleted)
         .end_object();
   }
-  // Consumers come with their own figures; the list is empty until they exist.
-  w.key("consumers").begin_array().end_array();
+  {
+    w.key("consumers").begin_array();
+    for (const log::ConsumerFigures& c : consumers) {
+      if (c.stream != s.config.name) continue;
+      w.begin_object()
+          .field("name", c.name)
+          .field("durable", c.durable)
+          .field("ack_policy", c.ack_policy)
+          .field("push_bound", c.push_bound)
+          .field("num_pending", c.num_pending)
+          .field("num_ack_pending", c.stats.num_ack_pending)
+          .field("num_redelivered", c.stats.num_redelivered)
+          .field("num_waiting", c.num_waiting)
+          .field("delivered_seq", c.stats.delivered_seq)
+          .field("ack_floor", c.stats.ack_floor)
+          .field("deliveries", c.stats.deliveries)
+          .field("redeliveries", c.stats.redeliveries)
+          .field("num_max_delivered", c.stats.num_max_delivered)
+          .field("num_terminated", c.stats.num_terminated)
+          .end_object();
+    }
+    w.end_array();
+  }
   w.end_object();
 }
 
-std::string Observability::streams_json(const std::vector<obs::StreamFigures>& streams) const {
+std::string Observability::streams_json(const std::vector<obs::StreamFigures>& streams,
+                                        const std::vector<log::ConsumerFigures>& consumers) const {
   obs::JsonWriter w;
   w.begin_array();
-  for (const auto& s : streams) write_stream_json(w, s, false);
+  for (const auto& s : streams) write_stream_json(w, s, false, consumers);
   w.end_array();
   return w.take();
 }
@@ -369,7 +455,7 @@ void Observability::add_routes() {
     r.body = w.take();
     return r;
   });
-  http_->route("/api/streams", [this](const Request&) { return json_response(streams_json(read_streams())); });
+  http_->route("/api/streams", [this](const Request&) { return json_response(streams_json(read_streams(), read_consumers())); });
   http_->route_prefix("/api/streams/", [this](const Request& req) {
     const std::string name = req.path.substr(std::string_view("/api/streams/").size(), 256);
     log::StreamService* service = server_.streams();
@@ -378,7 +464,7 @@ void Observability::add_routes() {
     auto stream = manager->find(name);
     if (!stream) return json_not_found("no stream \"" + name + "\"");
     obs::JsonWriter w;
-    write_stream_json(w, obs::read_stream_figures(*manager, *stream), true);
+    write_stream_json(w, obs::read_stream_figures(*manager, *stream), true, read_consumers());
     return json_response(w.take());
   });
   http_->route("/api/rpc", [this](const Request&) { return json_response(rpc_json(read_rpc_methods())); });
@@ -594,7 +680,7 @@ void Observability::tick() {
       .append(",\"connections\":")
       .append(connections_json(false, 50))
       .append(",\"streams\":")
-      .append(streams_json(streams))
+      .append(streams_json(streams, streams.empty() ? std::vector<log::ConsumerFigures>{} : read_consumers()))
       .append(",\"rpc\":")
       .append(rpc_json(methods))
       .append("}");

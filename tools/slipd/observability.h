@@ -50,10 +50,15 @@ class Observability {
   std::vector<ConnectionInfo> gather_connections(bool with_subscriptions) const;
   // Persistent streams (empty without a data directory) and RPC methods, as of now.
   std::vector<obs::StreamFigures> read_streams() const;
+  // Every consumer (empty without streams, or when the capture loop does not answer within 1 s).
+  std::vector<log::ConsumerFigures> read_consumers() const;
   std::vector<rpc::MethodCallStats> read_rpc_methods() const;
   // JSON for the API and the event stream; rates and last-second latencies from window_.
-  void write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details) const;
-  std::string streams_json(const std::vector<obs::StreamFigures>& streams) const;
+  // The stream's consumers are taken from `consumers` (the others are skipped).
+  void write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details,
+                         const std::vector<log::ConsumerFigures>& consumers = {}) const;
+  std::string streams_json(const std::vector<obs::StreamFigures>& streams,
+                           const std::vector<log::ConsumerFigures>& consumers) const;
   std::string rpc_json(const std::vector<rpc::MethodCallStats>& methods) const;
 
   Server& server_;

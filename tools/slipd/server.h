@@ -112,6 +112,8 @@ class Server final : public session::SessionHandler {
   std::vector<std::pair<std::string, std::string>> listening() const;
   // The UDP listener's public key (64 hex digits), empty when not listening on UDP.
   std::string udp_public_key() const { return udp_ ? udp_->public_key() : std::string(); }
+  // The UDP listener, or nullptr without --udp-listen.
+  const transport::udp::UdpListener* udp_listener() const { return udp_.get(); }
   std::uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
   std::uint64_t open_nats_connections() const { return open_nats_.load(std::memory_order_relaxed); }
 

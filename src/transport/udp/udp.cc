@@ -90,6 +90,7 @@ class UdpConn final : public transport::Connection, public std::enable_shared_fr
   bool service(Instant now);
   bool confirmed() const { return confirmed_; }
   bool done() const { return state_ == State::kClosed && (!core_ || core_->is_closed()) && !connecting(); }
+  const udp::Connection* core() const { return core_.get(); }
   bool connecting() const { return static_cast<bool>(connect_done_); }
   const std::vector<std::uint8_t>& response() const { return response_; }
   const SocketAddress& peer() const { return peer_; }
@@ -255,6 +256,10 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
 
   UdpEndpointStats stats() const {
     UdpEndpointStats s = stats_;
+    s.traffic = gone_traffic_;
+    for (const auto& [cid, c] : conns_) {
+      if (const udp::Connection* core = c->core()) s.traffic.add(core->stats());
+    }
     s.connections = conns_.size();
     s.unconfirmed = by_client_cid_.size();
     s.socket = socket_.counters();
@@ -452,7 +457,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
   void remove(UdpConn& c) {
     set_timer(&c, kNever);
     if (by_client_cid_.erase(c.client_cid) > 0 && !c.confirmed()) ++stats_.expired_unconfirmed;
-    conns_.erase(c.local_cid());
+    if (conns_.erase(c.local_cid()) > 0 && c.core() != nullptr) gone_traffic_.add(c.core()->stats());
   }
 
   void expire_unconfirmed(UdpConn& c) {
@@ -542,6 +547,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
   bool closed_ = false;
   std::uint64_t dropped_full_ = 0;
   UdpEndpointStats stats_;
+  UdpTraffic gone_traffic_;  // connections removed
 
  public:
   // Client registry key, for removal.
@@ -593,6 +599,18 @@ void Endpoint::maybe_close() {
     auto it = g_registry.find(registry_key);
     if (it != g_registry.end() && it->second.lock().get() == this) g_registry.erase(it);
   }
+}
+
+void UdpTraffic::add(const ConnectionStats& s) {
+  packets_sent += s.packets_sent;
+  packets_received += s.packets_received;
+  packets_lost += s.packets_lost;
+  packets_retransmitted += s.packets_retransmitted;
+  packets_rejected += s.packets_rejected;
+  packets_duplicate += s.packets_duplicate;
+  probes_sent += s.probes_sent;
+  bytes_sent += s.bytes_sent;
+  bytes_received += s.bytes_received;
 }
 
 // ---- UdpConn ----
@@ -953,6 +971,9 @@ class UdpListenerImpl final : public UdpListener {
     auto f = p.get_future();
     ep_->loop().post([&p, ep = ep_] { p.set_value(ep->stats()); });
     return f.get();
+  }
+  void stats_async(std::function<void(UdpEndpointStats)> done) const override {
+    ep_->loop().post([done = std::move(done), ep = ep_] { done(ep->stats()); });
   }
 
  private:

@@ -106,6 +106,20 @@ struct UdpOptions {
   std::size_t loop_index = 0;
 };
 
+// Packet figures summed over an endpoint's connections: those it holds now and those gone.
+struct UdpTraffic {
+  std::uint64_t packets_sent = 0;
+  std::uint64_t packets_received = 0;      // authentic, new, well formed
+  std::uint64_t packets_lost = 0;          // declared lost (their data is sent again)
+  std::uint64_t packets_retransmitted = 0;  // carried stream data sent before
+  std::uint64_t packets_rejected = 0;      // failed the header or packet protection (AEAD)
+  std::uint64_t packets_duplicate = 0;     // replayed or duplicated packet numbers, dropped
+  std::uint64_t probes_sent = 0;           // probe-timeout packets
+  std::uint64_t bytes_sent = 0;            // UDP payload bytes
+  std::uint64_t bytes_received = 0;
+  void add(const ConnectionStats& s);
+};
+
 // What a listener's endpoint has seen. Read with UdpListener::stats() (any thread; the figures
 // are collected on the loop).
 struct UdpEndpointStats {
@@ -119,6 +133,7 @@ struct UdpEndpointStats {
   std::uint64_t dropped_malformed = 0;
   std::uint64_t expired_unconfirmed = 0;
   SocketCounters socket;
+  UdpTraffic traffic;
 };
 
 class UdpListener : public Listener {
@@ -129,6 +144,8 @@ class UdpListener : public Listener {
   virtual int socket_fd() const = 0;
   // Collected on the listener's loop; blocks the caller until it is (do not call on that loop).
   virtual UdpEndpointStats stats() const = 0;
+  // Collected on the listener's loop, where `done` runs (it may never run once the loop stops).
+  virtual void stats_async(std::function<void(UdpEndpointStats)> done) const = 0;
 };
 
 // Listens on `address` (a numeric IP: "0.0.0.0:7421", "[::]:7421", "127.0.0.1:0").
