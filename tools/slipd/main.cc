@@ -113,8 +113,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"block", "spin", "busy"}));
   app.add_option("--spin-us", spin_us, "Microseconds to poll before blocking, with --idle spin")->capture_default_str();
   app.add_flag("!--fixed-spin", opts.loop.spin_adaptive,
-               "With --idle spin, always spin the whole --spin-us (by default the second spin in a row that finds "
-               "no work halves the next one, and one that finds work restores it)");
+               "With --idle spin, always spin the whole --spin-us (by default a spin that finds no work halves "
+               "the next one, and one that finds work restores it)");
   app.add_option("--max-frame-size", opts.handshake.max_frame_size, "Largest frame body accepted, bytes")
       ->capture_default_str()
       ->check(CLI::Range(1024u, (1u << 28) - 1));
