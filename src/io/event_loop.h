@@ -8,13 +8,9 @@
 //   kSpin      poll for up to `spin` after the last work, then sleep (the default: 50 us)
 //   kBusyPoll  never sleep (lowest latency, one core at 100%)
 //
-// The spin window adapts: a spin that ends without work right after another that did the same
-// halves the next one (down to none: the loop then blocks at once), a spin that finds work
-// restores it to `spin`, and every kSpinProbeEvery-th idle period spins the full window again to
-// find out whether spinning pays. One miss between hits leaves the window whole: a loop that
-// forwards a request/reply exchange to another loop sees one short gap (caught) and one long
-// gap (missed) per round trip, and halving on every miss would make it sleep through the short
-// ones too, each wake-up costing tens of microseconds on these VMs.
+// The spin window adapts: a spin that ends without work halves the next one (down to none: the
+// loop then blocks at once), a spin that finds work restores it to `spin`, and every
+// kSpinProbeEvery-th idle period spins the full window again to find out whether spinning pays.
 // A spin that keeps expiring is either waiting for traffic that comes too rarely to catch, or
 // holding the core its peer needs: two spinning loops on one core (both ends of a round trip on
 // a busy machine) otherwise cost each other the whole window on every hand-over. sched_yield()
@@ -88,13 +84,7 @@ class SpinWindow {
   }
   // After the spin: whether it found work. Returns the window now in force.
   std::int64_t update(bool worked) {
-    if (!adaptive_) return window_ns_;
-    if (worked) {
-      window_ns_ = full_ns_;
-    } else if (missed_) {
-      window_ns_ = window_ns_ / 2 < kMinNs ? 0 : window_ns_ / 2;
-    }
-    missed_ = !worked;
+    if (adaptive_) window_ns_ = worked ? full_ns_ : (window_ns_ / 2 < kMinNs ? 0 : window_ns_ / 2);
     return window_ns_;
   }
   std::int64_t window_ns() const { return window_ns_; }
@@ -103,7 +93,6 @@ class SpinWindow {
   std::int64_t full_ns_;
   std::int64_t window_ns_;
   bool adaptive_;
-  bool missed_ = false;  // the last spin found no work
   std::uint64_t idle_periods_ = 0;
 };
 
