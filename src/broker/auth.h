@@ -25,8 +25,9 @@
 //     "orders.secret") is allowed, and messages on denied subjects are not delivered to it.
 //   - Responses (allow_responses, on by default): a user may publish once to the reply subject
 //     of each message delivered to it, even if the publish rules would deny it, so responders
-//     work without a publish permission on "_INBOX.>". Requesters need subscribe permission for
-//     their inbox ("_INBOX.>"), since replies arrive through a subscription.
+//     work without a publish permission on "_INBOX.>"; an unused permission expires after
+//     BrokerOptions::response_ttl (responses.h). Requesters need subscribe permission for their
+//     inbox ("_INBOX.>"), since replies arrive through a subscription.
 //
 // Thread safety: Authenticator is safe from any thread; reload() swaps the user table at once.
 // Permissions and Identity are immutable once built and shared by pointer.

@@ -15,8 +15,6 @@ constexpr std::string_view kStatusHeader = ":status";
 constexpr std::string_view kNoRespondersStatus = "503";
 // The W3C trace context header (obs/traceparent.h), looked for only when a tracer is set.
 constexpr std::string_view kTraceparentHeader = "traceparent";
-// Reply subjects a client with restricted publish permissions may still answer (auth.h).
-constexpr std::size_t kMaxRememberedResponses = 1024;
 
 }  // namespace
 
@@ -469,7 +467,8 @@ BrokerClient::BrokerClient(Broker& broker, ClientConnection& conn, std::string n
       conn_(conn),
       name_(std::move(name)),
       link_(std::make_shared<detail::ClientLink>()),
-      shard_(&broker.make_shard(conn.loop())) {
+      shard_(&broker.make_shard(conn.loop())),
+      responses_(kMaxResponsePermits, broker.options_.response_ttl) {
   link_->loop = &conn.loop();
   link_->shard = shard_;
   link_->client = this;
@@ -599,20 +598,13 @@ Status BrokerClient::denied(std::string_view what, std::string_view subject) {
   return s;
 }
 
-void BrokerClient::remember_response(std::string_view reply) {
-  if (responses_.size() >= kMaxRememberedResponses) responses_.pop_front();
-  responses_.emplace_back(reply);
+std::int64_t BrokerClient::now_ns() const {
+  return broker_.options_.clock ? broker_.options_.clock() : mono_now_ns();
 }
 
-bool BrokerClient::take_response(std::string_view subject) {
-  for (auto it = responses_.begin(); it != responses_.end(); ++it) {
-    if (*it == subject) {
-      responses_.erase(it);
-      return true;
-    }
-  }
-  return false;
-}
+void BrokerClient::remember_response(std::string_view reply) { responses_.grant(reply, now_ns()); }
+
+bool BrokerClient::take_response(std::string_view subject) { return responses_.take(subject, now_ns()); }
 
 void BrokerClient::set_identity(Identity identity) {
   identity_ = std::move(identity);

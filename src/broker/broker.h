@@ -27,6 +27,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "broker/auth.h"
+#include "broker/responses.h"
 #include "broker/sub_options.h"
 #include "broker/sublist.h"
 #include "core/histogram.h"
@@ -68,6 +70,13 @@ struct BrokerOptions {
   std::size_t max_subscriptions = 100000;
   // Largest payload a client may publish.
   std::size_t max_payload = 8u << 20;
+  // allow_responses (auth.h): a client may answer a message it received for this long after
+  // its delivery (NATS's default is the same 2 minutes). 0: until answered; either way a client
+  // holds at most kMaxResponsePermits, the oldest forgotten first.
+  std::chrono::milliseconds response_ttl{120000};
+  // Monotonic nanoseconds, read for response permits only; empty: the steady clock (tests
+  // inject their own).
+  std::function<std::int64_t()> clock;
   // Time the routing of one PUB in kPublishSampleEvery (ShardStats::publish_ns). Off, the
   // publish path reads no clock; the plain counters are kept either way.
   bool metrics = true;
@@ -95,6 +104,8 @@ struct ShardStats {
 };
 inline constexpr std::uint32_t kPublishSampleEvery = 128;  // a power of two
 inline constexpr std::size_t kBacklogOverhead = 64;
+// Reply subjects one client may answer at once (allow_responses).
+inline constexpr std::size_t kMaxResponsePermits = 1024;
 
 // One client's traffic. Written on the client's loop only; read there too (the server collects
 // connection details by posting to each loop), so plain integers suffice.
@@ -304,9 +315,10 @@ class BrokerClient {
                 bool has_headers, const wire::Metadata& headers, const Slice& payload);
   Status denied(std::string_view what, std::string_view subject);
   // allow_responses: reply subjects of messages delivered to this client, each good for one
-  // PUB. Bounded; the oldest are forgotten first.
+  // PUB until BrokerOptions::response_ttl passes.
   void remember_response(std::string_view reply);
   bool take_response(std::string_view subject);
+  std::int64_t now_ns() const;
 
   Broker& broker_;
   ClientConnection& conn_;
@@ -320,7 +332,7 @@ class BrokerClient {
   std::uint64_t dropped_ = 0;
   bool closed_ = false;
   Identity identity_;  // permissions null: everything allowed
-  std::deque<std::string> responses_;
+  ResponsePermits responses_;
   ClientStats stats_;
   ShardStats* shard_stats_ = nullptr;  // null when metrics are off
   std::uint32_t publish_seq_ = 0;

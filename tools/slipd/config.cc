@@ -52,6 +52,7 @@ constexpr SettingSpec kSettings[] = {
     {"trace_file", SettingType::kString},
     {"max_payload", SettingType::kInteger},
     {"max_subscriptions", SettingType::kInteger},
+    {"response_ttl_ms", SettingType::kInteger},
     {"max_connections", SettingType::kInteger},
     {"max_connections_per_ip", SettingType::kInteger},
     {"auth_threads", SettingType::kInteger},

@@ -187,6 +187,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-subscriptions", opts.broker.max_subscriptions, "Subscriptions per client")
       ->capture_default_str();
+  std::uint64_t response_ttl_ms = static_cast<std::uint64_t>(opts.broker.response_ttl.count());
+  app.add_option("--response-ttl-ms", response_ttl_ms,
+                 "How long a user may answer a request it received although its publish permissions deny the "
+                 "reply subject (allow_responses), milliseconds (0: until answered)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{365} * 24 * 3600 * 1000));
   app.add_option("--nats-listen", opts.nats_listen,
                  "Also serve the NATS client protocol on HOST:PORT (NATS clients' default port is 4222); off when empty");
   std::string nats_token, nats_user, nats_pass;
@@ -291,6 +297,7 @@ int main(int argc, char** argv) {
   opts.loop.spin = std::chrono::microseconds(spin_us);
   opts.session.interactive_hold = std::chrono::microseconds(hold_us);
   opts.session.handshake_timeout = std::chrono::milliseconds(handshake_timeout_ms);
+  opts.broker.response_ttl = std::chrono::milliseconds(response_ttl_ms);
   opts.drain_timeout = std::chrono::milliseconds(drain_ms);
   opts.session.drain_timeout = opts.drain_timeout;
   opts.session.limits.max_frame_size = opts.handshake.max_frame_size;
