@@ -15,7 +15,11 @@
 //             after another: messages/s at the client (gRPC's synchronous ClientReader;
 //             Slipstream's Channel callbacks)
 //
-// Every message is a protobuf Payload, serialized and parsed on both sides by both systems.
+// Every message is a protobuf Payload, serialized and parsed on both sides by both systems, and
+// sent uncompressed by both: gRPC compresses nothing unless asked, and Slipstream's compressor is
+// turned off here (SessionOptions::compression.codecs = 0, both processes), or the 1 KB payload
+// of repeated bytes would go out LZ4-compressed (it is past the compressor's 256 B minimum), a
+// different workload from gRPC's.
 // Server and client are separate processes: this program execs itself in `serve` and `client`
 // mode for each (run, workload, system), so every pair gets a fresh server and connection. The
 // orchestrating parent starts no thread. Servers: gRPC's asynchronous server on one
@@ -438,6 +442,7 @@ rpc::ChannelOptions slip_channel_options(const io::LoopOptions& lo) {
   rpc::ChannelOptions o;
   o.loop = lo;
   o.reconnect.enabled = false;
+  o.session.compression.codecs = 0;  // as gRPC: see the top of this file
   return o;
 }
 
@@ -632,6 +637,7 @@ int serve_main(const std::string& system, std::size_t threads, const io::LoopOpt
     rpc::ServerOptions o;
     o.threads = threads;
     o.loop = lo;
+    o.session.compression.codecs = 0;  // as gRPC: see the top of this file
     service = std::make_unique<SlipEcho>();
     slip_server = std::make_unique<rpc::Server>(o);
     slip_server->add_service(*service);

@@ -124,17 +124,21 @@ bool ServerCall::write_wait(std::string message) {
   return true;
 }
 
-void ServerCall::when_writable(std::function<void()> fn) {
-  in_loop([this, fn = std::move(fn)]() mutable {
+void ServerCall::when_writable(std::function<void()> fn, std::size_t bytes) {
+  in_loop([this, fn = std::move(fn), bytes]() mutable {
     auto s = session_.lock();
     refresh_queued(s.get());
-    if (finished() || cancelled() || !s || s->closed() || queued_bytes() <= window_ / 2) {
-      fn();
+    const std::size_t level = writable_level(bytes);
+    if (finished() || cancelled() || !s || s->closed() || queued_bytes() <= level) {
+      // Never from inside when_writable(): a writer that asks again at once (its message still
+      // does not fit) would recurse without end; posted, the loop drains the stream meanwhile.
+      loop_.post([self = shared_from_this(), fn = std::move(fn)]() mutable { self->invoke(fn); });
       return;
     }
     if (server_ != nullptr) server_->stats_.write_waits.fetch_add(1, std::memory_order_relaxed);
     writable_fns_.push_back(std::move(fn));
-    s->watch_writable(stream_, window_ / 2);
+    writable_level_ = std::min(writable_level_, level);
+    s->watch_writable(stream_, writable_level_);
   });
 }
 
@@ -167,12 +171,14 @@ void ServerCall::on_writable(session::Session& s, std::uint64_t) {
   refresh_queued(&s);
   wake_writers();
   if (writable_fns_.empty()) return;
-  if (queued_bytes() > window_ / 2 && !finished() && !cancelled()) {
-    s.watch_writable(stream_, window_ / 2);
+  if (queued_bytes() > writable_level_ && !finished() && !cancelled()) {
+    // Woken for another level (a write_wait() writer's), or bytes came back: not yet.
+    s.watch_writable(stream_, writable_level_);
     return;
   }
   auto fns = std::move(writable_fns_);
   writable_fns_.clear();
+  writable_level_ = std::numeric_limits<std::size_t>::max();
   for (auto& fn : fns) invoke(fn);
 }
 
@@ -328,6 +334,7 @@ void ServerCall::release(const Status& status) {
   if (!writable_fns_.empty()) {
     auto fns = std::move(writable_fns_);
     writable_fns_.clear();
+    writable_level_ = std::numeric_limits<std::size_t>::max();
     for (auto& fn : fns) invoke(fn);
   }
   // The reader may be running now (it may have finished the call): drop it after this turn.

@@ -175,10 +175,12 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
     const std::size_t q = queued_bytes();
     return q == 0 || (bytes <= window_ && q <= window_ - bytes);
   }
-  // Runs fn once, on the loop, when the queued bytes are down to half the window (at once if
-  // they are) or the call has ended (check finished()). For handlers on the loop, which cannot
-  // wait. Any thread.
-  void when_writable(std::function<void()> fn);
+  // Runs fn once, on the loop, when a write of `bytes` fits the window again and at most half
+  // the window is queued (on the next loop turn if that is so now; never inside this call), or
+  // once the call has ended (check finished()). For handlers on the loop, which cannot wait:
+  // write while can_write(bytes), then continue from here; the callback then finds
+  // can_write(bytes) true, unless another thread wrote meanwhile. Any thread.
+  void when_writable(std::function<void()> fn, std::size_t bytes = 1);
   // Response bytes queued for the caller (written, not yet sent), as last seen on the loop
   // plus writes on their way to it; and the most there ever were at once. Any thread.
   std::size_t queued_bytes() const {
@@ -277,6 +279,12 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   std::mutex flow_mu_;  // writers waiting for room
   std::condition_variable flow_cv_;
   std::vector<std::function<void()>> writable_fns_;  // loop only
+  // The queued bytes at which writable_fns_ run: the lowest any of them asked for. Loop only.
+  std::size_t writable_level_ = std::numeric_limits<std::size_t>::max();
+  // The level when_writable(bytes) waits for.
+  std::size_t writable_level(std::size_t bytes) const {
+    return std::min(window_ / 2, bytes >= window_ ? 0 : window_ - bytes);
+  }
 };
 
 struct ServerOptions {

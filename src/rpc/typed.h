@@ -34,10 +34,11 @@ class ServerWriter {
   // waits until the message fits the call's window, so the handler goes at its reader's pace
   // (ServerCall::write_wait); on the loop it cannot wait and writes at once (ServerCall::write).
   bool write(const Resp& m) { return call_.write_wait(detail::serialize(m)); }
-  // Whether a write now stays within the call's window; on_writable(fn) runs fn on the loop when
-  // it does again (or the call ended). For handlers that keep the call and finish it later.
+  // Whether a write of `bytes` now stays within the call's window; on_writable(fn, bytes) runs fn
+  // on the loop when it does again (or the call ended): ServerCall::when_writable. For handlers
+  // that keep the call and finish it later.
   bool can_write(std::size_t bytes = 1) const { return call_.can_write(bytes); }
-  void on_writable(std::function<void()> fn) { call_.when_writable(std::move(fn)); }
+  void on_writable(std::function<void()> fn, std::size_t bytes = 1) { call_.when_writable(std::move(fn), bytes); }
   ServerCall& call() { return call_; }
 
  private:
@@ -67,7 +68,7 @@ class ServerStream {
   bool write(const Resp& m) { return call_->write_wait(detail::serialize(m)); }
   // Flow control, as ServerWriter.
   bool can_write(std::size_t bytes = 1) const { return call_->can_write(bytes); }
-  void on_writable(std::function<void()> fn) { call_->when_writable(std::move(fn)); }
+  void on_writable(std::function<void()> fn, std::size_t bytes = 1) { call_->when_writable(std::move(fn), bytes); }
   void finish(const Status& s) { call_->finish(s); }
   void finish(const Status& s, const Resp& last) { call_->finish(s, detail::serialize(last)); }
   ServerCall& call() { return *call_; }

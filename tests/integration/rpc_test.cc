@@ -11,8 +11,10 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "eventually.h"
 #include "io/event_loop.h"
@@ -423,12 +425,73 @@ std::string pour_message(std::size_t i, std::size_t size) {
 
 bool is_pour_message(const std::string& m, std::size_t i, std::size_t size) { return m == pour_message(i, size); }
 
+// What a LoopWriter did, read by the test thread.
+struct LoopWriterCounters {
+  std::atomic<std::size_t> written{0};  // messages written so far
+  std::atomic<int> deferred{0};         // when_writable() calls that found no room
+  std::atomic<int> resumed{0};          // their callbacks
+  std::atomic<bool> waiting{false};     // a when_writable() callback is pending now
+};
+
+// A server-streaming handler on the connection's loop, which must not block: writes pour
+// messages while the call's window has room for one, then continues from when_writable() when
+// there is room for one again.
+class LoopWriter : public std::enable_shared_from_this<LoopWriter> {
+ public:
+  LoopWriter(ServerCallPtr call, std::size_t total, std::size_t size, LoopWriterCounters& counters)
+      : call_(std::move(call)), total_(total), size_(size), counters_(counters) {}
+
+  void run() {
+    while (next_ < total_ && call_->can_write(size_)) {
+      if (!call_->write(pour_message(next_, size_))) return;  // the call ended
+      counters_.written.store(++next_);
+    }
+    if (next_ == total_) {
+      call_->finish(Status());
+      return;
+    }
+    if (call_->finished()) return;
+    counters_.deferred.fetch_add(1);
+    counters_.waiting.store(true);
+    call_->when_writable(
+        [self = shared_from_this()] {
+          self->counters_.waiting.store(false);
+          self->counters_.resumed.fetch_add(1);
+          self->run();
+        },
+        size_);
+  }
+
+ private:
+  ServerCallPtr call_;
+  std::size_t next_ = 0;
+  std::size_t total_;
+  std::size_t size_;
+  LoopWriterCounters& counters_;
+};
+
 class RpcBackpressure : public ::testing::Test {
  protected:
   static constexpr std::size_t kWindow = 256 * 1024;
   static constexpr std::size_t kSize = 64 * 1024;
+  static constexpr std::size_t kBigSize = 160 * 1024;  // more than half the window
 
-  void start() {
+  // compression = false: responses go raw, so that the window holds their full size (these
+  // repetitive messages compress to a few hundred bytes each).
+  void start(bool compression = true) {
+    // The same on the loop: no waiting, when_writable() instead.
+    svc_.add_method({"LoopPour", MethodKind::kServerStreaming,
+                     [this](const ServerCallPtr& c, std::string req) {
+                       std::make_shared<LoopWriter>(c, std::stoul(req), kSize, loop_writer_)->run();
+                     },
+                     {},
+                     {}});
+    svc_.add_method({"LoopPourBig", MethodKind::kServerStreaming,
+                     [this](const ServerCallPtr& c, std::string req) {
+                       std::make_shared<LoopWriter>(c, std::stoul(req), kBigSize, loop_writer_)->run();
+                     },
+                     {},
+                     {}});
     // A blocking handler: write_wait() holds it while the reader does not read.
     svc_.add_method({"Pour", MethodKind::kServerStreaming,
                      [](const ServerCallPtr& c, std::string req) {
@@ -442,6 +505,7 @@ class RpcBackpressure : public ::testing::Test {
                      MethodOptions{true, 0}});
     ServerOptions o;
     o.session.max_stream_buffer = kWindow;
+    if (!compression) o.session.compression.codecs = 0;
     server_ = std::make_unique<Server>(o);
     server_->add_service(svc_);
     ASSERT_TRUE(server_->start().is_ok());
@@ -449,6 +513,7 @@ class RpcBackpressure : public ::testing::Test {
   }
 
   Service svc_{"test.Big"};
+  LoopWriterCounters loop_writer_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<Channel> channel_;
 };
@@ -474,6 +539,102 @@ TEST_F(RpcBackpressure, FastWriterWaitsForAPausingReaderAndLosesNothing) {
   EXPECT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_EQ(server_->stats().response_overflows.load(), 0u);
   EXPECT_GT(server_->stats().response_queued_max.load(), 0u);
+  EXPECT_LE(server_->stats().response_queued_max.load(), kWindow);
+}
+
+// The same with a handler on the server's loop (LoopWriter: can_write(), then when_writable())
+// and a reader that pauses: paused from the start, then it reads, pauses itself after 25 and
+// after 50 messages, and each time goes on once the server's writer is held back. 6.4 MiB, 25
+// windows: the writer waits on every pause (what it may send ahead of the reader is the stream's
+// credit plus the window, ~8 messages), every message arrives in order, nothing overflows and
+// the call ends OK.
+TEST_F(RpcBackpressure, LoopWriterContinuesFromWhenWritableAfterEachPause) {
+  start(false);
+  constexpr std::size_t kMessages = 100;  // x 64 KiB
+  constexpr std::size_t kPauseEvery = 25;
+  constexpr int kSelfPauses = 2;
+  // Shared with the callbacks, which may outlive this function when an assertion fails.
+  struct Reader {
+    std::mutex mu;
+    std::vector<std::string> got;
+    std::atomic<std::size_t> received{0};
+    std::atomic<int> self_paused{0};
+    std::promise<Status> ended;
+    CallPtr call;
+  };
+  auto r = std::make_shared<Reader>();
+  std::future<Status> ended = r->ended.get_future();
+  CallCallbacks cb;
+  cb.on_message = [r](std::string m) {
+    std::size_t n;
+    {
+      std::lock_guard lock(r->mu);
+      r->got.push_back(std::move(m));
+      n = r->got.size();
+    }
+    r->received.store(n);
+    if (n % kPauseEvery == 0 && n <= kPauseEvery * kSelfPauses) {
+      r->call->set_read_paused(true);
+      r->self_paused.fetch_add(1);
+    }
+  };
+  cb.on_done = [r](const Status& st, const Metadata&) { r->ended.set_value(st); };
+  r->call = channel_->start_call("/test.Big/LoopPour", {}, std::move(cb), {std::to_string(kMessages)}, true);
+  r->call->set_read_paused(true);  // runs on the channel's loop before the request is even sent
+
+  // The handler ran out of window and waits in when_writable(); the reader has nothing yet.
+  ASSERT_TRUE(eventually([&] { return loop_writer_.waiting.load(); }))
+      << "written " << loop_writer_.written.load() << ", deferred " << loop_writer_.deferred.load();
+  EXPECT_EQ(r->received.load(), 0u);
+  EXPECT_LT(loop_writer_.written.load(), kMessages);
+  for (int pause = 1; pause <= kSelfPauses; ++pause) {
+    r->call->set_read_paused(false);
+    ASSERT_TRUE(eventually([&] { return r->self_paused.load() == pause; })) << "pause " << pause;
+    ASSERT_TRUE(eventually([&] { return loop_writer_.waiting.load(); })) << "pause " << pause;
+    EXPECT_LT(loop_writer_.written.load(), kMessages) << "pause " << pause;
+  }
+  r->call->set_read_paused(false);
+
+  ASSERT_TRUE(eventually([&] { return ended.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }))
+      << "received " << r->received.load() << ", written " << loop_writer_.written.load();
+  const Status st = ended.get();
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  {
+    std::lock_guard lock(r->mu);
+    ASSERT_EQ(r->got.size(), kMessages);
+    for (std::size_t i = 0; i < kMessages; ++i) ASSERT_TRUE(is_pour_message(r->got[i], i, kSize)) << "message " << i;
+  }
+  r->call.reset();
+  EXPECT_EQ(loop_writer_.written.load(), kMessages);
+  EXPECT_GE(loop_writer_.deferred.load(), 1);
+  EXPECT_EQ(loop_writer_.resumed.load(), loop_writer_.deferred.load());
+  EXPECT_GT(server_->stats().write_waits.load(), 0u);
+  EXPECT_EQ(server_->stats().response_overflows.load(), 0u);
+  EXPECT_GT(server_->stats().response_queued_max.load(), 0u);
+  EXPECT_LE(server_->stats().response_queued_max.load(), kWindow);
+}
+
+// Messages of more than half the window: when_writable(fn, size) waits until one fits (not just
+// until half the window is free, when it still would not), so the writer neither spins nor
+// overflows. The reader reads nothing until the writer is held back, then reads everything.
+TEST_F(RpcBackpressure, LoopWriterOfMessagesOverHalfTheWindowWaitsUntilOneFits) {
+  start(false);
+  constexpr std::size_t kMessages = 40;  // x 160 KiB
+  BlockingCall call(*channel_, "/test.Big/LoopPourBig", {}, {std::to_string(kMessages)}, true);
+  ASSERT_TRUE(eventually([&] { return loop_writer_.waiting.load(); }))
+      << "written " << loop_writer_.written.load() << ", deferred " << loop_writer_.deferred.load();
+  EXPECT_LT(loop_writer_.written.load(), kMessages);
+  std::size_t got = 0;
+  std::string m;
+  for (; got < kMessages && call.read(&m); ++got) {
+    ASSERT_TRUE(is_pour_message(m, got, kBigSize)) << "message " << got;
+  }
+  EXPECT_FALSE(call.read(&m));
+  EXPECT_EQ(got, kMessages);
+  const Status st = call.finish();
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(loop_writer_.resumed.load(), loop_writer_.deferred.load());
+  EXPECT_EQ(server_->stats().response_overflows.load(), 0u);
   EXPECT_LE(server_->stats().response_queued_max.load(), kWindow);
 }
 
