@@ -104,6 +104,7 @@ struct Settings {
   std::string nats_ack = "none";  // pull consumer ack policy: all or none (slipd: none)
   bool nats_async_send_asap = false;  // libnats SendAsap for js_PublishAsync
   std::vector<std::string> targets = {"slipd", "nats"};
+  bool consume = true;  // --no-consume: publish only (profiling the publish path)
 };
 
 struct Outcome {
@@ -307,6 +308,7 @@ class SlipPeer {
   ~SlipPeer() {
     run([&] { client_->stop(); });
     run([&] { client_.reset(); });
+    run([&] { kept_.clear(); });
     run([] {});
     run([] {});
     loops_.stop();
@@ -316,6 +318,14 @@ class SlipPeer {
 
   io::EventLoop& loop() { return loops_.loop(0); }
   broker::PubSubClient& client() { return *client_; }
+  // Keeps `state` alive until the client is gone, so callbacks may hold a plain pointer to it
+  // (a lambda with one pointer fits std::function without a heap block, as a user's would).
+  template <typename T>
+  T* keep(std::shared_ptr<T> state) {
+    T* raw = state.get();
+    kept_.push_back(std::move(state));
+    return raw;
+  }
 
   template <typename Fn>
   void run(Fn fn) {
@@ -338,6 +348,7 @@ class SlipPeer {
  private:
   io::LoopGroup loops_;
   std::unique_ptr<broker::PubSubClient> client_;
+  std::vector<std::shared_ptr<void>> kept_;  // loop thread
 };
 
 Status slipd_add_stream(SlipPeer& peer, const std::string& fsync) {
@@ -367,8 +378,8 @@ Status slipd_publish_sync(SlipPeer& peer, const Slice& payload, std::uint64_t n,
       finished = true;
       done->set_value(std::move(st));
     }
-    // `self` keeps the state alive for callbacks that run after the caller stopped waiting.
-    void next(const std::shared_ptr<State>& self) {
+    // The peer keeps the state alive for callbacks that run after the caller stopped waiting.
+    void next(State* self) {
       if (i == n) return finish(Status());
       t0 = mono_now_ns();
       Status st = peer->client().publish_acked("bench.s", payload, nullptr, [self](Result<std::uint64_t> r) {
@@ -387,8 +398,8 @@ Status slipd_publish_sync(SlipPeer& peer, const Slice& payload, std::uint64_t n,
       if (!st.is_ok()) finish(st);
     }
   };
-  auto state = std::make_shared<State>(State{&peer, payload, n, 0, &next_seq, ns});
   return peer.run_until_done([&](std::promise<Status>& p) {
+    State* state = peer.keep(std::make_shared<State>(State{&peer, payload, n, 0, &next_seq, ns}));
     peer.client().set_ack_window(1);
     state->done = &p;
     state->next(state);
@@ -413,7 +424,7 @@ Status slipd_publish_window(SlipPeer& peer, const Slice& payload, std::uint64_t 
       finished = true;
       done->set_value(std::move(st));
     }
-    void fill(const std::shared_ptr<State>& self) {
+    void fill(State* self) {
       while (!finished && sent < n && sent - acked < window) {
         ++sent;
         Status st = peer->client().publish_acked("bench.s", payload, nullptr, [self](Result<std::uint64_t> r) {
@@ -431,8 +442,8 @@ Status slipd_publish_window(SlipPeer& peer, const Slice& payload, std::uint64_t 
       }
     }
   };
-  auto state = std::make_shared<State>(State{&peer, payload, n, window, &next_seq});
   return peer.run_until_done([&](std::promise<Status>& p) {
+    State* state = peer.keep(std::make_shared<State>(State{&peer, payload, n, window, &next_seq}));
     peer.client().set_ack_window(window);
     state->done = &p;
     if (n == 0) return state->finish(Status());
@@ -552,7 +563,7 @@ Outcome run_slipd(const Settings& s, const std::string& mode) {
     }
     o.stored = next_seq - 1;
 
-    if (o.ok) {
+    if (o.ok && s.consume) {
       Consumed c = consume_slipd(peer, "BENCH", o.stored, s.size, s.fetch_batch);
       o.consumed = c.messages;
       if (!c.status.is_ok()) {
@@ -734,7 +745,7 @@ Outcome run_nats(const Settings& s, const NatsSync& ns, const std::string& mode)
     if (o.ok) o.window_rate = rate(s.count, t0, t1);
   }
   o.stored = next_seq - 1;
-  if (o.ok) {
+  if (o.ok && s.consume) {
     // Consume: a pull consumer from the first sequence, fetching a batch at a time.
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -902,6 +913,7 @@ int main(int argc, char** argv) {
   app.add_option("--nats-async-send-asap", s.nats_async_send_asap,
                  "libnats SendAsap for the windowed publish (1/0; 0: libnats' buffered default)")
       ->capture_default_str();
+  app.add_flag("!--no-consume", s.consume, "Skip step 3, reading back (to profile the publishes alone)");
   app.add_option("--targets", s.targets, "slipd, nats")->delimiter(',')->check(CLI::IsMember({"slipd", "nats"}));
   CLI11_PARSE(app, argc, argv);
   if (!slip::io::parse_idle_strategy(s.client_idle).is_ok()) {

@@ -122,7 +122,7 @@ class PubSubClient final : public session::SessionHandler {
   Status publish_acked(std::string_view subject, Slice payload, const wire::Metadata* headers, AckHandler done);
   void set_ack_window(std::size_t window) { ack_window_ = window == 0 ? 1 : window; }
   std::size_t ack_window() const { return ack_window_; }
-  std::size_t unacked() const { return acks_.size() + queued_.size(); }
+  std::size_t unacked() const { return unanswered_ + queued_.size(); }
   static constexpr std::size_t kMaxQueuedPublishes = 1u << 16;
 
   // Sends one STREAM_REQUEST; `on_msg` gets the STREAM_MSG frames sent for it (reads and
@@ -189,7 +189,16 @@ class PubSubClient final : public session::SessionHandler {
     StreamReplyHandler done;
     StoredMessageHandler on_msg;
   };
+  // A LOG_PUBLISH sent and not yet answered. Request ids rise, so the entries are in id order;
+  // an ack that overtakes older ones leaves its entry behind as answered until they go.
+  struct SentPublish {
+    std::uint64_t id;
+    AckHandler done;
+    bool answered = false;
+  };
+  void send_publish(std::string_view subject, const wire::Metadata* headers, Slice payload, AckHandler done);
   void send_publish(QueuedPublish q);
+  Status on_log_ack(const wire::LogAck& a);
   Status on_stream_frame(const wire::Frame& f, const wire::WireLimits& limits);
   void fail_stream_calls(const Status& why);
 
@@ -211,7 +220,8 @@ class PubSubClient final : public session::SessionHandler {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::size_t ack_window_ = 1024;
   std::uint64_t next_publish_id_ = 1;
-  std::unordered_map<std::uint64_t, AckHandler> acks_;  // LOG_PUBLISH sent, LOG_ACK awaited
+  std::deque<SentPublish> acks_;  // LOG_PUBLISH sent, LOG_ACK awaited (some may be answered)
+  std::size_t unanswered_ = 0;    // entries of acks_ not answered
   std::deque<QueuedPublish> queued_;                    // waiting for room in the window
   std::uint64_t next_stream_call_ = 1;
   std::unordered_map<std::uint64_t, StreamCall> stream_calls_;

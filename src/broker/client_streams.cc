@@ -2,6 +2,7 @@
 // the STREAM_MSG and STREAM_RESPONSE frames that answer it.
 #include "broker/client.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace slip::broker {
@@ -9,6 +10,11 @@ namespace slip::broker {
 Status PubSubClient::publish_acked(std::string_view subject, Slice payload, const wire::Metadata* headers,
                                    AckHandler done) {
   if (!ready()) return disconnected("not connected to the broker");
+  if (unanswered_ < ack_window_ && queued_.empty()) {
+    // Room in the window: straight out, nothing copied.
+    send_publish(subject, headers, std::move(payload), std::move(done));
+    return Status();
+  }
   if (queued_.size() >= kMaxQueuedPublishes) {
     return overloaded("too many acknowledged publishes waiting (" + std::to_string(queued_.size()) + ")");
   }
@@ -20,24 +26,58 @@ Status PubSubClient::publish_acked(std::string_view subject, Slice payload, cons
   }
   q.payload = std::move(payload);
   q.done = std::move(done);
-  if (acks_.size() >= ack_window_ || !queued_.empty()) {
-    queued_.push_back(std::move(q));
-    return Status();
-  }
-  send_publish(std::move(q));
+  queued_.push_back(std::move(q));
   return Status();
 }
 
-void PubSubClient::send_publish(QueuedPublish q) {
+void PubSubClient::send_publish(std::string_view subject, const wire::Metadata* headers, Slice payload,
+                                AckHandler done) {
   const std::uint64_t id = next_publish_id_++;
   wire::LogPublish p;
   p.request_id = id;
-  p.subject = q.subject;
-  p.has_headers = q.has_headers;
-  for (const auto& [k, v] : q.headers) p.headers.emplace_back(k, v);
-  p.payload = std::move(q.payload);
-  acks_.emplace(id, std::move(q.done));
+  p.subject = subject;
+  if (headers != nullptr) {
+    p.has_headers = true;
+    p.headers = *headers;
+  }
+  p.payload = std::move(payload);
+  acks_.push_back(SentPublish{id, std::move(done)});
+  ++unanswered_;
   client_.session()->send_frame(p);
+}
+
+void PubSubClient::send_publish(QueuedPublish q) {
+  wire::Metadata headers;
+  for (const auto& [k, v] : q.headers) headers.emplace_back(k, v);
+  send_publish(q.subject, q.has_headers ? &headers : nullptr, std::move(q.payload), std::move(q.done));
+}
+
+Status PubSubClient::on_log_ack(const wire::LogAck& a) {
+  // Acks come in the order of their publishes: the oldest entry, almost always.
+  auto it = acks_.begin();
+  if (it == acks_.end() || it->id != a.request_id) {
+    it = std::lower_bound(acks_.begin(), acks_.end(), a.request_id,
+                          [](const SentPublish& e, std::uint64_t id) { return e.id < id; });
+  }
+  if (it == acks_.end() || it->id != a.request_id || it->answered) {
+    return invalid_argument("LOG_ACK for unknown request " + std::to_string(a.request_id));
+  }
+  AckHandler done = std::move(it->done);
+  it->answered = true;
+  --unanswered_;
+  while (!acks_.empty() && acks_.front().answered) acks_.pop_front();
+  // Refill the window before the callback, which may publish again.
+  while (!queued_.empty() && unanswered_ < ack_window_ && ready()) {
+    QueuedPublish q = std::move(queued_.front());
+    queued_.pop_front();
+    send_publish(std::move(q));
+  }
+  if (a.code == StatusCode::kOk) {
+    done(a.sequence);
+  } else {
+    done(Status(a.code, a.message));
+  }
+  return Status();
 }
 
 Status PubSubClient::stream_request(wire::StreamOp op, const StreamFields& args, StreamReplyHandler done,
@@ -107,25 +147,11 @@ Status PubSubClient::unsubscribe_consumer(std::string_view stream, std::string_v
 }
 
 Status PubSubClient::on_stream_frame(const wire::Frame& f, const wire::WireLimits& limits) {
-  SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
-  if (auto* a = std::get_if<wire::LogAck>(&any)) {
-    auto it = acks_.find(a->request_id);
-    if (it == acks_.end()) return invalid_argument("LOG_ACK for unknown request " + std::to_string(a->request_id));
-    AckHandler done = std::move(it->second);
-    acks_.erase(it);
-    // Refill the window before the callback, which may publish again.
-    while (!queued_.empty() && acks_.size() < ack_window_ && ready()) {
-      QueuedPublish q = std::move(queued_.front());
-      queued_.pop_front();
-      send_publish(std::move(q));
-    }
-    if (a->code == StatusCode::kOk) {
-      done(a->sequence);
-    } else {
-      done(Status(a->code, a->message));
-    }
-    return Status();
+  if (f.type == wire::FrameType::kLogAck) {
+    SLIP_ASSIGN_OR_RETURN(wire::LogAck a, wire::decode_log_ack(f));
+    return on_log_ack(a);
   }
+  SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
   if (auto* m = std::get_if<wire::StreamMsg>(&any)) {
     auto it = stream_calls_.find(m->request_id);
     if (it == stream_calls_.end()) return Status();  // a call given up on
@@ -157,11 +183,14 @@ void PubSubClient::fail_stream_calls(const Status& why) {
   // Callbacks may start new calls: take the maps first.
   auto acks = std::move(acks_);
   acks_.clear();
+  unanswered_ = 0;
   auto queued = std::move(queued_);
   queued_.clear();
   auto calls = std::move(stream_calls_);
   stream_calls_.clear();
-  for (auto& [id, done] : acks) done(why);
+  for (auto& e : acks) {
+    if (!e.answered) e.done(why);
+  }
   for (auto& q : queued) q.done(why);
   for (auto& [id, c] : calls) c.done(why);
 }

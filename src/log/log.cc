@@ -17,6 +17,9 @@ using detail::Segment;
 
 namespace {
 
+// The writer keeps the storage of a cycle of this many appends for the next one.
+constexpr std::size_t kKeptPendingCapacity = 8192;
+
 // Upper bound of a record's encoded size before its timestamp is known (the delta varint
 // takes at most 10 bytes, counted as 1 by encoded_record_size with delta 0).
 std::size_t record_size_bound(const AppendRecord& r) {
@@ -262,13 +265,30 @@ void Log::rebuild_dedup() {
 // Appends
 
 Status Log::append(AppendRecord record, AppendCallback done) {
+  if (!done) return invalid_argument("append without a callback");
+  Pending p;
+  p.record = std::move(record);
+  p.done = std::move(done);
+  return enqueue(std::move(p));
+}
+
+Status Log::append(AppendRecord record, AppendSink& sink, AppendTag tag) {
+  Pending p;
+  p.record = std::move(record);
+  p.sink = &sink;
+  p.tag = std::move(tag);
+  return enqueue(std::move(p));
+}
+
+Status Log::enqueue(Pending p) {
+  const AppendRecord& record = p.record;
   const std::size_t bytes = record_size_bound(record);
   if (bytes > options_.max_record_bytes) {
     return invalid_argument(fmt::format("record of {} bytes exceeds max_record_bytes {}", bytes,
                                         options_.max_record_bytes));
   }
   if (record.msg_id && record.msg_id->empty()) return invalid_argument("empty message id");
-  if (!done) return invalid_argument("append without a callback");
+  p.bytes = bytes;
   bool wake = false;
   {
     std::lock_guard lk(mu_);
@@ -277,7 +297,7 @@ Status Log::append(AppendRecord record, AppendCallback done) {
     if (queue_.size() >= options_.max_pending_appends || queue_bytes_ + bytes > options_.max_pending_bytes) {
       return overloaded(fmt::format("log append queue full ({} appends, {} bytes)", queue_.size(), queue_bytes_));
     }
-    queue_.push_back(Pending{std::move(record), std::move(done), bytes});
+    queue_.push_back(std::move(p));
     queue_bytes_ += bytes;
     // A busy writer takes the queue when it finishes its cycle: no wake-up (a syscall) needed.
     wake = writer_idle_;
@@ -285,6 +305,11 @@ Status Log::append(AppendRecord record, AppendCallback done) {
   }
   if (wake) wake_.notify_one();
   return Status::ok();
+}
+
+void Log::set_stored_listener(std::function<void()> listener) {
+  std::lock_guard lk(mu_);
+  stored_listener_ = std::move(listener);
 }
 
 std::future<Result<AppendAck>> Log::append(AppendRecord record) {
@@ -318,14 +343,19 @@ void Log::writer_main() {
       }
       writer_idle_ = false;
     }
-    std::vector<Pending> items(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-    queue_.clear();
+    // The queue's storage and the writer's swap places: neither allocates once both have grown.
+    items_.swap(queue_);
     queue_bytes_ = 0;
     std::vector<std::function<void()>> tasks;
     tasks.swap(tasks_);
     lk.unlock();
 
-    if (!items.empty()) write_appends(items);
+    if (!items_.empty()) {
+      write_appends(items_);
+      items_.clear();
+      // Keep what a busy stream needs, not what one burst once took.
+      if (items_.capacity() > kKeptPendingCapacity) std::vector<Pending>().swap(items_);
+    }
     const std::int64_t mono = mono_now_ns();
     if (options_.fsync == FsyncPolicy::kInterval && unsynced_ && mono - last_sync_ns_ >= options_.fsync_interval_ns) {
       (void)sync_active(now());
@@ -347,9 +377,14 @@ void Log::write_appends(std::vector<Pending>& items) {
   const std::int64_t now_ns = now();
   // Every append is answered: a result of its own (duplicate of an older record, refused), or
   // the fate of the batch of this cycle that holds it (owner), known after the write and fsync.
-  std::vector<Result<AppendAck>> results(items.size(), Result<AppendAck>(internal_error("append not processed")));
+  // results_[i] counts only where reached_[i]: appends after a failure are never reached.
+  std::vector<Result<AppendAck>>& results = results_;
+  results.assign(items.size(), AppendAck{});
+  std::vector<bool>& reached = reached_;
+  reached.assign(items.size(), false);
   constexpr std::size_t kNoOwner = SIZE_MAX;
-  std::vector<std::size_t> owner(items.size(), kNoOwner);
+  std::vector<std::size_t>& owner = owner_;
+  owner.assign(items.size(), kNoOwner);
   std::vector<Written> batches;  // written this cycle, in order; `published` ones are visible
   std::vector<bool> published;
 
@@ -448,6 +483,7 @@ void Log::write_appends(std::vector<Pending>& items) {
   const std::uint64_t cycle_first = builder_.base_sequence();
   for (std::size_t i = 0; i < items.size() && failure.is_ok(); ++i) {
     AppendRecord& rec = items[i].record;
+    reached[i] = true;
     if (rec.msg_id && options_.dedup_window_ns > 0) {
       auto it = dedup_.find(std::string(rec.msg_id->as_string_view()));
       if (it != dedup_.end() && now_ns - it->second.timestamp_ns <= options_.dedup_window_ns) {
@@ -484,6 +520,7 @@ void Log::write_appends(std::vector<Pending>& items) {
     const std::uint64_t batch_cap = std::min<std::uint64_t>(options_.max_batch_bytes, options_.segment_max_bytes);
     if (builder_.record_count() > 0 && builder_.size() + items[i].bytes > batch_cap) {
       if (Status s = commit(); !s.is_ok()) {
+        reached[i] = false;  // not in any batch: fails with the write
         failure = s;
         break;
       }
@@ -520,7 +557,7 @@ void Log::write_appends(std::vector<Pending>& items) {
       if (!published[b]) fail_batch(batches[b]);
     }
     for (std::size_t i = 0; i < items.size(); ++i) {
-      const bool unreached = !results[i].is_ok() && results[i].status().code() == StatusCode::kInternal;
+      const bool unreached = !reached[i];
       const bool lost = owner[i] != kNoOwner && (owner[i] >= batches.size() || !published[owner[i]]);
       if (unreached || lost) results[i] = failure;
     }
@@ -546,7 +583,42 @@ void Log::write_appends(std::vector<Pending>& items) {
   // Count and size limits after every batch; age (a time lookup that reads the segment) on
   // the periodic check and enforce_retention().
   if (options_.max_messages > 0 || options_.max_bytes > 0) apply_retention(now_ns, false);
-  for (std::size_t i = 0; i < items.size(); ++i) items[i].done(std::move(results[i]));
+  report(items);
+  bool stored = false;
+  for (std::size_t b = 0; b < batches.size() && !stored; ++b) stored = published[b];
+  if (stored) {
+    std::function<void()>* listener;
+    {
+      std::lock_guard lk(mu_);
+      listener = stored_listener_ ? &stored_listener_ : nullptr;
+    }
+    if (listener != nullptr) (*listener)();
+  }
+}
+
+void Log::report(std::vector<Pending>& items) {
+  std::vector<AppendOutcome>& run = outcomes_;
+  AppendSink* run_sink = nullptr;
+  auto end_run = [&] {
+    if (run.empty()) return;
+    run_sink->appended(std::span<AppendOutcome>(run));
+    run.clear();
+  };
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Pending& p = items[i];
+    if (p.sink == nullptr) {
+      end_run();
+      p.done(std::move(results_[i]));
+      continue;
+    }
+    if (p.sink != run_sink) {
+      end_run();
+      run_sink = p.sink;
+    }
+    run.push_back(AppendOutcome{std::move(p.tag), std::move(results_[i])});
+  }
+  end_run();
+  results_.clear();
 }
 
 Status Log::roll_segment(std::int64_t now_ns) {

@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -118,6 +119,32 @@ struct AppendAck {
 // Runs on the log's writer thread: must not block, and must not call close().
 using AppendCallback = std::function<void(Result<AppendAck>)>;
 
+// What an append made with a sink carries to it. The log only stores and hands it back.
+struct AppendTag {
+  std::weak_ptr<void> owner;  // e.g. the connection the result goes to
+  void* context = nullptr;
+  std::uint64_t id = 0;
+  std::int64_t stamp = 0;
+};
+
+struct AppendOutcome {
+  AppendTag tag;
+  Result<AppendAck> result;
+};
+
+// The other way to learn the fate of appends, for callers with many of them in flight (a
+// publisher's window): no callback object per append, and the results of one writer cycle
+// arrive together. appended() runs on the writer thread, in sequence order like callbacks, once
+// per run of consecutive appends made with the same sink, so a group commit of N records from
+// one sink is one call. It may move from the outcomes; it must not block or call close().
+class AppendSink {
+ public:
+  virtual void appended(std::span<AppendOutcome> outcomes) = 0;
+
+ protected:
+  ~AppendSink() = default;
+};
+
 struct StoredRecord {
   std::uint64_t sequence = 0;
   std::int64_t timestamp_ns = 0;
@@ -182,6 +209,9 @@ class Log {
   // sequence or the reason the record was not stored; callbacks run in sequence order. An error
   // (bad record, queue full, log failed or closed): `done` never runs.
   Status append(AppendRecord record, AppendCallback done);
+  // The same, reporting to `sink` (which must outlive the log's writer thread, i.e. close())
+  // with `tag`. OK: the sink gets exactly one outcome for this append; an error: none.
+  Status append(AppendRecord record, AppendSink& sink, AppendTag tag);
   // The same, with a future; a refused append gives a ready future holding the error.
   std::future<Result<AppendAck>> append(AppendRecord record);
 
@@ -206,12 +236,22 @@ class Log {
   // The sticky failure, OK while healthy.
   Status health() const;
 
+  // `listener` runs on the writer thread after the callbacks of every writer cycle that stored
+  // at least one new record (not a duplicate). Set it before the first append; it must only
+  // hand work over (e.g. post to a loop).
+  void set_stored_listener(std::function<void()> listener);
+
  private:
   struct Pending {
     AppendRecord record;
-    AppendCallback done;
+    AppendCallback done;  // or:
+    AppendSink* sink = nullptr;
+    AppendTag tag;
     std::size_t bytes = 0;
   };
+  Status enqueue(Pending p);
+  // Runs the callbacks and sinks of a cycle, in order.
+  void report(std::vector<Pending>& items);
 
   Log(std::string dir, LogOptions options);
   Status recover();
@@ -243,7 +283,7 @@ class Log {
   std::uint64_t first_sequence_ = 1;  // guarded by mu_
   std::uint64_t first_position_ = 0;  // of first_sequence_'s batch in the first segment; mu_
   std::uint64_t next_sequence_ = 1;   // guarded by mu_
-  std::deque<Pending> queue_;         // guarded by mu_
+  std::vector<Pending> queue_;        // guarded by mu_; swapped with items_ by the writer
   std::size_t queue_bytes_ = 0;       // guarded by mu_
   std::vector<std::function<void()>> tasks_;  // run by the writer after the appends; mu_
   bool closing_ = false;              // guarded by mu_
@@ -251,7 +291,14 @@ class Log {
   Status failed_;                     // guarded by mu_
   mutable LogStats stats_;            // counters; guarded by mu_
 
+  std::function<void()> stored_listener_;  // set before the first append (ordered by mu_)
+
   // Writer thread only.
+  std::vector<Pending> items_;  // the cycle being written (keeps its capacity)
+  std::vector<Result<AppendAck>> results_;
+  std::vector<std::size_t> owner_;
+  std::vector<bool> reached_;
+  std::vector<AppendOutcome> outcomes_;
   BatchBuilder builder_;
   std::uint64_t write_end_ = 0;       // end of the bytes written to the active segment
   std::int64_t active_first_ts_ = 0;  // first timestamp in the active segment (segment age)

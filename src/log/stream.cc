@@ -285,10 +285,18 @@ Status decode_headers(std::string_view bytes, const wire::WireLimits& limits, wi
 
 // ---- Stream --------------------------------------------------------------------------------
 
-Status Stream::append(std::string_view subject, bool has_headers, const wire::Metadata& headers,
-                      const Slice& payload, AppendCallback done) {
+Stream::Stream(StreamConfig config, std::string dir, std::unique_ptr<Log> log)
+    : config_(std::move(config)), dir_(std::move(dir)), log_(std::move(log)) {
+  // The log (and its writer thread) ends before the stream does, so `this` outlives the listener.
+  log_->set_stored_listener([this] {
+    if (listen_.load(std::memory_order_acquire) && listen_.exchange(false, std::memory_order_acq_rel)) appended();
+  });
+}
+
+AppendRecord Stream::record(Slice subject, bool has_headers, const wire::Metadata& headers,
+                            const Slice& payload) const {
   AppendRecord r;
-  r.subject = Slice::copy_of(ByteView(subject));
+  r.subject = std::move(subject);
   if (has_headers) {
     const std::string h = encode_headers(headers);
     r.headers = Slice::copy_of(ByteView(h));
@@ -300,14 +308,17 @@ Status Stream::append(std::string_view subject, bool has_headers, const wire::Me
     }
   }
   r.payload = payload;
-  // The log (and its writer thread) ends before the stream does, so `this` outlives the callback.
-  return log_->append(std::move(r), [this, done = std::move(done)](Result<AppendAck> ack) {
-    const bool stored = ack.is_ok() && !ack->duplicate;
-    done(std::move(ack));
-    if (stored && listen_.load(std::memory_order_acquire) && listen_.exchange(false, std::memory_order_acq_rel)) {
-      appended();
-    }
-  });
+  return r;
+}
+
+Status Stream::append(std::string_view subject, bool has_headers, const wire::Metadata& headers,
+                      const Slice& payload, AppendCallback done) {
+  return log_->append(record(Slice::copy_of(ByteView(subject)), has_headers, headers, payload), std::move(done));
+}
+
+Status Stream::append(const Slice& subject, bool has_headers, const wire::Metadata& headers, const Slice& payload,
+                      AppendSink& sink, AppendTag tag) {
+  return log_->append(record(subject, has_headers, headers, payload), sink, std::move(tag));
 }
 
 void Stream::set_append_listener(std::function<void()> listener) {
@@ -399,6 +410,7 @@ Result<std::shared_ptr<Stream>> StreamManager::add(StreamConfig config) {
   }
   if (Status d = fsync_dir(options_.dir); !d.is_ok()) return d;
   streams_.emplace(config.name, *s);
+  generation_.fetch_add(1, std::memory_order_release);
   SLIP_LOG_INFO("stream {} created", config.name);
   return *s;
 }
@@ -411,6 +423,7 @@ Status StreamManager::remove(std::string_view name) {
     if (it == streams_.end()) return not_found("no stream \"" + std::string(name) + "\"");
     s = it->second;
     streams_.erase(it);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   (void)s->log().close();
   // The configuration goes first: a crash in the middle leaves a directory that the next start

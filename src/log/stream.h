@@ -105,8 +105,7 @@ struct StreamInfo {
 
 class Stream {
  public:
-  Stream(StreamConfig config, std::string dir, std::unique_ptr<Log> log)
-      : config_(std::move(config)), dir_(std::move(dir)), log_(std::move(log)) {}
+  Stream(StreamConfig config, std::string dir, std::unique_ptr<Log> log);
   // Closes the log before the members its callbacks use go.
   ~Stream() {
     if (log_) (void)log_->close();
@@ -120,6 +119,10 @@ class Stream {
   // value as the de-duplication key. As Log::append: OK means `done` runs on the writer thread.
   Status append(std::string_view subject, bool has_headers, const wire::Metadata& headers, const Slice& payload,
                 AppendCallback done);
+  // The same with the subject shared, not copied (e.g. a slice of the frame it arrived in), and
+  // the result reported to `sink` (Log::append).
+  Status append(const Slice& subject, bool has_headers, const wire::Metadata& headers, const Slice& payload,
+                AppendSink& sink, AppendTag tag);
 
   void note_capture_error() { capture_errors_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t capture_errors() const { return capture_errors_.load(std::memory_order_relaxed); }
@@ -129,8 +132,8 @@ class Stream {
   const StreamMetrics& metrics() const { return metrics_; }
 
   // Consumers waiting for new messages. `listener` runs on the log's writer thread after a
-  // successful append, once per arm_append_listener() (so it must only hand work over, e.g.
-  // post to a loop). Set once, before the first arm.
+  // writer cycle that stored messages, once per arm_append_listener() (so it must only hand
+  // work over, e.g. post to a loop). Set once, before the first arm.
   void set_append_listener(std::function<void()> listener);
   // The next stored message calls the listener (once).
   void arm_append_listener() { listen_.store(true, std::memory_order_release); }
@@ -140,6 +143,7 @@ class Stream {
 
  private:
   void appended();
+  AppendRecord record(Slice subject, bool has_headers, const wire::Metadata& headers, const Slice& payload) const;
 
   const StreamConfig config_;
   const std::string dir_;
@@ -174,6 +178,9 @@ class StreamManager {
   std::shared_ptr<Stream> find(std::string_view name) const;
   // The stream capturing `subject`, or null.
   std::shared_ptr<Stream> for_subject(std::string_view subject) const;
+  // Changes whenever a stream is added or removed: an answer of for_subject() stays right while
+  // this stays the same.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   std::vector<std::shared_ptr<Stream>> list() const;  // by name
   StreamInfo info(const Stream& s) const;
   // Closes every log (writes what is queued). Idempotent.
@@ -186,6 +193,7 @@ class StreamManager {
   const StreamManagerOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Stream>, std::less<>> streams_;  // guarded by mu_
+  std::atomic<std::uint64_t> generation_{1};  // changed under mu_
 };
 
 }  // namespace slip::log

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <future>
 
+#include "core/clock.h"
 #include "core/logging.h"
 
 namespace slip::log {
@@ -107,28 +108,59 @@ class StreamService::CaptureConnection final : public broker::ClientConnection {
   io::EventLoop& loop_;
 };
 
-// LOG_ACKs on their way from log writer threads to one session loop. add() runs on a writer
-// thread and posts a drain to the loop only when none is pending; the drain sends everything
-// added so far. Acks keep the order in which they were added, so one publisher's acks still
-// arrive in sequence order.
-class StreamService::AckOutbox final : public std::enable_shared_from_this<AckOutbox> {
+// LOG_ACKs on their way from log writer threads to one session loop: the sink of every
+// LOG_PUBLISH append made on that loop. appended() runs on a writer thread with the results of
+// a run of appends (usually one publisher's share of a group commit), records the stream's
+// figures, queues the acks under one lock and posts a drain to the loop only when none is
+// pending; the drain sends everything queued so far. Acks keep the order in which they were
+// added, so one publisher's acks still arrive in sequence order.
+//
+// An append's tag: owner = the session (weakly), context = the stream's StreamMetrics, id = the
+// LOG_PUBLISH request id, stamp = its arrival (mono_now_ns) or 0 when acks are not timed.
+class StreamService::AckOutbox final : public AppendSink, public std::enable_shared_from_this<AckOutbox> {
  public:
   explicit AckOutbox(io::EventLoop& loop) : loop_(loop) {}
 
-  void add(std::weak_ptr<session::Session> session, std::uint64_t request_id, Result<AppendAck> result) {
+  // A writer thread: the stream's only recorder of acks.
+  void appended(std::span<AppendOutcome> outcomes) override {
+    std::int64_t now = 0;
+    for (AppendOutcome& o : outcomes) {
+      auto* metrics = static_cast<StreamMetrics*>(o.tag.context);
+      if (o.result.is_ok()) {
+        metrics->note_acked();
+        if (o.tag.stamp != 0) {
+          // Every ack of a run is given at once: one clock read for all of them.
+          if (now == 0) now = mono_now_ns();
+          metrics->ack_latency_ns.record(static_cast<std::uint64_t>(std::max<std::int64_t>(now - o.tag.stamp, 0)));
+        }
+      } else {
+        metrics->note_error(o.result.error().code());
+      }
+    }
     bool post = false;
     {
       std::lock_guard lk(mu_);
-      acks_.push_back(Ack{std::move(session), request_id, std::move(result)});
+      for (AppendOutcome& o : outcomes) {
+        acks_.push_back(Ack{std::move(o.tag.owner), o.tag.id, std::move(o.result)});
+      }
       post = !drain_posted_;
       drain_posted_ = true;
     }
     if (post) loop_.post([self = shared_from_this()] { self->drain(); });
   }
 
+  // Loop thread: the stream that captured the last subject published on this loop, while no
+  // stream was added or removed since (StreamManager::generation()).
+  struct SubjectCache {
+    std::uint64_t generation = 0;
+    std::string subject;
+    std::shared_ptr<Stream> stream;  // null: no stream captures `subject`
+  };
+  SubjectCache& subject_cache() { return cache_; }
+
  private:
   struct Ack {
-    std::weak_ptr<session::Session> session;
+    std::weak_ptr<void> session;
     std::uint64_t request_id;
     Result<AppendAck> result;
   };
@@ -141,25 +173,26 @@ class StreamService::AckOutbox final : public std::enable_shared_from_this<AckOu
       drain_posted_ = false;
     }
     // Consecutive acks mostly go to the same session: lock its weak pointer once for them.
-    std::shared_ptr<session::Session> s;
-    const std::weak_ptr<session::Session>* locked = nullptr;
+    std::shared_ptr<void> s;
+    const std::weak_ptr<void>* locked = nullptr;
     for (Ack& a : draining_) {
       if (locked == nullptr || a.session.owner_before(*locked) || locked->owner_before(a.session)) {
         s = a.session.lock();
         locked = &a.session;
       }
       if (!s) continue;
+      auto* session = static_cast<session::Session*>(s.get());
       wire::LogAck f;
       f.request_id = a.request_id;
-      Status failure;  // owns the message the frame points at until it is encoded
       if (a.result.is_ok()) {
         f.sequence = a.result->sequence;
       } else {
-        failure = a.result.status();
+        // The frame points at the message until it is encoded, within this statement's scope.
+        const Status& failure = a.result.error();
         f.code = failure.code();
         f.message = failure.message();
       }
-      s->send_frame(f);
+      session->send_frame(f);
     }
     draining_.clear();  // keeps its capacity for the next swap
   }
@@ -169,9 +202,30 @@ class StreamService::AckOutbox final : public std::enable_shared_from_this<AckOu
   std::vector<Ack> acks_;     // guarded by mu_
   bool drain_posted_ = false;  // guarded by mu_
   std::vector<Ack> draining_;  // loop thread only
+  SubjectCache cache_;         // loop thread only
 };
 
+namespace {
+// The outbox of the loop this thread runs, for the service that made it: found without the
+// lock after the first publish on a loop. Services are told apart by a serial number, not by
+// their address (a new service may take a destroyed one's).
+std::atomic<std::uint64_t> next_service_serial{1};
+struct OutboxCache {
+  std::uint64_t serial = 0;
+  const io::EventLoop* loop = nullptr;
+  void* outbox = nullptr;
+};
+thread_local OutboxCache outbox_cache;
+}  // namespace
+
 StreamService::AckOutbox& StreamService::outbox_for(io::EventLoop& loop) {
+  if (outbox_cache.serial == serial_ && outbox_cache.loop == &loop) return *static_cast<AckOutbox*>(outbox_cache.outbox);
+  AckOutbox& box = find_outbox(loop);
+  if (loop.in_loop_thread()) outbox_cache = OutboxCache{serial_, &loop, &box};
+  return box;
+}
+
+StreamService::AckOutbox& StreamService::find_outbox(io::EventLoop& loop) {
   std::lock_guard lk(outboxes_mu_);
   for (const auto& [l, box] : outboxes_) {
     if (l == &loop) return *box;
@@ -182,7 +236,11 @@ StreamService::AckOutbox& StreamService::outbox_for(io::EventLoop& loop) {
 
 StreamService::StreamService(broker::Broker& broker, io::EventLoop& capture_loop,
                              std::unique_ptr<StreamManager> streams, StreamServiceOptions options)
-    : broker_(broker), capture_loop_(capture_loop), streams_(std::move(streams)), options_(options) {}
+    : broker_(broker),
+      capture_loop_(capture_loop),
+      streams_(std::move(streams)),
+      options_(options),
+      serial_(next_service_serial.fetch_add(1, std::memory_order_relaxed)) {}
 
 StreamService::~StreamService() { stop(); }
 
@@ -276,23 +334,23 @@ void StreamService::capture(std::uint64_t sid, std::string_view subject, bool ha
 
 Status StreamService::on_frame(session::Session& s, broker::BrokerClient& client, const wire::Frame& f,
                                const wire::WireLimits& limits) {
-  const Status off = failed_precondition("persistent streams are off: slipd runs without --data-dir");
+  auto off = [] { return failed_precondition("persistent streams are off: slipd runs without --data-dir"); };
   switch (f.type) {
     case wire::FrameType::kLogPublish: {
-      SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
-      const auto& p = std::get<wire::LogPublish>(any);
+      SLIP_ASSIGN_OR_RETURN(wire::LogPublish p, wire::decode_log_publish(f, limits));
       if (!streams_) {
-        s.send_frame(wire::LogAck{p.request_id, off.code(), 0, off.message()});
+        const Status st = off();
+        s.send_frame(wire::LogAck{p.request_id, st.code(), 0, st.message()});
         return Status();
       }
-      on_publish(s, client, p);
+      on_publish(s, client, f, p);
       return Status();
     }
     case wire::FrameType::kStreamRequest: {
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
       const auto& q = std::get<wire::StreamRequest>(any);
       if (!streams_) {
-        send_response(s, q.request_id, off);
+        send_response(s, q.request_id, off());
         return Status();
       }
       on_request(s, q, limits);
@@ -303,7 +361,8 @@ Status StreamService::on_frame(session::Session& s, broker::BrokerClient& client
   }
 }
 
-void StreamService::on_publish(session::Session& s, broker::BrokerClient& client, const wire::LogPublish& p) {
+void StreamService::on_publish(session::Session& s, broker::BrokerClient& client, const wire::Frame& f,
+                               const wire::LogPublish& p) {
   auto refuse = [&](const Status& st) {
     wire::LogAck a;
     a.request_id = p.request_id;
@@ -311,12 +370,22 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
     a.message = st.message();
     s.send_frame(a);
   };
-  std::shared_ptr<Stream> stream = streams_->for_subject(p.subject);
-  if (!stream) {
+  AckOutbox& outbox = outbox_for(s.connection().loop());
+  // Publishers mostly repeat a subject: the outbox remembers the last one's stream until the
+  // set of streams changes. The cache holds the stream for the rest of this call.
+  AckOutbox::SubjectCache& cache = outbox.subject_cache();
+  const std::uint64_t generation = streams_->generation();
+  if (cache.generation != generation || cache.subject != p.subject) {
+    cache.stream = streams_->for_subject(p.subject);
+    cache.subject.assign(p.subject);
+    cache.generation = generation;
+  }
+  Stream* stream = cache.stream.get();
+  if (stream == nullptr) {
     refuse(not_found("no stream for subject \"" + std::string(p.subject.substr(0, 128)) + "\""));
     return;
   }
-  // The stream outlives its log's callbacks (Stream::metrics).
+  // The stream outlives its log's sinks (Stream::metrics).
   StreamMetrics* metrics = &stream->metrics();
   // Ordinary subscribers first, with the publisher's permissions: a refused publish is stored
   // nowhere.
@@ -325,25 +394,16 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
     refuse(st);
     return;
   }
-  std::weak_ptr<session::Session> ws = s.weak_from_this();
-  AckOutbox* outbox = &outbox_for(s.connection().loop());
-  const std::uint64_t id = p.request_id;
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point arrived = options_.time_acks ? Clock::now() : Clock::time_point{};
-  Status st = stream->append(p.subject, p.has_headers, p.headers, p.payload, [ws, outbox, id, metrics,
-                                                                                arrived](Result<AppendAck> r) {
-    // On the log's writer thread: the stream's only recorder of acks.
-    if (r.is_ok()) {
-      metrics->note_acked();
-      if (arrived != Clock::time_point{}) {
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - arrived).count();
-        metrics->ack_latency_ns.record(static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0)));
-      }
-    } else {
-      metrics->note_error(r.status().code());
-    }
-    outbox->add(ws, id, std::move(r));
-  });
+  AppendTag tag;
+  tag.owner = s.weak_from_this();
+  tag.context = metrics;
+  tag.id = p.request_id;
+  tag.stamp = options_.time_acks ? mono_now_ns() : 0;
+  // The subject is stored from the frame's own bytes, like the payload: no copy.
+  const Slice subject = f.body.sub(static_cast<std::size_t>(reinterpret_cast<const std::uint8_t*>(p.subject.data()) -
+                                                            f.body.data()),
+                                   p.subject.size());
+  Status st = stream->append(subject, p.has_headers, p.headers, p.payload, outbox, std::move(tag));
   if (!st.is_ok()) {
     metrics->note_error(st.code());
     refuse(st.with_context("stream " + stream->config().name));

@@ -83,8 +83,10 @@ class StreamService {
   class AckOutbox;
   // The outbox of `loop` (made on first use); valid until the service is destroyed.
   AckOutbox& outbox_for(io::EventLoop& loop);
+  AckOutbox& find_outbox(io::EventLoop& loop);
 
-  void on_publish(session::Session& s, broker::BrokerClient& client, const wire::LogPublish& p);
+  // `p` is decoded from `f`.
+  void on_publish(session::Session& s, broker::BrokerClient& client, const wire::Frame& f, const wire::LogPublish& p);
   void on_request(session::Session& s, const wire::StreamRequest& q, const wire::WireLimits& limits);
   // Capture loop only.
   void capture(std::uint64_t sid, std::string_view subject, bool has_headers, const wire::Metadata& headers,
@@ -96,6 +98,7 @@ class StreamService {
   io::EventLoop& capture_loop_;
   std::unique_ptr<StreamManager> streams_;
   const StreamServiceOptions options_;
+  const std::uint64_t serial_;  // tells this service's outboxes apart in a thread's cache
   std::unique_ptr<CaptureConnection> capture_conn_;
   std::unique_ptr<broker::BrokerClient> capture_;  // capture loop only
   std::shared_ptr<ConsumerService> consumers_;     // capture loop only

@@ -414,6 +414,26 @@ Result<Msg> decode_msg(const Frame& f, const WireLimits& limits) {
   return m;
 }
 
+Result<LogPublish> decode_log_publish(const Frame& f, const WireLimits& limits) {
+  Reader r(f, &limits);
+  SLIP_TRY(r.flags_within(msg_flags::kHasHeaders));
+  LogPublish p;
+  SLIP_TRY(r.varint(p.request_id, "request id"));
+  SLIP_TRY(read_message(r, f, p));
+  return p;
+}
+
+Result<LogAck> decode_log_ack(const Frame& f) {
+  Reader r(f, nullptr);
+  SLIP_TRY(r.flags_within(0));
+  LogAck a;
+  SLIP_TRY(r.varint(a.request_id, "request id"));
+  SLIP_TRY(r.code(a.code, "code"));
+  SLIP_TRY(r.varint(a.sequence, "sequence"));
+  a.message = r.rest_str();
+  return a;
+}
+
 Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
   Reader r(f, &limits);
   auto no_flags = [&]() { return r.flags_within(0); };
@@ -558,19 +578,11 @@ Result<AnyFrame> parse_frame(const Frame& f, const WireLimits& limits) {
       return AnyFrame(c);
     }
     case FrameType::kLogPublish: {
-      SLIP_TRY(r.flags_within(msg_flags::kHasHeaders));
-      LogPublish p;
-      SLIP_TRY(r.varint(p.request_id, "request id"));
-      SLIP_TRY(read_message(r, f, p));
+      SLIP_ASSIGN_OR_RETURN(LogPublish p, decode_log_publish(f, limits));
       return AnyFrame(std::move(p));
     }
     case FrameType::kLogAck: {
-      SLIP_TRY(no_flags());
-      LogAck a;
-      SLIP_TRY(r.varint(a.request_id, "request id"));
-      SLIP_TRY(r.code(a.code, "code"));
-      SLIP_TRY(r.varint(a.sequence, "sequence"));
-      a.message = r.rest_str();
+      SLIP_ASSIGN_OR_RETURN(LogAck a, decode_log_ack(f));
       return AnyFrame(a);
     }
     case FrameType::kStreamRequest: {

@@ -257,6 +257,8 @@ Result<Data> decode_data(const Frame& f);
 Result<Data> decode_data(Frame&& f);
 Result<Pub> decode_pub(const Frame& f, const WireLimits& limits);
 Result<Msg> decode_msg(const Frame& f, const WireLimits& limits);
+Result<LogPublish> decode_log_publish(const Frame& f, const WireLimits& limits);
+Result<LogAck> decode_log_ack(const Frame& f);
 Result<Ping> decode_ping(const Frame& f);
 
 // The frame type a typed frame is sent as.

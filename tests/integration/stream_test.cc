@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -252,6 +253,101 @@ TEST(Streams, PlainPublishesAreCapturedAndDuplicatesStoredOnce) {
   EXPECT_EQ((*all)[49].payload, "p49");
   EXPECT_EQ((*all)[50].payload, "once");
   EXPECT_EQ((*all)[50].msg_id, "id-1");
+}
+
+// A window of publishes spread over two streams whose acks come back at different paces (one
+// fsyncs every batch, the other never): acks of one stream may overtake the other's. Every
+// publish gets exactly one ack, with the next sequence of its own stream, and both streams read
+// back complete and in order.
+TEST(Streams, WindowedPublishesOverTwoStreamsGetEveryAckOnce) {
+  TempDir data;
+  SlipdProcess slipd({"--data-dir", data.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  StreamPeer peer(slipd.address());
+  ASSERT_TRUE(peer.wait_ready());
+  ASSERT_TRUE(add_stream(peer, "SLOW", "slow.>", {{"fsync", "always"}}).is_ok());
+  ASSERT_TRUE(add_stream(peer, "FAST", "fast.>", {{"fsync", "never"}}).is_ok());
+
+  constexpr std::uint64_t kCount = 3000;  // per stream
+  constexpr std::size_t kWindow = 128;
+  // All on the peer's loop.
+  std::uint64_t sent = 0;
+  std::uint64_t next_seq[2] = {1, 1};
+  std::vector<int> acks_of(2 * kCount, 0);
+  std::uint64_t acked = 0;
+  std::string error;
+  std::function<void()> fill;
+  fill = [&] {
+    while (sent < 2 * kCount && error.empty() && sent - acked < kWindow) {
+      const std::uint64_t i = sent++;
+      const int which = static_cast<int>(i % 2);
+      const std::string subject = which == 0 ? "slow.x" : "fast.x";
+      Status st = peer.client().publish_acked(subject, Slice::copy_of(ByteView(cat("m", i))), nullptr,
+                                              [&, i, which](Result<std::uint64_t> r) {
+                                                ++acked;
+                                                if (!r.is_ok()) {
+                                                  error = r.status().to_string();
+                                                  return;
+                                                }
+                                                ++acks_of[i];
+                                                if (*r != next_seq[which]) {
+                                                  error = cat(cat(cat("publish ", i), " acked with sequence "), *r);
+                                                }
+                                                ++next_seq[which];
+                                                fill();
+                                              });
+      if (!st.is_ok()) error = st.to_string();
+    }
+  };
+  peer.run([&] {
+    peer.client().set_ack_window(kWindow);
+    fill();
+  });
+  ASSERT_TRUE(peer.wait_for([&] { return acked == 2 * kCount || !error.empty(); }));
+  peer.run([&] {
+    EXPECT_EQ(error, "");
+    EXPECT_EQ(next_seq[0], kCount + 1);
+    EXPECT_EQ(next_seq[1], kCount + 1);
+    EXPECT_EQ(std::count(acks_of.begin(), acks_of.end(), 1), static_cast<std::ptrdiff_t>(2 * kCount));
+    EXPECT_EQ(peer.client().unacked(), 0u);
+  });
+  for (int which = 0; which < 2; ++which) {
+    auto all = peer.read_all(which == 0 ? "SLOW" : "FAST");
+    ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+    ASSERT_EQ(all->size(), kCount);
+    for (std::uint64_t k = 0; k < kCount; ++k) {
+      ASSERT_EQ((*all)[k].sequence, k + 1);
+      ASSERT_EQ((*all)[k].payload, cat("m", 2 * k + static_cast<std::uint64_t>(which)));
+      ASSERT_EQ((*all)[k].subject, which == 0 ? "slow.x" : "fast.x");
+    }
+  }
+}
+
+// slipd remembers which stream took a subject until streams are added or removed: a subject
+// without a stream finds one added later, and one whose stream was replaced goes to the new one.
+TEST(Streams, PublishFollowsStreamsAddedAndReplaced) {
+  TempDir data;
+  SlipdProcess slipd({"--data-dir", data.path()});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  StreamPeer peer(slipd.address());
+  ASSERT_TRUE(peer.wait_ready());
+  EXPECT_EQ(peer.publish("x.1", "lost").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(add_stream(peer, "X", "x.>").is_ok());
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    auto seq = peer.publish("x.1", cat("x", i));
+    ASSERT_TRUE(seq.is_ok()) << seq.status().to_string();
+    EXPECT_EQ(*seq, i);
+  }
+  ASSERT_TRUE(peer.request(wire::StreamOp::kDelete, {{"name", "X"}}).is_ok());
+  ASSERT_TRUE(add_stream(peer, "Y", "x.*").is_ok());
+  auto seq = peer.publish("x.1", "y1");
+  ASSERT_TRUE(seq.is_ok()) << seq.status().to_string();
+  EXPECT_EQ(*seq, 1u);
+  auto all = peer.read_all("Y");
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].payload, "y1");
+  EXPECT_EQ(peer.request(wire::StreamOp::kInfo, {{"name", "X"}}).status().code(), StatusCode::kNotFound);
 }
 
 TEST(Streams, StreamsAndMessagesSurviveARestart) {

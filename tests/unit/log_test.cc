@@ -805,5 +805,188 @@ TEST(LogTest, ConcurrentReaderSeesEveryAcknowledgedRecordInOrder) {
   EXPECT_TRUE(reader_ok.load());
 }
 
+// Holds the log's first fsync until released, so that everything appended meanwhile is written
+// by the writer's next cycle, as one group commit.
+struct FirstSyncGate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  int syncs = 0;
+  std::atomic<int> fail_writes{0};
+  IoHook hook() {
+    return [this](IoOp op, std::string_view, std::size_t* write_bytes) -> Status {
+      if (op == IoOp::kWrite && fail_writes.load() > 0) {
+        fail_writes.fetch_sub(1);
+        *write_bytes = 3;
+        return Status(StatusCode::kOverloaded, "simulated ENOSPC");
+      }
+      if (op != IoOp::kSync) return Status::ok();
+      std::unique_lock lk(m);
+      if (++syncs == 1) {
+        cv.notify_all();
+        cv.wait(lk, [&] { return release; });
+      }
+      return Status::ok();
+    };
+  }
+  void wait_held() {
+    std::unique_lock lk(m);
+    cv.wait(lk, [&] { return syncs == 1; });
+  }
+  void open() {
+    {
+      std::lock_guard lk(m);
+      release = true;
+    }
+    cv.notify_all();
+  }
+};
+
+// Records what a sink is told, on the writer thread; read after Log::flush().
+struct RecordingSink final : AppendSink {
+  struct Got {
+    std::uint64_t id;
+    std::int64_t stamp;
+    void* context;
+    std::shared_ptr<void> owner;
+    Result<AppendAck> result;
+  };
+  std::vector<std::size_t> run_sizes;
+  std::vector<Got> got;
+  std::vector<std::uint64_t>* all_ids = nullptr;  // shared by every sink and callback of a test
+  void appended(std::span<AppendOutcome> outcomes) override {
+    run_sizes.push_back(outcomes.size());
+    for (AppendOutcome& o : outcomes) {
+      got.push_back(Got{o.tag.id, o.tag.stamp, o.tag.context, o.tag.owner.lock(), std::move(o.result)});
+      if (all_ids) all_ids->push_back(o.tag.id);
+    }
+  }
+};
+
+TEST(LogTest, SinksGetEveryOutcomeOnceInSequenceOrderOneCallPerRun) {
+  TempDir dir;
+  FirstSyncGate gate;
+  LogOptions o;
+  o.fsync = FsyncPolicy::kAlways;
+  o.io_hook = gate.hook();
+  auto log = open_log(dir.path(), o);
+  std::atomic<int> stored_cycles{0};
+  log->set_stored_listener([&] { stored_cycles.fetch_add(1); });
+
+  std::vector<std::uint64_t> all_ids;  // writer thread
+  RecordingSink a, b;
+  a.all_ids = &all_ids;
+  b.all_ids = &all_ids;
+  auto owner_a = std::make_shared<int>(1);
+  int context = 0;
+  auto tag = [&](std::uint64_t id, const std::shared_ptr<int>& owner) {
+    AppendTag t;
+    t.owner = owner;
+    t.context = &context;
+    t.id = id;
+    t.stamp = static_cast<std::int64_t>(1000 + id);
+    return t;
+  };
+  // Appended while the writer waits in the first fsync: one cycle takes all of them.
+  ASSERT_TRUE(log->append(rec("first"), a, tag(1, owner_a)).is_ok());
+  gate.wait_held();
+  // Runs: a a a | b b | callback | a a | b
+  std::vector<std::pair<char, std::uint64_t>> plan = {{'a', 2}, {'a', 3}, {'a', 4}, {'b', 5}, {'b', 6},
+                                                      {'c', 7}, {'a', 8}, {'a', 9}, {'b', 10}};
+  std::uint64_t callback_seq = 0;
+  for (const auto& [who, id] : plan) {
+    const std::string payload = cat("m", num(id));
+    Status st;
+    if (who == 'c') {
+      st = log->append(rec(payload), [&, id = id](Result<AppendAck> r) {
+        ASSERT_TRUE(r.is_ok());
+        callback_seq = r->sequence;
+        all_ids.push_back(id);
+      });
+    } else {
+      st = log->append(rec(payload), who == 'a' ? a : b, tag(id, who == 'a' ? owner_a : nullptr));
+    }
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  gate.open();
+  ASSERT_TRUE(log->flush().is_ok());
+
+  // Every append answered once, in the order of the appends (= sequence order).
+  ASSERT_EQ(all_ids.size(), 10u);
+  for (std::uint64_t i = 0; i < 10; ++i) EXPECT_EQ(all_ids[i], i + 1);
+  // a: "first" alone, then runs of 3 and 2; b: runs of 2 and 1.
+  EXPECT_EQ(a.run_sizes, (std::vector<std::size_t>{1, 3, 2}));
+  EXPECT_EQ(b.run_sizes, (std::vector<std::size_t>{2, 1}));
+  EXPECT_EQ(callback_seq, 7u);
+  for (const auto* sink : {&a, &b}) {
+    for (const auto& g : sink->got) {
+      ASSERT_TRUE(g.result.is_ok()) << g.result.status().to_string();
+      EXPECT_EQ(g.result->sequence, g.id);  // ids were chosen equal to the sequences
+      EXPECT_FALSE(g.result->duplicate);
+      EXPECT_EQ(g.stamp, static_cast<std::int64_t>(1000 + g.id));
+      EXPECT_EQ(g.context, &context);
+    }
+  }
+  for (const auto& g : a.got) EXPECT_EQ(g.owner, owner_a);  // the tag's owner comes back intact
+  for (const auto& g : b.got) EXPECT_EQ(g.owner, nullptr);
+  // Two cycles stored records: "first", then the nine behind it.
+  EXPECT_EQ(stored_cycles.load(), 2);
+  auto all = read_all(*log, 1, nullptr, 100);
+  ASSERT_EQ(all.size(), 10u);
+  EXPECT_EQ(all[9].payload.to_string(), "m10");
+}
+
+TEST(LogTest, SinkHearsAFailedWriteForEveryAppendOfTheBatch) {
+  TempDir dir;
+  FirstSyncGate gate;
+  LogOptions o;
+  o.fsync = FsyncPolicy::kAlways;
+  o.io_hook = gate.hook();
+  auto log = open_log(dir.path(), o);
+  std::atomic<int> stored_cycles{0};
+  log->set_stored_listener([&] { stored_cycles.fetch_add(1); });
+  RecordingSink sink;
+  ASSERT_TRUE(log->append(rec("first"), sink, AppendTag{{}, nullptr, 1, 0}).is_ok());
+  gate.wait_held();
+  for (std::uint64_t id = 2; id <= 4; ++id) {
+    ASSERT_TRUE(log->append(rec("lost"), sink, AppendTag{{}, nullptr, id, 0}).is_ok());
+  }
+  gate.fail_writes = 1;  // the next cycle's write
+  gate.open();
+  ASSERT_TRUE(log->flush().is_ok());
+  ASSERT_EQ(sink.got.size(), 4u);
+  ASSERT_TRUE(sink.got[0].result.is_ok());
+  for (std::size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(sink.got[i].id, i + 1);
+    ASSERT_FALSE(sink.got[i].result.is_ok());
+    EXPECT_EQ(sink.got[i].result.status().code(), StatusCode::kOverloaded);
+    EXPECT_NE(sink.got[i].result.status().message().find("ENOSPC"), std::string_view::npos);
+  }
+  EXPECT_EQ(stored_cycles.load(), 1);  // the failed cycle stored nothing
+  // The failed records' sequences are used again.
+  EXPECT_EQ(put_ok(*log, "after"), 2u);
+  ASSERT_TRUE(log->flush().is_ok());  // the listener runs after the callbacks of its cycle
+  EXPECT_EQ(stored_cycles.load(), 2);
+}
+
+TEST(LogTest, StoredListenerIgnoresCyclesOfDuplicatesOnly) {
+  TempDir dir;
+  auto log = open_log(dir.path(), no_sync());
+  std::atomic<int> stored_cycles{0};
+  log->set_stored_listener([&] { stored_cycles.fetch_add(1); });
+  ASSERT_TRUE(put(*log, rec("one", std::nullopt, std::string("id-1"))).is_ok());
+  ASSERT_TRUE(log->flush().is_ok());  // the listener runs after the callbacks of its cycle
+  EXPECT_EQ(stored_cycles.load(), 1);
+  Result<AppendAck> again = put(*log, rec("one again", std::nullopt, std::string("id-1")));
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->sequence, 1u);
+  ASSERT_TRUE(log->flush().is_ok());
+  EXPECT_EQ(stored_cycles.load(), 1);
+  ASSERT_TRUE(put(*log, rec("two")).is_ok());
+  ASSERT_TRUE(log->flush().is_ok());
+  EXPECT_EQ(stored_cycles.load(), 2);
+}
+
 }  // namespace
 }  // namespace slip::log
