@@ -125,6 +125,10 @@ struct FecEncoderOptions {
   Duration flush_delay = std::chrono::milliseconds(2);
   // Longer datagrams pass through unprotected (counted). Sizes the parity buffers.
   std::size_t max_datagram_size = 1500;
+  // Adaptive mode, a block closed early with n < k sources: it gets the repairs that keep its
+  // chance of loss beyond repair no higher than a full block's at the estimated loss rate (at
+  // least m x n / k, at most m), but no more than this many per source (rounded down, at least 1).
+  double max_repair_ratio = kFecMaxRepairs;
 };
 
 struct FecEncoderStats {
@@ -169,6 +173,7 @@ class FecEncoder {
 
  private:
   void close_block(bool flushed);
+  std::size_t repairs_for_flush() const;
   std::vector<std::uint8_t>& new_output();
 
   FecEncoderOptions options_;

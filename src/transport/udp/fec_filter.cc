@@ -9,8 +9,8 @@ namespace slip::transport::udp {
 namespace {
 
 // The connection's loss is sampled once this many packets were sent since the last sample.
-constexpr std::uint64_t kMinLossSample = 16;
-constexpr double kOwnLossWeight = 0.25;
+constexpr std::uint64_t kMinLossSample = 8;
+constexpr double kOwnLossWeight = 0.5;
 
 bool is_coded(std::uint8_t b) { return b == kFecSourceType || b == kFecRepairType; }
 
@@ -39,6 +39,7 @@ FecEncoderOptions fec_encoder_options(const FecOptions& fec) {
     if (static_cast<double>(l.m) > cap) l.m = static_cast<std::uint8_t>(std::max(1.0, cap));
   }
   eo.flush_delay = fec.flush_delay;
+  eo.max_repair_ratio = fec.max_repair_ratio;
   eo.max_datagram_size = std::max<std::size_t>(fec.decoder.max_datagram_size, 1500);
   return eo;
 }
