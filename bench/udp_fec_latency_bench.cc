@@ -405,10 +405,10 @@ int run(const Options& opt) {
   }
   if (lat[0].status.is_ok()) {
     const udp::FecFilterStats& f = lat[0].fec;
-    std::printf("\nFEC at the receiver: %" PRIu64 " source packets, %" PRIu64 " repairs received, %" PRIu64
+    std::printf("\nFEC at the receiving server: %" PRIu64 " repairs received, %" PRIu64
                 " packets rebuilt, %" PRIu64 " blocks unrecoverable, %" PRIu64 " malformed, %" PRIu64
                 " loss reports sent\n",
-                f.source_packets, f.repair_received, f.recovered, f.unrecoverable_blocks, f.malformed, f.feedback_sent);
+                f.repair_received, f.recovered, f.unrecoverable_blocks, f.malformed, f.feedback_sent);
   }
   int rc = 0;
   for (int i = 0; i < 3; ++i) {

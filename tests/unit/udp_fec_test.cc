@@ -485,6 +485,39 @@ TEST(FecTest, AnEarlyClosedBlockGetsNoMoreRepairsPerSourceThanTheCap) {
   EXPECT_EQ(out[1][7], 1);
 }
 
+// A block closed early sends fewer repairs than it accumulated parity rows for; the rows it did
+// not send must not leak into the next block's repairs.
+TEST(FecTest, RepairsOfABlockAfterAnEarlyClosedOneRebuildItsSources) {
+  FecEncoderOptions o;
+  o.enabled = true;
+  o.adaptive = false;
+  o.ratio = {4, 4};
+  o.flush_delay = std::chrono::milliseconds(2);
+  FecEncoder enc(o);
+  const std::string a = make_datagram(1, 300), b = make_datagram(2, 200), c = make_datagram(3, 250);
+  enc.push(kT0, ByteView(a));
+  enc.on_timeout(kT0 + std::chrono::milliseconds(2));  // 1 source, 1 repair of 4 rows
+  for (int i = 0; i < 4; ++i) enc.push(kT0, ByteView(i % 2 ? b : c));  // a full block, 4 repairs
+  std::vector<std::string> out = drain(enc);
+  ASSERT_EQ(out.size(), 2u + 8u);
+  // Lose the full block's first three sources: repairs 1-3 rebuild them (row 0 would too).
+  FecDecoder dec;
+  std::vector<std::string> got;
+  for (std::size_t i = 2; i < out.size(); ++i) {
+    if (i >= 2 && i < 5) continue;
+    if (i == 6) continue;  // repair 0
+    ByteView v = dec.on_datagram(kT0, ByteView(out[i]));
+    if (!v.empty()) got.emplace_back(reinterpret_cast<const char*>(v.data()), v.size());
+    while (auto r = dec.poll_recovered()) got.emplace_back(reinterpret_cast<const char*>(r->data()), r->size());
+  }
+  EXPECT_EQ(dec.stats().malformed, 0u);
+  ASSERT_EQ(got.size(), 4u);
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> want = {c, b, c, b};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want);
+}
+
 TEST(FecTest, DecoderMeasuresTheLossOfFecPackets) {
   FecEncoder enc(fixed(8, 2));
   FecDecoder dec;

@@ -211,9 +211,11 @@ void FecEncoder::close_block(bool flushed) {
     o[6] = static_cast<std::uint8_t>(count_);
     o[7] = static_cast<std::uint8_t>(m);
     std::memcpy(o.data() + kFecRepairHeaderSize, parity_rows_[r], symbol_len_);
-    std::memset(parity_rows_[r], 0, symbol_len_);
     ++stats_.repair_packets;
   }
+  // Every row the block accumulated starts the next block at zero, the unsent ones too (a block
+  // closed early sends fewer than block_ratio_.m).
+  for (std::size_t r = 0; r < block_ratio_.m; ++r) std::memset(parity_rows_[r], 0, symbol_len_);
   ++stats_.blocks;
   if (flushed) ++stats_.blocks_flushed;
   ++block_id_;
