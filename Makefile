@@ -92,3 +92,12 @@ bench-streams: deps
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release --target stream_bench slipd
 	scripts/bench-streams.sh build/release $(ARGS)
+
+# Delivery latency at 10% random loss: udp:// with FEC, without, and TCP with nftables loss
+# (docs/benchmarks.md, "Delivery latency over a lossy path"; the TCP row needs root). ARGS go to
+# udp_fec_latency_bench (e.g. ARGS="--messages 20000 --delay-ms 10").
+.PHONY: bench-udp-fec
+bench-udp-fec: build
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target udp_fec_latency_bench slip-impair
+	scripts/bench-udp-fec.sh build/release $(ARGS)

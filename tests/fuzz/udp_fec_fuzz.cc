@@ -9,12 +9,19 @@
 //      [(packet u8, offset u16, xor u8) * count] then the sources as [length u16][bytes].
 //      Checks: undamaged with at most m losses, every source arrives exactly once, byte-exact;
 //      undamaged with more, only sources that arrived, each once.
+//   2  (byte 0 == 2) the connection's FEC filter (fec_filter.h): [k u8][m u8] then records
+//      [kind/time u8][length u16][bytes]; kind bit 7 set: a datagram the connection sends (its
+//      first byte forced to a protected packet's), else one from the socket. Checks: what reaches
+//      the connection is non-empty and within the size limit; everything sent to the wire keeps
+//      the routing bytes (fixed bit set, long-header bit clear, the peer's connection id).
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "transport/udp/fec.h"
+#include "transport/udp/fec_filter.h"
 #include "udp_fuzz_input.h"
 
 namespace {
@@ -122,9 +129,80 @@ void genuine_block(Input& in) {
 
 }  // namespace
 
+struct CheckedConnection final : DatagramSink {
+  std::size_t limit = 0;
+  void deliver(ByteView d) override {
+    if (d.empty() || d.size() > limit) fail(kName, "filter handed the connection a datagram of a bad size");
+  }
+};
+
+struct CheckedWire final : DatagramSink {
+  const std::uint8_t* cid = nullptr;  // the peer's connection id, once known
+  void deliver(ByteView d) override {
+    if (d.size() < 1 + kConnectionIdLen || (d[0] & 0xC0) != 0x40) fail(kName, "wire datagram without routing bytes");
+    if (cid != nullptr && !std::equal(cid, cid + kConnectionIdLen, d.data() + 1)) {
+      fail(kName, "wire datagram for another connection id");
+    }
+  }
+};
+
+void filter_records(Input& in) {
+  FecOptions o;
+  const std::uint8_t k = in.u8();
+  const std::uint8_t m = in.u8();
+  if (k % 4 == 0) {
+    o.enabled = true;  // adaptive
+  } else {
+    o.enabled = true;
+    o.adaptive = false;
+    o.ratio = {static_cast<std::uint8_t>(1 + k % kFecMaxSources), static_cast<std::uint8_t>(1 + m % kFecMaxRepairs)};
+  }
+  o.decoder.max_blocks = 1 + m % 8;
+  o.decoder.max_buffered_bytes = 64 * 1024;
+  Instant now = kT0;
+  std::uint64_t sent = 0, lost = 0;
+  FecFilter f(o, [&now] { return now; }, [&] { return std::pair<std::uint64_t, std::uint64_t>(sent, lost); });
+  CheckedConnection conn;
+  conn.limit = o.decoder.max_datagram_size;
+  CheckedWire wire;
+  std::uint8_t cid[kConnectionIdLen] = {};
+  const ByteView records = in.rest();
+  std::size_t pos = 0;
+  while (pos + 3 <= records.size()) {
+    const std::uint8_t kind = records[pos];
+    now += std::chrono::milliseconds(kind & 0x3f);
+    const std::size_t want = (records[pos + 1] | static_cast<std::size_t>(records[pos + 2]) << 8) % 1600;
+    pos += 3;
+    const std::size_t n = std::min(want, records.size() - pos);
+    std::vector<std::uint8_t> copy(records.data() + pos, records.data() + pos + n);
+    pos += n;
+    if (f.next_timeout() <= now) f.on_timeout(now, wire);
+    if (kind & 0x80) {
+      if (copy.size() < 1 + kConnectionIdLen + 4) continue;
+      copy[0] = static_cast<std::uint8_t>(0x40 | (copy[0] & 0x07));
+      std::memcpy(cid, copy.data() + 1, kConnectionIdLen);
+      wire.cid = cid;
+      sent += 1;
+      lost += kind & 1;
+      f.outgoing(ByteView(copy.data(), copy.size()), wire);
+    } else {
+      f.incoming(ByteView(copy.data(), copy.size()), conn);
+    }
+    if (f.decoder().blocks() > o.decoder.max_blocks) fail(kName, "filter: block limit exceeded");
+    if (f.ratio().m > kFecMaxRepairs || f.ratio().k > kFecMaxSources) fail(kName, "filter: ratio out of range");
+  }
+  now += std::chrono::seconds(5);
+  f.on_timeout(now, wire);
+  f.on_timeout(now + std::chrono::seconds(5), wire);
+  if (f.decoder().blocks() != 0) fail(kName, "filter: blocks left after expiry");
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Input in(ByteView(data, size));
-  if ((in.u8() & 1) == 0) {
+  const std::uint8_t mode = in.u8();
+  if (mode == 2) {
+    filter_records(in);
+  } else if ((mode & 1) == 0) {
     raw_datagrams(in);
   } else {
     genuine_block(in);

@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Result<TransportParams> q = decode_transport_params(ByteView(again.data(), again.size()));
     if (!q.is_ok() || q->stream_receive_window != p->stream_receive_window ||
         q->connection_receive_window != p->connection_receive_window || q->max_ack_delay_us != p->max_ack_delay_us ||
-        q->idle_timeout_ms != p->idle_timeout_ms) {
+        q->idle_timeout_ms != p->idle_timeout_ms || q->fec != p->fec) {
       std::abort();
     }
   }

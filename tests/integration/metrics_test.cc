@@ -766,6 +766,9 @@ TEST(Metrics, UdpSessionsAndPacketsAreCounted) {
     EXPECT_GE(metric(during, "slip_udp_bytes_sent_total"), kMessages * 100.0);
     EXPECT_EQ(metric(during, "slip_udp_packets_rejected_total"), 0);
     EXPECT_GT(metric(during, "slip_udp_socket_datagrams_received_total"), 0);
+    // Loopback loses nothing: FEC (offered by slipd, not by these clients) never engaged.
+    EXPECT_EQ(metric(during, "slip_udp_fec_connections_total"), 0);
+    EXPECT_EQ(metric(during, "slip_udp_fec_recovered_total"), 0);
     received_then = metric(during, "slip_udp_packets_received_total");
   }
   // The sessions end; what they counted stays in the totals.

@@ -16,6 +16,7 @@
 #include "eventually.h"
 #include "io/loop_group.h"
 #include "sink.h"
+#include "transport/udp/fec_filter.h"
 #include "transport/udp/handshake.h"
 #include "transport/udp/keys.h"
 #include "transport/udp/udp.h"
@@ -520,6 +521,100 @@ TEST(UdpTransport, ADatagramFilterSeesEveryDatagramAndLossBelowItIsRecovered) {
   auto closed = sink.closed();
   fx.on_client([&] { c->abort(cancelled("done")); });
   ASSERT_EQ(closed.wait_for(kLiveness), std::future_status::ready);
+}
+
+// Echoes 300 KB with FEC offered as given on each side; returns the server's endpoint counters.
+UdpEndpointStats echo_with_fec(const FecOptions& server, const FecOptions& client) {
+  Fixture fx;
+  fx.server_options.fec = server;
+  fx.client_options.fec = client;
+  fx.listen([](ConnectionPtr c) { return std::make_shared<Echo>(c); });
+  ConnectionPtr c = fx.connect();
+  EXPECT_TRUE(c);
+  if (!c) return {};
+  std::string sent(300000, '\0');
+  std::mt19937 rng(11);
+  for (auto& ch : sent) ch = static_cast<char>(rng());
+  Sink sink(sent.size());
+  auto done = sink.done();
+  fx.on_client([&] {
+    c->start(&sink);
+    c->send(Chain(Slice::copy_of(sent)));
+  });
+  EXPECT_EQ(done.wait_for(kLiveness), std::future_status::ready);
+  EXPECT_TRUE(sink.got() == sent);
+  auto closed = sink.closed();
+  fx.on_client([&] { c->close(); });
+  EXPECT_EQ(closed.wait_for(kLiveness), std::future_status::ready);
+  return fx.listener->stats();
+}
+
+FecOptions fec_fixed(std::uint8_t k, std::uint8_t m) {
+  FecOptions f;
+  EXPECT_TRUE(parse_fec_mode(std::to_string(k) + "," + std::to_string(m), f).is_ok());
+  return f;
+}
+
+TEST(UdpTransportFec, BothEndsOfferingFecSendAndReceiveRepairsAndTheBytesArriveIntact) {
+  const UdpEndpointStats s = echo_with_fec(fec_fixed(4, 2), fec_fixed(4, 2));
+  EXPECT_EQ(s.fec.connections, 1u);
+  EXPECT_GT(s.fec.source_packets, 0u);
+  EXPECT_GT(s.fec.repair_sent, 0u);      // the echo back to the client
+  EXPECT_GT(s.fec.repair_received, 0u);  // the client's bytes
+  EXPECT_EQ(s.fec.malformed, 0u);
+}
+
+TEST(UdpTransportFec, FecOfferedByOneEndOnlyIsOffAndTheConnectionWorks) {
+  FecOptions off;
+  const UdpEndpointStats client_only = echo_with_fec(off, fec_fixed(4, 2));
+  EXPECT_EQ(client_only.fec.connections, 0u);
+  EXPECT_EQ(client_only.fec.repair_received, 0u);
+  EXPECT_EQ(client_only.fec.repair_sent, 0u);
+  const UdpEndpointStats server_only = echo_with_fec(fec_fixed(4, 2), off);
+  EXPECT_EQ(server_only.fec.connections, 0u);
+  EXPECT_EQ(server_only.fec.repair_sent, 0u);
+  EXPECT_EQ(server_only.fec.repair_received, 0u);
+}
+
+TEST(UdpTransportFec, BadFecOptionsAreRefusedWithAClearError) {
+  FecOptions f;
+  EXPECT_FALSE(parse_fec_mode("8;2", f).is_ok());
+  EXPECT_FALSE(parse_fec_mode("0,2", f).is_ok());
+  EXPECT_FALSE(parse_fec_mode("8,17", f).is_ok());
+  EXPECT_FALSE(parse_fec_mode("sometimes", f).is_ok());
+  ASSERT_TRUE(parse_fec_mode("adaptive", f).is_ok());
+  EXPECT_TRUE(f.enabled && f.adaptive);
+  ASSERT_TRUE(parse_fec_mode("off", f).is_ok());
+  EXPECT_FALSE(f.enabled);
+  Fixture fx;
+  fx.listen([](ConnectionPtr c) { return std::make_shared<Echo>(c); });
+  UdpOptions o = fx.client_options;
+  o.fec.enabled = true;
+  o.fec.max_repair_ratio = 0;
+  Result<ConnectionPtr> r = fx.dial(o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("max repair ratio"), std::string::npos) << r.status().to_string();
+}
+
+TEST(UdpTransportParams, TheFecFlagRoundTripsAndAnOlderPeerOffersNone) {
+  TransportParams p{1, 2, 3, 4};
+  p.fec = true;
+  auto bytes = encode_transport_params(p);
+  auto back = decode_transport_params(ByteView(bytes.data(), bytes.size()));
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_TRUE(back->fec);
+  // The four numbers alone, as an older version sends them.
+  auto old = encode_transport_params(TransportParams{1, 2, 3, 4});
+  ASSERT_EQ(old.back(), 0u);  // the flags varint, zero
+  old.pop_back();
+  auto older = decode_transport_params(ByteView(old.data(), old.size()));
+  ASSERT_TRUE(older.is_ok());
+  EXPECT_FALSE(older->fec);
+  // A flags varint cut short.
+  auto cut = encode_transport_params(TransportParams{1, 2, 3, 4});
+  cut.back() = 0x80;
+  EXPECT_FALSE(decode_transport_params(ByteView(cut.data(), cut.size())).is_ok());
 }
 
 TEST(UdpTransportParams, RoundTripAndRefuseBadInput) {

@@ -456,14 +456,66 @@ TEST(FecTest, AdaptiveEncoderChangesRatioAtABlockBoundary) {
   for (int i = 0; i < 8; ++i) enc.push(kT0, ByteView(d));
   EXPECT_EQ(drain(enc).size(), 12u);
   for (int i = 0; i < 4; ++i) enc.push(kT0, ByteView(d));
-  enc.set_loss_estimate(0.20);  // the open block of 4 closes with ceil(4 x 4 / 8) = 2 repairs
+  // The open block of 4 closes early. At 20% loss a full block of (8, 4) is beyond repair with a
+  // chance of 7.3%; 4 sources with 2 repairs would be with 9.9%, with 3 repairs 3.3%: 3 repairs
+  // (more than the proportional ceil(4 x 4 / 8) = 2).
+  enc.set_loss_estimate(0.20);
   enc.push(kT0, ByteView(d));
   std::vector<std::string> out = drain(enc);
-  ASSERT_EQ(out.size(), 7u);
+  ASSERT_EQ(out.size(), 8u);
   EXPECT_EQ(out[4][6], 4);
-  EXPECT_EQ(out[4][7], 2);
-  EXPECT_EQ(static_cast<std::uint8_t>(out[6][0]), kFecSourceType);
+  EXPECT_EQ(out[4][7], 3);
+  EXPECT_EQ(static_cast<std::uint8_t>(out[7][0]), kFecSourceType);
   EXPECT_EQ(enc.stats().blocks, 2u);
+}
+
+TEST(FecTest, AnEarlyClosedBlockGetsNoMoreRepairsPerSourceThanTheCap) {
+  FecEncoderOptions o;
+  o.enabled = true;
+  o.max_repair_ratio = 1.0;
+  o.flush_delay = std::chrono::milliseconds(2);
+  FecEncoder enc(o);
+  enc.set_loss_estimate(0.20);  // (6, 6)
+  const std::string d = make_datagram(1, 100);
+  enc.push(kT0, ByteView(d));
+  enc.on_timeout(kT0 + std::chrono::milliseconds(2));
+  std::vector<std::string> out = drain(enc);
+  ASSERT_EQ(out.size(), 2u);  // one source, one repair (the loss alone would ask for two)
+  EXPECT_EQ(static_cast<std::uint8_t>(out[1][0]), kFecRepairType);
+  EXPECT_EQ(out[1][7], 1);
+}
+
+// A block closed early sends fewer repairs than it accumulated parity rows for; the rows it did
+// not send must not leak into the next block's repairs.
+TEST(FecTest, RepairsOfABlockAfterAnEarlyClosedOneRebuildItsSources) {
+  FecEncoderOptions o;
+  o.enabled = true;
+  o.adaptive = false;
+  o.ratio = {4, 4};
+  o.flush_delay = std::chrono::milliseconds(2);
+  FecEncoder enc(o);
+  const std::string a = make_datagram(1, 300), b = make_datagram(2, 200), c = make_datagram(3, 250);
+  enc.push(kT0, ByteView(a));
+  enc.on_timeout(kT0 + std::chrono::milliseconds(2));  // 1 source, 1 repair of 4 rows
+  for (int i = 0; i < 4; ++i) enc.push(kT0, ByteView(i % 2 ? b : c));  // a full block, 4 repairs
+  std::vector<std::string> out = drain(enc);
+  ASSERT_EQ(out.size(), 2u + 8u);
+  // Lose the full block's first three sources: repairs 1-3 rebuild them (row 0 would too).
+  FecDecoder dec;
+  std::vector<std::string> got;
+  for (std::size_t i = 2; i < out.size(); ++i) {
+    if (i >= 2 && i < 5) continue;
+    if (i == 6) continue;  // repair 0
+    ByteView v = dec.on_datagram(kT0, ByteView(out[i]));
+    if (!v.empty()) got.emplace_back(reinterpret_cast<const char*>(v.data()), v.size());
+    while (auto r = dec.poll_recovered()) got.emplace_back(reinterpret_cast<const char*>(r->data()), r->size());
+  }
+  EXPECT_EQ(dec.stats().malformed, 0u);
+  ASSERT_EQ(got.size(), 4u);
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> want = {c, b, c, b};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want);
 }
 
 TEST(FecTest, DecoderMeasuresTheLossOfFecPackets) {

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include "transport/udp/fec_filter.h"
 #include "transport/udp/keys.h"
 
 namespace slip::cli {
@@ -16,6 +17,9 @@ Result<session::Dialer> make_dialer(const Common& c) {
     transport::udp::UdpOptions udp;
     udp.server_key = *key;
     udp.connect_timeout = std::chrono::milliseconds(c.timeout_ms);
+    if (Status st = transport::udp::parse_fec_mode(c.udp_fec, udp.fec); !st.is_ok()) {
+      return invalid_argument("--udp-fec: " + std::string(st.message()));
+    }
     SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(*hostport));
     return session::udp_dialer(std::move(hp), std::move(udp));
   }

@@ -14,6 +14,8 @@ struct Common {
   std::string server = "127.0.0.1:7420";
   // The UDP server's public key to pin (64 hex digits, as `slip udp-key public` prints it).
   std::string server_key;
+  // Forward error correction to offer a udp:// server: off, adaptive or K,M.
+  std::string udp_fec = "off";
   transport::TlsOptions tls;
   bool use_tls = false;
   std::string name = "slip";

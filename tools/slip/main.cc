@@ -209,6 +209,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--server-key", common.server_key,
                  "The udp:// server's public key to pin: 64 hex digits, as `slip udp-key public` prints it");
+  app.add_option("--udp-fec", common.udp_fec,
+                 "Forward error correction to offer a udp:// server: off, adaptive (repairs follow the measured "
+                 "loss) or K,M (M repair packets per K); used when the server offers it too")
+      ->capture_default_str();
   app.add_option("--name", common.name, "Client name shown by the server")->capture_default_str();
   app.add_option("--timeout-ms", common.timeout_ms,
                  "Give up on the handshake (and a bench run that stops progressing) after this long, ms")

@@ -48,6 +48,8 @@ constexpr SettingSpec kSettings[] = {
     {"udp_key", SettingType::kString},
     {"udp_retry", SettingType::kString},
     {"udp_retry_threshold", SettingType::kInteger},
+    {"udp_fec", SettingType::kString},
+    {"udp_fec_max_repair", SettingType::kInteger},
     {"metrics", SettingType::kString},
     {"trace_file", SettingType::kString},
     {"max_payload", SettingType::kInteger},

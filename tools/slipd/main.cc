@@ -18,6 +18,7 @@
 #include "obs/traceparent.h"
 #include "observability.h"
 #include "server.h"
+#include "transport/udp/fec_filter.h"
 #include "transport/udp/keys.h"
 
 namespace {
@@ -222,6 +223,16 @@ int main(int argc, char** argv) {
   app.add_option("--udp-retry-threshold", opts.udp.cookie_load_threshold,
                  "Unconfirmed UDP handshakes at which --udp-retry under-load starts demanding cookies")
       ->capture_default_str();
+  std::string udp_fec = "adaptive";
+  unsigned udp_fec_max_repair = 100;
+  app.add_option("--udp-fec", udp_fec,
+                 "Forward error correction offered to UDP clients (used when the client offers it too): off, "
+                 "adaptive (repairs follow the measured loss) or K,M (always M repair packets per K)")
+      ->capture_default_str();
+  app.add_option("--udp-fec-max-repair", udp_fec_max_repair,
+                 "Adaptive UDP FEC sends at most this many repair packets per 100 packets")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1600u));
   app.add_option("--max-connections", opts.max_connections, "Client connections at once, in all")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
@@ -346,6 +357,11 @@ int main(int argc, char** argv) {
     opts.udp.cookies = udp_retry == "always"  ? slip::transport::udp::CookiePolicy::kAlways
                        : udp_retry == "never" ? slip::transport::udp::CookiePolicy::kNever
                                               : slip::transport::udp::CookiePolicy::kUnderLoad;
+    if (auto st = slip::transport::udp::parse_fec_mode(udp_fec, opts.udp.fec); !st.is_ok()) {
+      SLIP_LOG_ERROR("cannot start: --udp-fec: {}", st.message());
+      return 2;
+    }
+    opts.udp.fec.max_repair_ratio = static_cast<double>(udp_fec_max_repair) / 100.0;
     std::string key_path = udp_key_file;
     if (key_path.empty()) {
       if (data_dir.empty()) {

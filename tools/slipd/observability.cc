@@ -239,6 +239,15 @@ void Observability::register_collectors() {
     c("slip_udp_probes_sent_total", "UDP probe-timeout packets", t.probes_sent);
     c("slip_udp_bytes_sent_total", "UDP payload bytes sent", t.bytes_sent);
     c("slip_udp_bytes_received_total", "UDP payload bytes received in accepted packets", t.bytes_received);
+    const transport::udp::FecFilterStats& f = s.fec;
+    c("slip_udp_fec_connections_total", "UDP connections that negotiated forward error correction", f.connections);
+    c("slip_udp_fec_repair_sent_total", "FEC repair packets sent", f.repair_sent);
+    c("slip_udp_fec_repair_received_total", "FEC repair packets received", f.repair_received);
+    c("slip_udp_fec_recovered_total", "Packets rebuilt from FEC repairs instead of waiting for a retransmission",
+      f.recovered);
+    c("slip_udp_fec_unrecoverable_blocks_total", "FEC blocks given up with packets still missing",
+      f.unrecoverable_blocks);
+    c("slip_udp_fec_malformed_total", "FEC packets refused: damaged or forged repairs and loss reports", f.malformed);
     c("slip_udp_socket_datagrams_sent_total", "Datagrams the listener's socket sent", s.socket.datagrams_sent);
     c("slip_udp_socket_datagrams_received_total", "Datagrams the listener's socket received", s.socket.datagrams_received);
     c("slip_udp_socket_send_calls_total", "sendmmsg calls of the listener's socket", s.socket.send_calls);

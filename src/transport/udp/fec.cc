@@ -169,10 +169,39 @@ void FecEncoder::push(Instant now, ByteView datagram) {
   if (count_ >= block_ratio_.k) close_block(false);
 }
 
+namespace {
+
+// The chance that more than m of n packets are lost, each independently with probability p.
+double loss_beyond(std::size_t n, std::size_t m, double p) {
+  double term = std::pow(1 - p, static_cast<double>(n));  // P(X = 0)
+  double at_most = term;
+  for (std::size_t i = 1; i <= m && i <= n; ++i) {
+    term *= static_cast<double>(n - i + 1) / static_cast<double>(i) * p / (1 - p);
+    at_most += term;
+  }
+  return std::max(0.0, 1 - at_most);
+}
+
+}  // namespace
+
+std::size_t FecEncoder::repairs_for_flush() const {
+  const std::size_t k = block_ratio_.k, m = block_ratio_.m;
+  // Proportional: m x count / k, rounded up.
+  std::size_t r = (m * count_ + k - 1) / k;
+  const double p = policy_.loss_estimate();
+  if (!options_.adaptive || count_ >= k || !(p > 0 && p < 1)) return r;
+  const double target = loss_beyond(k + m, m, p);
+  const auto cap = static_cast<std::size_t>(
+      std::max(1.0, std::floor(static_cast<double>(count_) * options_.max_repair_ratio + 1e-9)));
+  const std::size_t most = std::min(m, std::max(r, cap));
+  while (r < most && loss_beyond(count_ + r, r, p) > target) ++r;
+  return r;
+}
+
 void FecEncoder::close_block(bool flushed) {
   if (count_ == 0) return;
-  // A block closed early keeps the ratio: m x count / k repairs, rounded up.
-  const std::size_t m = (block_ratio_.m * count_ + block_ratio_.k - 1) / block_ratio_.k;
+  // A block closed early: see FecEncoderOptions::max_repair_ratio.
+  const std::size_t m = flushed ? repairs_for_flush() : block_ratio_.m;
   for (std::size_t r = 0; r < m; ++r) {
     std::vector<std::uint8_t>& o = new_output();
     o.resize(kFecRepairHeaderSize + symbol_len_);
@@ -182,9 +211,11 @@ void FecEncoder::close_block(bool flushed) {
     o[6] = static_cast<std::uint8_t>(count_);
     o[7] = static_cast<std::uint8_t>(m);
     std::memcpy(o.data() + kFecRepairHeaderSize, parity_rows_[r], symbol_len_);
-    std::memset(parity_rows_[r], 0, symbol_len_);
     ++stats_.repair_packets;
   }
+  // Every row the block accumulated starts the next block at zero, the unsent ones too (a block
+  // closed early sends fewer than block_ratio_.m).
+  for (std::size_t r = 0; r < block_ratio_.m; ++r) std::memset(parity_rows_[r], 0, symbol_len_);
   ++stats_.blocks;
   if (flushed) ++stats_.blocks_flushed;
   ++block_id_;

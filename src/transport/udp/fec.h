@@ -125,6 +125,10 @@ struct FecEncoderOptions {
   Duration flush_delay = std::chrono::milliseconds(2);
   // Longer datagrams pass through unprotected (counted). Sizes the parity buffers.
   std::size_t max_datagram_size = 1500;
+  // Adaptive mode, a block closed early with n < k sources: it gets the repairs that keep its
+  // chance of loss beyond repair no higher than a full block's at the estimated loss rate (at
+  // least m x n / k, at most m), but no more than this many per source (rounded down, at least 1).
+  double max_repair_ratio = kFecMaxRepairs;
 };
 
 struct FecEncoderStats {
@@ -169,6 +173,7 @@ class FecEncoder {
 
  private:
   void close_block(bool flushed);
+  std::size_t repairs_for_flush() const;
   std::vector<std::uint8_t>& new_output();
 
   FecEncoderOptions options_;
@@ -214,6 +219,42 @@ struct FecDecoderStats {
   std::uint64_t too_old = 0;            // repairs for blocks long forgotten
   std::uint64_t blocks_unrecovered = 0;  // forgotten with sources missing
   std::uint64_t blocks_evicted = 0;     // forgotten early for the block or byte limit
+};
+
+// FEC for a udp:// connection (UdpOptions::fec; fec_filter.h applies it). Each end offers FEC in
+// its transport parameters when `enabled`; a connection uses it only when both ends offer it, so a
+// peer without FEC (or with it off) gets none. The ratio is this end's choice for what it sends.
+struct FecOptions {
+  bool enabled = false;
+  // Adaptive: no repairs while no loss is measured, then the policy's levels as loss grows.
+  // Fixed: always `ratio`.
+  bool adaptive = true;
+  FecRatio ratio{8, 2};
+  // The most repair packets per source packet (m / k) the adaptive policy may reach: its levels
+  // above are capped to this ratio. 1.0 doubles the packets at most.
+  double max_repair_ratio = 1.0;
+  FecPolicyOptions policy;
+  // See FecEncoderOptions::flush_delay.
+  Duration flush_delay = std::chrono::milliseconds(2);
+  // How often the receiver reports its measured loss while FEC packets arrive.
+  Duration feedback_interval = std::chrono::milliseconds(20);
+  FecDecoderOptions decoder;
+};
+
+// Counters of one filter, or the sum over an endpoint's connections.
+// (A connection's FEC filter, fec_filter.h.)
+struct FecFilterStats {
+  std::uint64_t connections = 0;         // connections that negotiated FEC (endpoint sums only)
+  std::uint64_t source_packets = 0;      // datagrams sent inside FEC blocks
+  std::uint64_t repair_sent = 0;
+  std::uint64_t repair_received = 0;
+  std::uint64_t recovered = 0;           // datagrams rebuilt and handed to the connection
+  std::uint64_t unrecoverable_blocks = 0;  // blocks given up with sources missing
+  std::uint64_t malformed = 0;           // bad FEC packets (damaged or forged), bad feedback
+  std::uint64_t feedback_sent = 0;
+  std::uint64_t feedback_received = 0;
+
+  void add(const FecFilterStats& o);
 };
 
 class FecDecoder {

@@ -15,6 +15,7 @@
 #include "core/logging.h"
 #include "core/varint.h"
 #include "transport/udp/aead_protector.h"
+#include "transport/udp/fec_filter.h"
 #include "transport/udp/frames.h"
 #include "transport/udp/keys.h"
 
@@ -247,6 +248,8 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
   bool blocked() const { return write_waiting_; }
   void wait_for_write(UdpConn* c) { write_waiters_.push_back(c->shared_from_this()); }
 
+  FecFilterStats* fec_totals() { return &fec_totals_; }
+
   void stop_accepting() { accepting_ = false; }
   void listener_gone() {
     listener_alive_ = false;
@@ -263,6 +266,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
     s.connections = conns_.size();
     s.unconfirmed = by_client_cid_.size();
     s.socket = socket_.counters();
+    s.fec = fec_totals_;
     if (server_hs_) s.retries_sent = server_hs_->counters().retries_sent;
     return s;
   }
@@ -399,6 +403,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
         std::chrono::duration_cast<std::chrono::microseconds>(co.ack.max_ack_delay).count());
     ours.idle_timeout_ms = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(co.idle_timeout).count());
+    ours.fec = options_->fec.enabled && !options_->filter;
     const std::vector<std::uint8_t> params = encode_transport_params(ours);
     Result<ServerHandshake::Accepted> acc = server_hs_->respond(dec.initial, cid, ByteView(params));
     if (!acc.is_ok()) {
@@ -548,6 +553,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
   std::uint64_t dropped_full_ = 0;
   UdpEndpointStats stats_;
   UdpTraffic gone_traffic_;  // connections removed
+  FecFilterStats fec_totals_;
 
  public:
   // Client registry key, for removal.
@@ -756,10 +762,23 @@ void UdpConn::make_core(const HandshakeResult& keys, const ConnectionId& peer_ci
   co.peer_stream_receive_window = tp->stream_receive_window;
   co.peer_connection_receive_window = tp->connection_receive_window;
   co.recovery.peer_max_ack_delay = std::chrono::microseconds(std::min<std::uint64_t>(tp->max_ack_delay_us, 1u << 24));
+  const bool fec = !options_->filter && fec_negotiated(options_->fec, tp->fec);
+  if (fec) fec_adjust_connection(options_->fec, co);
   protector_ = std::make_unique<AeadProtector>(keys.send.key(), keys.receive.key());
   core_ = std::make_unique<udp::Connection>(co, protector_.get(), now);
   if (role_ == Role::kClient) (void)core_->open_stream(Priority::kStream);
-  if (options_->filter) filter_ = options_->filter(role_);
+  if (options_->filter) {
+    filter_ = options_->filter(role_);
+  } else if (fec) {
+    filter_ = std::make_unique<FecFilter>(
+        options_->fec, [] { return clock_now(); },
+        [this]() -> std::pair<std::uint64_t, std::uint64_t> {
+          if (!core_) return {0, 0};
+          const ConnectionStats st = core_->stats();
+          return {st.packets_sent, st.packets_lost};
+        },
+        ep_->fec_totals());
+  }
   state_ = State::kOpen;
 }
 
@@ -990,6 +1009,9 @@ Result<std::unique_ptr<UdpListener>> udp_listen(io::LoopGroup& loops, const Host
                                                 const UdpOptions& options, AcceptHandler on_accept) {
   if (options.loop_index >= loops.size()) return invalid_argument("udp listener: no such loop");
   if (options.static_key.public_key == PublicKey{}) return invalid_argument("udp listener: no server key");
+  if (options.fec.enabled) {
+    if (Status st = validate_fec_options(options.fec); !st.is_ok()) return st.with_context("udp listener");
+  }
   Result<UdpSocket> s = UdpSocket::bind(address, options.socket);
   if (!s.is_ok()) return s.status();
   auto opts = std::make_shared<const UdpOptions>(options);
@@ -1023,6 +1045,7 @@ void connect_resolved(io::EventLoop& loop, const SocketAddress& to, std::shared_
       std::chrono::duration_cast<std::chrono::microseconds>(opts->connection.ack.max_ack_delay).count());
   ours.idle_timeout_ms = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(opts->connection.idle_timeout).count());
+  ours.fec = opts->fec.enabled && !opts->filter;
   hs.transport_params = encode_transport_params(ours);
   c->begin_client(std::move(hs), std::move(done), clock_now());
   ep->add(c);
@@ -1038,6 +1061,12 @@ void udp_connect(io::EventLoop& loop, const HostPort& address, const UdpOptions&
       done(invalid_argument("udp connect: no server key pinned (--server-key, as `slip udp-key public` prints it)"));
     });
     return;
+  }
+  if (opts->fec.enabled) {
+    if (Status st = validate_fec_options(opts->fec); !st.is_ok()) {
+      loop.post([done = std::move(done), st = st.with_context("udp connect")] { done(st); });
+      return;
+    }
   }
   Result<SocketAddress> numeric = SocketAddress::from_host_port(address);
   if (numeric.is_ok()) {
@@ -1066,9 +1095,11 @@ void udp_connect(io::EventLoop& loop, const HostPort& address, const UdpOptions&
 // ---- transport parameters, URLs ----
 
 std::vector<std::uint8_t> encode_transport_params(const TransportParams& p) {
-  std::vector<std::uint8_t> out(4 * kMaxVarint64Bytes);
+  std::vector<std::uint8_t> out(5 * kMaxVarint64Bytes);
   std::uint8_t* w = out.data();
-  for (std::uint64_t v : {p.stream_receive_window, p.connection_receive_window, p.max_ack_delay_us, p.idle_timeout_ms}) {
+  const std::uint64_t flags = p.fec ? 1 : 0;
+  for (std::uint64_t v :
+       {p.stream_receive_window, p.connection_receive_window, p.max_ack_delay_us, p.idle_timeout_ms, flags}) {
     w = encode_varint(w, std::min(v, kMaxVarintValue));
   }
   out.resize(static_cast<std::size_t>(w - out.data()));
@@ -1087,7 +1118,16 @@ Result<TransportParams> decode_transport_params(ByteView bytes) {
     pos += r.length;
   }
   if (v[0] == 0 || v[1] == 0) return invalid_argument("udp transport parameters: zero receive window");
-  return TransportParams{v[0], v[1], v[2], v[3]};
+  TransportParams p{v[0], v[1], v[2], v[3]};
+  if (pos < bytes.size()) {
+    // The flags (absent from older peers' parameters).
+    VarintResult r = decode_varint(bytes.data() + pos, bytes.size() - pos);
+    if (r.error != VarintError::kOk || r.value > kMaxVarintValue) {
+      return invalid_argument("udp transport parameters: truncated or bad flags varint");
+    }
+    p.fec = (r.value & 1) != 0;
+  }
+  return p;
 }
 
 std::optional<std::string> udp_url_address(std::string_view url) {

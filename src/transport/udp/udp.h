@@ -24,6 +24,7 @@
 #include "transport/address.h"
 #include "transport/transport.h"
 #include "transport/udp/connection.h"
+#include "transport/udp/fec.h"
 #include "transport/udp/handshake.h"
 #include "transport/udp/socket.h"
 
@@ -81,7 +82,11 @@ struct UdpOptions {
     s.receive_buffer = 4 << 20;
     return s;
   }();
+  // A custom filter for every connection; when set, FEC (below) is not offered.
   DatagramFilterFactory filter;
+  // Forward error correction (fec.h, FecOptions): offered in the handshake when enabled, used
+  // when the peer offers it too.
+  FecOptions fec;
 
   // close() waits at most this long for queued bytes to be acknowledged, then drops them.
   std::chrono::milliseconds close_linger{5000};
@@ -134,6 +139,7 @@ struct UdpEndpointStats {
   std::uint64_t expired_unconfirmed = 0;
   SocketCounters socket;
   UdpTraffic traffic;
+  FecFilterStats fec;  // summed over the connections that used FEC (connections: how many)
 };
 
 class UdpListener : public Listener {
@@ -167,8 +173,11 @@ struct TransportParams {
   std::uint64_t connection_receive_window = 0;
   std::uint64_t max_ack_delay_us = 0;
   std::uint64_t idle_timeout_ms = 0;
+  bool fec = false;  // this end offers forward error correction
 };
-// Four varints in this order; decoders ignore bytes after them (later versions append).
+// Five varints in this order: the four numbers, then flags (bit 0: FEC offered). Decoders
+// ignore bytes after them (later versions append); a peer that sends only the first four (an
+// older version) offers nothing.
 std::vector<std::uint8_t> encode_transport_params(const TransportParams& p);
 // kInvalidArgument for a truncated or out-of-range varint, or a zero window.
 Result<TransportParams> decode_transport_params(ByteView bytes);
