@@ -1048,6 +1048,9 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
   Side side[2];  // [0] TCP, [1] UDP
   std::vector<double> small_ratio, large_ratio, p50_ratio, p99_ratio;
 
+  // CPU time per message (sender + receiver, ns), a figure the machine's load does not change much.
+  std::vector<double> cpu_small[2], cpu_large[2];
+  double last_cpu_ns = 0;
   // One-way messages; returns the receiver's rate in msgs/s, or a negative number on failure.
   auto one_way = [&](std::size_t size, std::uint64_t count) -> double {
     PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kCount, lo, so, count); },
@@ -1061,6 +1064,7 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
                    pr.server["count"], count);
       return -1;
     }
+    last_cpu_ns = (pr.client["c_cpu"] + pr.server["s_cpu"]) * 1e9 / static_cast<double>(count);
     return pr.server["rate"];
   };
 
@@ -1073,7 +1077,9 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
     for (int u = 0; u < 2; ++u) {
       g_wire.udp = u == 1;
       const double small = one_way(plan.small, plan.small_count);
+      cpu_small[u].push_back(last_cpu_ns);
       const double large = one_way(plan.large, plan.large_count);
+      cpu_large[u].push_back(last_cpu_ns);
       if (small < 0 || large < 0) return 1;
       PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, so, 0); },
                                [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, so, plan.rtt); });
@@ -1086,9 +1092,11 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
       sd.large_gbps.push_back(large * static_cast<double>(plan.large) * 8 / 1e9);
       sd.rtt.push_back(percentiles_from(pr.client, "q_"));
       const Percentiles& p = sd.rtt.back();
-      std::printf("run %d %s: %zu B %s msgs/s, %zu B %.2f Gbit/s, round trip p50 %s p99 %s p99.9 %s max %s us\n", run + 1,
-                  wire_name(g_wire.udp), plan.small, fmt_rate(small).c_str(), plan.large, sd.large_gbps.back(),
-                  fmt_us(p.p50).c_str(), fmt_us(p.p99).c_str(), fmt_us(p.p999).c_str(), fmt_us(p.max).c_str());
+      std::printf("run %d %s: %zu B %s msgs/s (%.0f ns CPU/msg), %zu B %.2f Gbit/s (%.0f ns CPU/msg), round trip p50 %s "
+                  "p99 %s p99.9 %s max %s us\n",
+                  run + 1, wire_name(g_wire.udp), plan.small, fmt_rate(small).c_str(), cpu_small[u].back(), plan.large,
+                  sd.large_gbps.back(), cpu_large[u].back(), fmt_us(p.p50).c_str(), fmt_us(p.p99).c_str(),
+                  fmt_us(p.p999).c_str(), fmt_us(p.max).c_str());
     }
     small_ratio.push_back(side[1].small_rate.back() / side[0].small_rate.back());
     large_ratio.push_back(side[1].large_gbps.back() / side[0].large_gbps.back());
@@ -1114,6 +1122,10 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
               fmt_ratio(median(large_ratio)).c_str(), fmt_ratio(median(p50_ratio)).c_str(),
               fmt_ratio(median(p99_ratio)).c_str());
   std::printf("\nRatios are medians of the per-run ratios (UDP against the TCP case of the same run).\n");
+  std::printf("CPU time per one-way message, sender + receiver processes (median; less sensitive to a busy machine than "
+              "the rates): TCP %.0f ns at %zu B, %.0f ns at %zu B; UDP %.0f ns at %zu B, %.0f ns at %zu B.\n",
+              median(cpu_small[0]), plan.small, median(cpu_large[0]), plan.large, median(cpu_small[1]), plan.small,
+              median(cpu_large[1]), plan.large);
   print_foreign_summary();
   std::printf("\nGoals:\n");
   const double m = median(side[1].small_rate), g = median(side[1].large_gbps);
