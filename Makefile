@@ -64,6 +64,15 @@ bench-sessions: build
 	@scripts/install-deps.sh --bench
 	@scripts/bench-sessions.sh
 
+# Sessions over encrypted UDP against sessions over TCP: 64 B msgs/s, 1400 B Gbit/s, 64 B round
+# trips (docs/benchmarks.md, "Sessions over UDP and TCP"). RUNS=5 by default; ARGS go to
+# session_bench udp (e.g. ARGS="--small-count 500000").
+.PHONY: bench-udp
+bench-udp: build
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target session_bench
+	scripts/bench-udp.sh $(ARGS)
+
 # The NATS gateway against nats-server: the same libnats program drives both (medians of 3 runs;
 # docs/benchmarks.md, "NATS gateway vs nats-server"). ARGS go to broker_bench.
 .PHONY: bench-nats

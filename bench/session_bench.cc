@@ -1,5 +1,5 @@
-// End-to-end session benchmarks over TCP on 127.0.0.1, each read against the real floor measured
-// on the same machine in the same run:
+// End-to-end session benchmarks on 127.0.0.1, each read against the real floor measured on the
+// same machine in the same run:
 //
 //   pingpong    16 B round trips on one interactive stream, with each idle strategy (block, spin,
 //               busy) on both sides, against sockperf's TCP ping-pong and our own plain-socket
@@ -8,7 +8,9 @@
 //   throughput  one-way 64 B messages on one stream as fast as the session accepts them, counted
 //               at the receiver, against a plain TCP sender doing one write() per message;
 //   hol         64 B interactive round trips while 100 MB bulk messages stream on another stream
-//               of the same connection, against the same round trips with no bulk transfer.
+//               of the same connection, against the same round trips with no bulk transfer;
+//   udp         sessions over reliable encrypted UDP against sessions over TCP: one-way 64 B
+//               msgs/s, one-way 1400 B Gbit/s, and 64 B round trips (p50/p99/p99.9).
 //
 // Server and client are separate processes (forked from this one, which only orchestrates and
 // never starts a thread), each with one EventLoop. Every benchmark runs --runs times, the cases
@@ -46,6 +48,7 @@
 #include "session/session.h"
 #include "sockperf_runner.h"
 #include "transport/tcp/tcp.h"
+#include "transport/udp/udp.h"
 
 namespace slip::bench {
 namespace {
@@ -57,6 +60,16 @@ using session::SessionOptions;
 // Per-stream flow-control window both sides advertise in the handshake; 0 keeps the protocol
 // default. Set by the parent before it forks (an experiment knob, not a default).
 std::uint32_t g_initial_credit = 0;
+
+// Which transport the sessions of a pair run on: TCP, or reliable encrypted UDP with a key pair
+// made by the parent before it forks (the server holds it, the client pins its public half).
+struct Wire {
+  bool udp = false;
+  transport::udp::KeyPair key;
+};
+Wire g_wire;
+
+const char* wire_name(bool udp) { return udp ? "UDP (encrypted)" : "TCP"; }
 
 // No child may run longer than this (SIGALRM), whatever goes wrong.
 constexpr std::chrono::seconds kChildLimit{600};
@@ -216,12 +229,24 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
   BenchServer handler(mode, expect);
   std::vector<std::shared_ptr<Session>> sessions;  // loop thread only
   std::uint64_t ids = 0;
-  auto listener = transport::tcp_listen(loops, transport::HostPort{"127.0.0.1", 0}, tcp,
-                                        [&](transport::ConnectionPtr c) {
-                                          auto s = Session::server(std::move(c), hs, ++ids, so, &handler);
-                                          sessions.push_back(s);
-                                          s->start();
-                                        });
+  auto on_accept = [&](transport::ConnectionPtr c) {
+    auto s = Session::server(std::move(c), hs, ++ids, so, &handler);
+    sessions.push_back(s);
+    s->start();
+  };
+  Result<std::unique_ptr<transport::Listener>> listener = invalid_argument("no listener");
+  if (g_wire.udp) {
+    transport::udp::UdpOptions uo;
+    uo.static_key = g_wire.key;
+    auto l = transport::udp::udp_listen(loops, transport::HostPort{"127.0.0.1", 0}, uo, on_accept);
+    if (l.is_ok()) {
+      listener = std::unique_ptr<transport::Listener>(std::move(l).value());
+    } else {
+      listener = l.status();
+    }
+  } else {
+    listener = transport::tcp_listen(loops, transport::HostPort{"127.0.0.1", 0}, tcp, on_accept);
+  }
   if (!listener.is_ok()) {
     report(fd, "error=1 " + listener.status().to_string());
     exit_child(1);
@@ -238,7 +263,9 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
                 handler.count_ > 1 && secs > 0 ? static_cast<double>(handler.count_ - 1) / secs : 0.0,
                 handler.frames_in_, handler.bulk_bytes_);
   report(fd, b + rusage_words("s_"));
-  const bool clean = handler.close_reason_.is_ok() || handler.close_reason_.code() == StatusCode::kDisconnected;
+  // Disconnected: the TCP client exited; cancelled: the UDP client said GOAWAY ("client stopping").
+  const bool clean = handler.close_reason_.is_ok() || handler.close_reason_.code() == StatusCode::kDisconnected ||
+                     handler.close_reason_.code() == StatusCode::kCancelled;
   if (!clean) std::fprintf(stderr, "server: session ended with %s\n", handler.close_reason_.to_string().c_str());
   exit_child(clean ? 0 : 1);
 }
@@ -246,6 +273,16 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
 // =============================================================================================
 // Client processes
 // =============================================================================================
+
+// The client's dialer for the pair's transport.
+session::Dialer bench_dialer(std::uint16_t port, const transport::TcpOptions& tcp = {}) {
+  if (g_wire.udp) {
+    transport::udp::UdpOptions uo;
+    uo.server_key = g_wire.key.public_key;
+    return session::udp_dialer(transport::HostPort{"127.0.0.1", port}, uo);
+  }
+  return session::tcp_dialer(transport::HostPort{"127.0.0.1", port}, tcp);
+}
 
 // What the client side of a session benchmark has in common: a reconnecting Client (with
 // reconnection off: a failure ends the run), and a promise kept once.
@@ -256,6 +293,25 @@ class ClientBase : public session::SessionHandler, public session::StreamHandler
 
   void on_closed(Session&, const Status& reason) override {
     finish(reason.is_ok() ? disconnected("session closed before the benchmark finished") : reason);
+    if (!closed_set_) {
+      closed_set_ = true;
+      closed_.set_value();
+    }
+  }
+
+  // Over UDP no kernel tells the server that the client process went away: the client closes
+  // its connection (a CLOSE packet the server hears) before it exits.
+  void close_gracefully(io::EventLoop& loop) {
+    if (!g_wire.udp || client_ == nullptr) return;
+    auto closed = closed_.get_future();
+    run_on(loop, [&] {
+      if (Session* s = client_->session()) s->abort(cancelled("benchmark done"));
+      client_->stop();
+    });
+    closed.wait_for(std::chrono::seconds(5));
+    // The transport's send pass was posted behind the abort: let it run.
+    run_on(loop, [] {});
+    run_on(loop, [] {});
   }
 
  protected:
@@ -269,6 +325,8 @@ class ClientBase : public session::SessionHandler, public session::StreamHandler
 
  private:
   std::promise<Status> finished_;
+  std::promise<void> closed_;
+  bool closed_set_ = false;
 };
 
 // ---- Round trips (pingpong and hol) ---------------------------------------------------------
@@ -411,7 +469,7 @@ int rtt_client_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptio
   RttClient h(loops->loop(0), plan, std::move(bulk));
   RttClient* handler = &h;
   session::ClientOptions o;
-  o.dial = session::tcp_dialer(transport::HostPort{"127.0.0.1", port}, tcp);
+  o.dial = bench_dialer(port, tcp);
   o.session = so;
   if (g_initial_credit > 0) o.handshake.initial_credit = g_initial_credit;
   o.reconnect.enabled = false;
@@ -427,6 +485,7 @@ int rtt_client_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptio
     report(fd, "error=1 " + st.to_string());
     exit_child(1);
   }
+  h.close_gracefully(loops->loop(0));
   std::string line = percentiles_words("q_", percentiles_us(h.samples_[0]));
   if (plan.bulk_bytes > 0) {
     const double secs = static_cast<double>(h.bulk_end_ns_ - h.bulk_start_ns_) / 1e9;
@@ -506,7 +565,7 @@ int sender_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptions s
   loops->start();
   Sender h(loops->loop(0), size, count, batch);
   session::ClientOptions o;
-  o.dial = session::tcp_dialer(transport::HostPort{"127.0.0.1", port});
+  o.dial = bench_dialer(port);
   o.session = so;
   if (g_initial_credit > 0) o.handshake.initial_credit = g_initial_credit;
   o.reconnect.enabled = false;
@@ -522,6 +581,7 @@ int sender_main(int fd, std::uint16_t port, io::LoopOptions lo, SessionOptions s
     report(fd, "error=1 " + st.to_string());
     exit_child(1);
   }
+  h.close_gracefully(loops->loop(0));
   std::uint64_t chunks = 0;
   for (auto c : h.stats_.chunks_out) chunks += c;
   char b[320];
@@ -957,6 +1017,124 @@ int cmd_throughput(const Common& c, std::size_t size, std::uint64_t count, std::
   return 0;
 }
 
+// ---- udp ----------------------------------------------------------------------------------
+
+// Sessions over reliable encrypted UDP against sessions over TCP, in the same run: one-way
+// throughput of small messages (msgs/s) and of large ones (Gbit/s of payload), and round trips
+// of one small message at a time. Every run does each case over TCP, then over UDP.
+struct UdpPlan {
+  std::size_t small = 64;
+  std::uint64_t small_count = 1'000'000;
+  std::size_t large = 1400;
+  std::uint64_t large_count = 200'000;
+  RttPlan rtt;
+  std::string idle = "spin";
+};
+
+int cmd_udp(const Common& c, const UdpPlan& plan) {
+  auto idle = io::parse_idle_strategy(plan.idle);
+  if (!idle.is_ok()) {
+    std::fprintf(stderr, "%s\n", idle.status().to_string().c_str());
+    return 2;
+  }
+  const io::LoopOptions lo = loop_options(*idle, c);
+  SessionOptions so;
+  so.compression.codecs = 0;  // payloads are the same bytes over and over: keep the codec out
+  g_wire.key = transport::udp::KeyPair::generate();
+  struct Side {
+    std::vector<double> small_rate, large_gbps;
+    std::vector<Percentiles> rtt;
+  };
+  Side side[2];  // [0] TCP, [1] UDP
+  std::vector<double> small_ratio, large_ratio, p50_ratio, p99_ratio;
+
+  // CPU time per message (sender + receiver, ns), a figure the machine's load does not change much.
+  std::vector<double> cpu_small[2], cpu_large[2];
+  double last_cpu_ns = 0;
+  // One-way messages; returns the receiver's rate in msgs/s, or a negative number on failure.
+  auto one_way = [&](std::size_t size, std::uint64_t count) -> double {
+    PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kCount, lo, so, count); },
+                             [&](int fd, std::uint16_t port) { return sender_main(fd, port, lo, so, size, count, 0); });
+    if (!pr.ok) {
+      std::fprintf(stderr, "%s throughput, %zu B: %s\n", wire_name(g_wire.udp), size, pr.error.c_str());
+      return -1;
+    }
+    if (static_cast<std::uint64_t>(pr.server["count"]) != count) {
+      std::fprintf(stderr, "%s throughput: the server counted %.0f messages, not %" PRIu64 "\n", wire_name(g_wire.udp),
+                   pr.server["count"], count);
+      return -1;
+    }
+    last_cpu_ns = (pr.client["c_cpu"] + pr.server["s_cpu"]) * 1e9 / static_cast<double>(count);
+    return pr.server["rate"];
+  };
+
+  std::printf("## udp: sessions over UDP (ChaCha20-Poly1305) against sessions over TCP, 127.0.0.1, %s; one-way "
+              "%zu B x %" PRIu64 " and %zu B x %" PRIu64 ", %" PRIu64 " round trips of %zu B after %" PRIu64
+              " warm-up; %d runs\n",
+              case_name(*idle, c).c_str(), plan.small, plan.small_count, plan.large, plan.large_count, plan.rtt.count,
+              plan.rtt.size, plan.rtt.warmup, c.runs);
+  for (int run = 0; run < c.runs; ++run) {
+    for (int u = 0; u < 2; ++u) {
+      g_wire.udp = u == 1;
+      const double small = one_way(plan.small, plan.small_count);
+      cpu_small[u].push_back(last_cpu_ns);
+      const double large = one_way(plan.large, plan.large_count);
+      cpu_large[u].push_back(last_cpu_ns);
+      if (small < 0 || large < 0) return 1;
+      PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, so, 0); },
+                               [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, so, plan.rtt); });
+      if (!pr.ok) {
+        std::fprintf(stderr, "%s round trips: %s\n", wire_name(g_wire.udp), pr.error.c_str());
+        return 1;
+      }
+      Side& sd = side[u];
+      sd.small_rate.push_back(small);
+      sd.large_gbps.push_back(large * static_cast<double>(plan.large) * 8 / 1e9);
+      sd.rtt.push_back(percentiles_from(pr.client, "q_"));
+      const Percentiles& p = sd.rtt.back();
+      std::printf("run %d %s: %zu B %s msgs/s (%.0f ns CPU/msg), %zu B %.2f Gbit/s (%.0f ns CPU/msg), round trip p50 %s "
+                  "p99 %s p99.9 %s max %s us\n",
+                  run + 1, wire_name(g_wire.udp), plan.small, fmt_rate(small).c_str(), cpu_small[u].back(), plan.large,
+                  sd.large_gbps.back(), cpu_large[u].back(), fmt_us(p.p50).c_str(), fmt_us(p.p99).c_str(),
+                  fmt_us(p.p999).c_str(), fmt_us(p.max).c_str());
+    }
+    small_ratio.push_back(side[1].small_rate.back() / side[0].small_rate.back());
+    large_ratio.push_back(side[1].large_gbps.back() / side[0].large_gbps.back());
+    p50_ratio.push_back(side[1].rtt.back().p50 / side[0].rtt.back().p50);
+    p99_ratio.push_back(side[1].rtt.back().p99 / side[0].rtt.back().p99);
+    std::printf("run %d: other processes used up to %.2f CPUs during these pairs\n", run + 1, take_foreign());
+    std::fflush(stdout);
+  }
+  g_wire.udp = false;
+
+  std::printf("\n### Sessions over UDP and TCP, 127.0.0.1 (median of %d runs)\n\n", c.runs);
+  std::printf("| Transport | %zu B msgs/s | %zu B Gbit/s | round trip %zu B p50 us | p99 | p99.9 |\n", plan.small,
+              plan.large, plan.rtt.size);
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  for (int u = 0; u < 2; ++u) {
+    const Side& sd = side[u];
+    std::printf("| %s | %s | %.2f | %s | %s | %s |\n", wire_name(u == 1), fmt_rate(median(sd.small_rate)).c_str(),
+                median(sd.large_gbps), fmt_us(median_of(sd.rtt, &Percentiles::p50)).c_str(),
+                fmt_us(median_of(sd.rtt, &Percentiles::p99)).c_str(),
+                fmt_us(median_of(sd.rtt, &Percentiles::p999)).c_str());
+  }
+  std::printf("| UDP / TCP | %s | %s | %s | %s | - |\n", fmt_ratio(median(small_ratio)).c_str(),
+              fmt_ratio(median(large_ratio)).c_str(), fmt_ratio(median(p50_ratio)).c_str(),
+              fmt_ratio(median(p99_ratio)).c_str());
+  std::printf("\nRatios are medians of the per-run ratios (UDP against the TCP case of the same run).\n");
+  std::printf("CPU time per one-way message, sender + receiver processes (median; less sensitive to a busy machine than "
+              "the rates): TCP %.0f ns at %zu B, %.0f ns at %zu B; UDP %.0f ns at %zu B, %.0f ns at %zu B.\n",
+              median(cpu_small[0]), plan.small, median(cpu_large[0]), plan.large, median(cpu_small[1]), plan.small,
+              median(cpu_large[1]), plan.large);
+  print_foreign_summary();
+  std::printf("\nGoals:\n");
+  const double m = median(side[1].small_rate), g = median(side[1].large_gbps);
+  std::printf("- UDP, %zu B: at least 1 million msgs/s: %s (%s msgs/s)\n", plan.small, m >= 1e6 ? "MET" : "MISSED",
+              fmt_rate(m).c_str());
+  std::printf("- UDP, %zu B: at least 5 Gbit/s: %s (%.2f Gbit/s)\n", plan.large, g >= 5.0 ? "MET" : "MISSED", g);
+  return 0;
+}
+
 // ---- hol ----------------------------------------------------------------------------------
 
 // One configuration of the head-of-line benchmark.
@@ -1074,7 +1252,7 @@ int cmd_hol(const Common& c, const RttPlan& plan, const std::string& idle_name, 
 
 int main(int argc, char** argv) {
   using namespace slip::bench;
-  CLI::App app{"session_bench - end-to-end session benchmarks over TCP against sockperf and plain sockets",
+  CLI::App app{"session_bench - end-to-end session benchmarks over TCP (against sockperf and plain sockets) and UDP (against TCP)",
                "session_bench"};
   app.require_subcommand(1);
   app.fallthrough();  // --runs and the like also after the subcommand
@@ -1154,6 +1332,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   hl->add_option("--hold-us", hold_us, "SessionOptions::interactive_hold in microseconds")->capture_default_str();
 
+  UdpPlan udp_plan;
+  udp_plan.rtt.size = 64;
+  auto* ud = app.add_subcommand("udp", "sessions over encrypted UDP against TCP: 64 B msgs/s, 1400 B Gbit/s, round trips");
+  ud->add_option("--small", udp_plan.small, "Small message size")->capture_default_str();
+  ud->add_option("--small-count", udp_plan.small_count, "Small messages per run and transport")->capture_default_str();
+  ud->add_option("--large", udp_plan.large, "Large message size")->capture_default_str();
+  ud->add_option("--large-count", udp_plan.large_count, "Large messages per run and transport")->capture_default_str();
+  ud->add_option("--count", udp_plan.rtt.count, "Round trips recorded per run and transport")->capture_default_str();
+  ud->add_option("--warmup", udp_plan.rtt.warmup, "Round trips before recording")->capture_default_str();
+  ud->add_option("--rtt-size", udp_plan.rtt.size, "Round-trip message size")->capture_default_str();
+  ud->add_option("--idle", udp_plan.idle, "Idle strategy (both sides)")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   c.spin = std::chrono::microseconds(spin_us);
   if (auto st = slip::init_logging(log_level); !st.is_ok()) {
@@ -1166,6 +1356,7 @@ int main(int argc, char** argv) {
     return cmd_pingpong(c, ping, idles, pinned_idles, same_cpu_idles, sockperf, sockperf_seconds, !no_plain);
   }
   if (tp->parsed()) return cmd_throughput(c, tp_size, tp_count, tp_plain, tp_batch, tp_idle);
+  if (ud->parsed()) return cmd_udp(c, udp_plan);
   hol.bulk_bytes = bulk_mb << 20;
   hol_so.chunk_size = chunk_kb << 10;
   hol_so.send_high_water = high_water_kb << 10;

@@ -135,6 +135,31 @@ TEST(UdpConnectionTest, ThePacerSpacesPacketsAfterTheBurst) {
   EXPECT_FALSE(c.poll_transmit(release).has_value());
 }
 
+TEST(UdpConnectionTest, AckOnlyPacketsDoNotDrawFromThePacer) {
+  NullProtector prot;
+  ConnectionOptions o = server_options();
+  o.pacing_burst_packets = 2;
+  Connection s(o, &prot, T0);
+  // The peer sends 600 packets; every second one earns an ACK-only packet at once. At the
+  // initial RTT the bucket refills at ~45 bytes/s, so had the ACKs drawn from it, it would be
+  // deep in debt now.
+  std::size_t acks = 0;
+  for (std::uint64_t pn = 0; pn < 600; ++pn) {
+    PacketBuilder b(pn);
+    ASSERT_TRUE(b.w().add_ping());
+    s.on_datagram(T0, ByteView(b.bytes()));
+    while (s.poll_transmit(T0)) ++acks;
+  }
+  EXPECT_EQ(acks, 300u);
+  Result<std::uint64_t> id = s.open_stream();
+  ASSERT_TRUE(id.is_ok());
+  ASSERT_TRUE(s.send(*id, ByteView(std::string(5000, 'q'))).is_ok());
+  // The burst of two packets is still there for the first data.
+  EXPECT_TRUE(s.poll_transmit(T0).has_value());
+  EXPECT_TRUE(s.poll_transmit(T0).has_value());
+  EXPECT_FALSE(s.poll_transmit(T0).has_value());
+}
+
 TEST(UdpConnectionTest, OneAckElicitingPacketIsAcknowledgedAfterTheMaxAckDelay) {
   NullProtector prot;
   Connection s(server_options(), &prot, T0);

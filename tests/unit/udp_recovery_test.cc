@@ -361,5 +361,26 @@ TEST(UdpPacerTest, ReleasesABurstThenSpacesPacketsAtTheRate) {
   EXPECT_GE(p.release_time(next, 1200), next + 7999us);
 }
 
+TEST(UdpPacerTest, TheBucketHoldsOneTimerGranularityOfAFastRate) {
+  Pacer p(1200, 10);
+  // A 12 MB window over a 1 ms RTT: 15 GB/s, far more than 10 packets per millisecond.
+  p.set_rate(12'000'000, 1ms);
+  std::size_t burst = 0;
+  while (p.release_time(T0, 1200) == T0 && burst < 100000) {
+    p.on_sent(T0, 1200);
+    ++burst;
+  }
+  EXPECT_EQ(burst, 10u);  // the configured burst to begin with
+  // A timer cannot wake the sender sooner than its granularity: after one, the bucket holds
+  // what the rate earned in it (capped by the window), not just the configured burst.
+  const Instant later = T0 + kPacerGranularity;
+  std::size_t after = 0;
+  while (p.release_time(later, 1200) == later && after < 100000) {
+    p.on_sent(later, 1200);
+    ++after;
+  }
+  EXPECT_EQ(after, 10000u);  // 12 MB / 1200 B
+}
+
 }  // namespace
 }  // namespace slip::transport::udp

@@ -50,8 +50,13 @@ void NewReno::on_packets_lost(Instant now, Instant largest_sent_time, std::uint6
 void Pacer::set_rate(std::uint64_t cwnd, Duration srtt) {
   const double secs = std::chrono::duration<double>(srtt).count();
   rate_ = secs > 0 ? 1.25 * static_cast<double>(cwnd) / secs : 0;
-  // A burst never exceeds the window itself, nor falls below two packets.
-  burst_cap_ = std::max<double>(2.0 * static_cast<double>(mtu_), std::min<double>(burst_, static_cast<double>(cwnd)));
+  // The bucket holds at least what the rate earns in one timer granularity: a timer cannot wake
+  // the sender more precisely than that, so a smaller bucket would cap the rate at one burst per
+  // wake-up (on a short path, a fraction of the window per round trip). A burst never exceeds
+  // the window itself, nor falls below two packets.
+  const double per_tick = rate_ * std::chrono::duration<double>(kPacerGranularity).count();
+  burst_cap_ = std::max<double>(2.0 * static_cast<double>(mtu_),
+                                std::min<double>(std::max(burst_, per_tick), static_cast<double>(cwnd)));
 }
 
 void Pacer::refill(Instant now) {
@@ -84,7 +89,7 @@ Instant Pacer::next_release(std::size_t bytes) const {
 
 void Pacer::on_sent(Instant now, std::size_t bytes) {
   refill(now);
-  // Packets that bypass the pacer (ACKs, probes) still use the bucket; the debt is bounded.
+  // Packets that bypass the pacer (probes) still use the bucket; the debt is bounded.
   tokens_ = std::max(-burst_cap_, tokens_ - static_cast<double>(bytes));
 }
 

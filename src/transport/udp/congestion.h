@@ -7,7 +7,9 @@
 // sends little must not earn a window it never tested).
 //
 // Pacer: a token bucket that releases the window over a smoothed RTT at 1.25x, so a full
-// window leaves as a stream of packets rather than one burst into the bottleneck's queue.
+// window leaves as a stream of packets rather than one burst into the bottleneck's queue. The
+// bucket holds the configured burst or one timer granularity (1 ms) of the rate, whichever is
+// more (capped by the window): timers are not finer than that.
 #pragma once
 
 #include <algorithm>
@@ -68,6 +70,9 @@ class NewReno {
   std::uint32_t congestion_events_ = 0;
 };
 
+// The pacer's release granularity: the bucket holds at least this long's worth of the rate.
+inline constexpr Duration kPacerGranularity = std::chrono::milliseconds(1);
+
 class Pacer {
  public:
   // `burst_packets`: how many packets may leave back to back after an idle period.
@@ -81,6 +86,7 @@ class Pacer {
   void set_rate(std::uint64_t cwnd, Duration srtt);
   // The earliest time a packet of `bytes` may leave (now, if the bucket holds enough).
   Instant release_time(Instant now, std::size_t bytes);
+  // An in-flight packet left (packets the window does not count are not paced).
   void on_sent(Instant now, std::size_t bytes);
   // When a packet of `bytes` may leave, judged from the last update (no clock needed): for
   // next_timeout(). A time in the past means now.

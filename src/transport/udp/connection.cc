@@ -828,7 +828,11 @@ std::size_t Connection::poll_transmit_into(Instant now, std::span<std::uint8_t> 
       eliciting_sent_since_receive_ = true;
     }
   }
-  if (options_.pacing) pacer_.on_sent(now, total);
+  // Only what the window counts is paced: ACK-only and CLOSE packets neither wait for the pacer
+  // nor draw from it. (They once did: a receiver that sends little but ACKs ran its bucket into
+  // debt at a rate taken from the initial RTT, and its flow-control updates then waited for
+  // the debt to be repaid, stalling the sender for milliseconds at a time.)
+  if (options_.pacing && sp.in_flight) pacer_.on_sent(now, total);
   if (retransmitted) ++stats_.packets_retransmitted;
   ++stats_.packets_sent;
   stats_.bytes_sent += total;
