@@ -31,6 +31,6 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null 
 echo "# $(nats-server --version), libnats $(dpkg-query -W -f='${Version}' libnats-dev 2>/dev/null || echo '?')"
 echo "# load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
-"$bench" --slipd "$slipd" --runs 3 "$@" || rc=$?
+"$bench" --slipd "$slipd" --runs "${RUNS:-3}" "$@" || rc=$?
 echo "# load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 exit $rc

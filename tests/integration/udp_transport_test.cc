@@ -499,7 +499,8 @@ TEST(UdpTransport, UnconfirmedHandshakesAreBoundedUnderLoadAndExpire) {
   Fixture fx;
   fx.server_options.cookies = CookiePolicy::kUnderLoad;
   fx.server_options.cookie_load_threshold = 8;
-  fx.server_options.unconfirmed_timeout = std::chrono::milliseconds(200);
+  // Long enough that none expires while the flood is sent, short enough for the end of the test.
+  fx.server_options.unconfirmed_timeout = std::chrono::milliseconds(2000);
   fx.listen([](ConnectionPtr c) { return std::make_shared<Echo>(c); });
   auto raw = UdpSocket::bind(HostPort{"127.0.0.1", 0}, SocketOptions{});
   ASSERT_TRUE(raw.is_ok());
@@ -514,7 +515,10 @@ TEST(UdpTransport, UnconfirmedHandshakesAreBoundedUnderLoadAndExpire) {
   ASSERT_TRUE(eventually([&] { return fx.listener->stats().initials == static_cast<std::uint64_t>(kFlood); }));
   UdpEndpointStats s = fx.listener->stats();
   EXPECT_LE(s.connections, 8u);
-  EXPECT_GE(s.retries_sent, static_cast<std::uint64_t>(kFlood - 8));
+  EXPECT_GE(s.retries_sent, 1u);
+  // Every Initial either made a state (held now, or already forgotten on a slow machine) or was
+  // answered with a retry: past 8 held states, retries.
+  EXPECT_EQ(s.retries_sent + s.connections + s.expired_unconfirmed, static_cast<std::uint64_t>(kFlood));
   // Nobody confirms them: they are forgotten.
   EXPECT_TRUE(eventually([&] { return fx.listener->stats().connections == 0; }));
   EXPECT_GE(fx.listener->stats().expired_unconfirmed, 1u);
