@@ -185,7 +185,7 @@ void filter_records(Input& in) {
       sent += 1;
       lost += kind & 1;
       f.outgoing(ByteView(copy.data(), copy.size()), wire);
-    } else {
+    } else if (copy.size() <= conn.limit) {  // as the socket does: longer datagrams never arrive
       f.incoming(ByteView(copy.data(), copy.size()), conn);
     }
     if (f.decoder().blocks() > o.decoder.max_blocks) fail(kName, "filter: block limit exceeded");
