@@ -190,10 +190,8 @@ void Observability::register_collectors() {
     out.push_back(std::move(h));
   });
   registry_.add_collector([this](std::vector<obs::Family>& out) {
-    std::vector<obs::StreamFigures> streams = read_streams();
-    const bool on = !streams.empty() || server_.streams() != nullptr;
-    obs::collect_stream_metrics(streams, out);
-    if (on) obs::collect_consumer_metrics(read_consumers(), out);
+    obs::collect_stream_metrics(read_streams(), out);
+    if (server_.streams() != nullptr) obs::collect_consumer_metrics(read_consumers(), out);
   });
   registry_.add_collector([this](std::vector<obs::Family>& out) {
     if (!rpc_.empty()) obs::collect_rpc_server_metrics(read_rpc_methods(), out);
