@@ -33,19 +33,20 @@ BlockingCall::BlockingCall(ChannelInterface& channel, std::string method, CallOp
     st->headers = h;
   };
   auto pause = std::make_shared<std::weak_ptr<Call>>();
+  // Pausing and resuming are asked for under the state's lock, so that the call is told them in
+  // the order `paused` took them (a pause told after a resume would stop the call for good).
   cb.on_message = [st = state_, pause](std::string m) {
-    bool stop = false;
-    {
-      std::lock_guard lock(st->mu);
-      if (st->discard) return;
-      st->buffered += m.size();
-      st->messages.push_back(std::move(m));
-      if (!st->paused && st->buffered > kReadAhead) stop = st->paused = true;
-      st->cv.notify_all();
+    std::shared_ptr<Call> c;  // released after the lock
+    std::lock_guard lock(st->mu);
+    if (st->discard) return;
+    st->buffered += m.size();
+    st->messages.push_back(std::move(m));
+    if (!st->paused && st->buffered > kReadAhead) {
+      st->paused = true;
+      c = pause->lock();
+      if (c) c->set_read_paused(true);
     }
-    if (stop) {
-      if (auto c = pause->lock()) c->set_read_paused(true);
-    }
+    st->cv.notify_all();
   };
   cb.on_done = [st = state_](const Status& s, const Metadata& trailers) {
     std::lock_guard lock(st->mu);
@@ -97,15 +98,11 @@ bool BlockingCall::write(std::string message) {
 void BlockingCall::writes_done() { call_->writes_done(); }
 
 void BlockingCall::resume_if_drained() {
-  bool resume = false;
-  {
-    std::lock_guard lock(state_->mu);
-    if (state_->paused && state_->buffered <= kReadAhead / 2) {
-      state_->paused = false;
-      resume = true;
-    }
+  std::lock_guard lock(state_->mu);
+  if (state_->paused && state_->buffered <= kReadAhead / 2) {
+    state_->paused = false;
+    call_->set_read_paused(false);
   }
-  if (resume) call_->set_read_paused(false);
 }
 
 bool BlockingCall::read(std::string* out) {

@@ -56,7 +56,9 @@ class Call {
   virtual void cancel() = 0;
   // Flow control for a reader that falls behind: while paused, response messages stay in the
   // session and no credit goes back, so the server's writer is held back (see
-  // ServerCall::write_wait). Channels that cannot pause a call ignore it.
+  // ServerCall::write_wait). Any thread; it takes effect on the loop a little later, and the
+  // last request made wins. Never calls back into the caller. Channels that cannot pause a
+  // call ignore it.
   virtual void set_read_paused(bool /*paused*/) {}
 };
 

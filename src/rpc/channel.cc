@@ -45,25 +45,29 @@ void ClientCall::cancel() {
 }
 
 void ClientCall::set_read_paused(bool paused) {
-  channel_.loop().post([self = shared_from_this(), paused] {
-    if (self->read_paused_ == paused) return;
-    self->read_paused_ = paused;
-    if (self->done_ || self->stream_ == 0) return;
-    auto s = self->session_.lock();
-    if (!s || s->closed()) return;
-    if (paused) {
-      s->pause_stream(self->stream_);
-      return;
-    }
-    s->resume_stream(self->stream_);
-    if (self->pending_end_ && !self->done_ && !self->read_paused_) {
-      auto end = std::move(*self->pending_end_);
-      self->pending_end_.reset();
-      self->channel_.calls_.erase(self->stream_);
-      s->close_stream(self->stream_);
-      self->complete(end.first, end.second);
-    }
-  });
+  want_read_paused_.store(paused, std::memory_order_release);
+  channel_.loop().post([self = shared_from_this()] { self->apply_read_paused(); });
+}
+
+void ClientCall::apply_read_paused() {
+  const bool paused = want_read_paused_.load(std::memory_order_acquire);
+  if (read_paused_ == paused) return;
+  read_paused_ = paused;
+  if (done_ || stream_ == 0) return;
+  auto s = session_.lock();
+  if (!s || s->closed()) return;
+  if (paused) {
+    s->pause_stream(stream_);
+    return;
+  }
+  s->resume_stream(stream_);
+  if (pending_end_ && !done_ && !read_paused_) {
+    auto end = std::move(*pending_end_);
+    pending_end_.reset();
+    channel_.calls_.erase(stream_);
+    s->close_stream(stream_);
+    complete(end.first, end.second);
+  }
 }
 
 void ClientCall::give_up(StatusCode code, const std::string& why) {

@@ -10,6 +10,7 @@
 // channel's loop and must not block.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
@@ -49,6 +50,7 @@ class ClientCall final : public Call, public session::StreamHandler, public std:
   void open(session::Session& s);
   void complete(const Status& status, const Metadata& trailers);
   void give_up(StatusCode code, const std::string& why);
+  void apply_read_paused();
 
   Channel& channel_;
   std::string method_;
@@ -61,7 +63,11 @@ class ClientCall final : public Call, public session::StreamHandler, public std:
   std::vector<std::string> unsent_;  // written before the stream opened
   bool half_close_ = false;
   bool done_ = false;
-  bool read_paused_ = false;
+  bool read_paused_ = false;  // what the session was last told (on the loop)
+  // What set_read_paused() last asked for. The posted step applies whatever was asked last, so
+  // requests from different threads cannot land in the wrong order (a resume overtaken by an
+  // older pause would leave the call paused for good).
+  std::atomic<bool> want_read_paused_{false};
   // TRAILERS that arrived while reading was paused: the call ends once the messages the session
   // holds for it have been delivered.
   std::optional<std::pair<Status, Metadata>> pending_end_;
