@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "broker/subject.h"
+#include "core/sodium.h"
 
 namespace slip::broker {
 
@@ -43,11 +44,6 @@ bool any_covers(const std::vector<std::string>& patterns, std::string_view patte
   return false;
 }
 
-bool ensure_sodium() {
-  static const bool ok = sodium_init() >= 0;
-  return ok;
-}
-
 Digest digest_of(std::string_view a, std::string_view b = {}, const unsigned char* key = nullptr,
                  std::size_t key_len = 0) {
   Digest d{};
@@ -65,7 +61,7 @@ Digest digest_of(std::string_view a, std::string_view b = {}, const unsigned cha
 const std::array<unsigned char, crypto_generichash_KEYBYTES>& cache_key() {
   static const auto key = [] {
     std::array<unsigned char, crypto_generichash_KEYBYTES> k{};
-    ensure_sodium();
+    sodium_ready();
     randombytes_buf(k.data(), k.size());
     return k;
   }();
@@ -138,7 +134,7 @@ Status Permissions::validate() const {
 // ---- Passwords -----------------------------------------------------------------------------
 
 Result<std::string> hash_password(std::string_view password) {
-  if (!ensure_sodium()) return internal_error("libsodium failed to initialise");
+  if (!sodium_ready()) return internal_error("libsodium failed to initialise");
   char out[crypto_pwhash_STRBYTES];
   if (crypto_pwhash_str(out, password.data(), password.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
                         crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
@@ -164,7 +160,7 @@ struct Authenticator::Table {
   mutable std::unordered_map<std::string, Digest> verified;  // guarded by verified_mu
 };
 
-Authenticator::Authenticator() : table_(std::make_shared<Table>()) { ensure_sodium(); }
+Authenticator::Authenticator() : table_(std::make_shared<Table>()) { sodium_ready(); }
 
 Authenticator::~Authenticator() = default;
 
@@ -174,7 +170,7 @@ std::shared_ptr<const Authenticator::Table> Authenticator::table() const {
 }
 
 Status Authenticator::reload(std::vector<UserConfig> users) {
-  if (!ensure_sodium()) return internal_error("libsodium failed to initialise");
+  if (!sodium_ready()) return internal_error("libsodium failed to initialise");
   auto t = std::make_shared<Table>();
   for (std::size_t i = 0; i < users.size(); ++i) {
     UserConfig& u = users[i];

@@ -7,36 +7,14 @@
 #include "broker/subject.h"
 #include "core/crc32c.h"
 #include "core/varint.h"
+#include "log/meta_file.h"
 
 namespace slip::log {
 
 namespace {
 
-constexpr std::size_t kMaxNameBytes = 64;
-constexpr std::int64_t kMaxMs = INT64_MAX / 1'000'000;
 constexpr std::string_view kStateMagic = "SLCS";
 constexpr std::uint8_t kStateVersion = 1;
-
-Result<std::uint64_t> parse_u64(std::string_view key, std::string_view v) {
-  std::uint64_t out = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  if (v.empty() || ec != std::errc() || p != v.data() + v.size()) {
-    std::string m(key);
-    m.append(": \"").append(v.substr(0, 64)).append("\" is not a non-negative integer");
-    return invalid_argument(m);
-  }
-  return out;
-}
-
-Result<std::int64_t> parse_ms(std::string_view key, std::string_view v) {
-  SLIP_ASSIGN_OR_RETURN(std::uint64_t n, parse_u64(key, v));
-  if (n > static_cast<std::uint64_t>(kMaxMs)) {
-    std::string m(key);
-    m.append(": ").append(v.substr(0, 64)).append(" is too large");
-    return invalid_argument(m);
-  }
-  return static_cast<std::int64_t>(n);
-}
 
 std::string_view deliver_text(DeliverPolicy p) {
   switch (p) {
@@ -104,11 +82,11 @@ Status apply_consumer_config_field(ConsumerConfig& c, std::string_view key, std:
     return Status();
   }
   if (key == "start_seq") {
-    SLIP_ASSIGN_OR_RETURN(c.start_seq, parse_u64(key, v));
+    SLIP_ASSIGN_OR_RETURN(c.start_seq, parse_u64_field(key, v));
     return Status();
   }
   if (key == "start_time_ns") {
-    SLIP_ASSIGN_OR_RETURN(std::uint64_t t, parse_u64(key, v));
+    SLIP_ASSIGN_OR_RETURN(std::uint64_t t, parse_u64_field(key, v));
     if (t > static_cast<std::uint64_t>(INT64_MAX)) return invalid_argument("start_time_ns: too large");
     c.start_time_ns = static_cast<std::int64_t>(t);
     return Status();
@@ -130,19 +108,19 @@ Status apply_consumer_config_field(ConsumerConfig& c, std::string_view key, std:
     return Status();
   }
   if (key == "ack_wait_ms") {
-    SLIP_ASSIGN_OR_RETURN(c.ack_wait_ms, parse_ms(key, v));
+    SLIP_ASSIGN_OR_RETURN(c.ack_wait_ms, parse_ms_field(key, v));
     return Status();
   }
   if (key == "max_deliver") {
-    SLIP_ASSIGN_OR_RETURN(c.max_deliver, parse_u64(key, v));
+    SLIP_ASSIGN_OR_RETURN(c.max_deliver, parse_u64_field(key, v));
     return Status();
   }
   if (key == "max_ack_pending") {
-    SLIP_ASSIGN_OR_RETURN(c.max_ack_pending, parse_u64(key, v));
+    SLIP_ASSIGN_OR_RETURN(c.max_ack_pending, parse_u64_field(key, v));
     return Status();
   }
   if (key == "inactive_threshold_ms") {
-    SLIP_ASSIGN_OR_RETURN(c.inactive_threshold_ms, parse_ms(key, v));
+    SLIP_ASSIGN_OR_RETURN(c.inactive_threshold_ms, parse_ms_field(key, v));
     return Status();
   }
   std::string m = "unknown consumer option \"";

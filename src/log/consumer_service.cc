@@ -1,8 +1,5 @@
 #include "log/consumer_service.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <charconv>
@@ -18,6 +15,7 @@
 
 #include "core/clock.h"
 #include "core/logging.h"
+#include "log/request_args.h"
 
 namespace slip::log {
 
@@ -32,82 +30,16 @@ constexpr std::size_t kMaxAckSeqs = 4096;          // sequences in one ACK
 constexpr std::size_t kMaxScanPerCollect = 4096;   // records looked at per collect
 constexpr std::size_t kMaxPendingScan = 1'000'000;  // num_pending of a filtered consumer counts this far
 
-void send_response(session::Session& s, std::uint64_t request_id, const Status& st, const OwnedFields& fields) {
-  wire::StreamResponse r;
-  r.request_id = request_id;
-  r.code = st.code();
-  r.message = st.message();
-  for (const auto& [k, v] : fields) r.fields.emplace_back(k, v);
-  s.send_frame(r);
-}
-
 void respond(const ConsumerRequester& to, Status st, OwnedFields fields = {}) {
   to.loop->post([ws = to.session, id = to.request_id, st = std::move(st), fields = std::move(fields)] {
-    if (auto s = ws.lock()) send_response(*s, id, st, fields);
+    if (auto s = ws.lock()) send_stream_response(*s, id, st, fields);
   });
-}
-
-const std::string* arg(const OwnedFields& args, std::string_view key) {
-  for (const auto& kv : args) {
-    if (kv.first == key) return &kv.second;
-  }
-  return nullptr;
-}
-
-Result<std::uint64_t> u64_arg(const OwnedFields& args, std::string_view key, std::uint64_t dflt) {
-  const std::string* v = arg(args, key);
-  if (v == nullptr) return dflt;
-  std::uint64_t out = 0;
-  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (v->empty() || ec != std::errc() || p != v->data() + v->size()) {
-    std::string m(key);
-    m.append(": \"").append(v->substr(0, 64)).append("\" is not a non-negative integer");
-    return invalid_argument(m);
-  }
-  return out;
-}
-
-Status only_keys(const OwnedFields& args, std::initializer_list<std::string_view> keys) {
-  for (const auto& [k, v] : args) {
-    bool known = false;
-    for (std::string_view key : keys) known = known || k == key;
-    if (!known) return invalid_argument("unknown argument \"" + k.substr(0, 64) + "\"");
-  }
-  return Status();
 }
 
 bool record_matches(const Consumer& c, const StoredRecord& rec) {
   if (c.config().filter.empty()) return true;
   if (!rec.subject) return false;
   return c.matches(std::string_view(reinterpret_cast<const char*>(rec.subject->data()), rec.subject->size()));
-}
-
-Status fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return failed_precondition("cannot open directory " + dir + ": " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return failed_precondition("cannot fsync directory " + dir + ": " + std::strerror(errno));
-  return Status();
-}
-
-// A temporary file, fsync, rename over `name`, directory fsync: a crash leaves the old file or
-// the new one, never a torn one.
-Status write_file_atomic(const std::string& dir, std::string_view name, std::string_view bytes) {
-  std::string path = dir;
-  path.append("/").append(name);
-  std::string tmp = path;
-  tmp.append(".tmp");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return failed_precondition("cannot create " + tmp + ": " + std::strerror(errno));
-  const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) return failed_precondition("cannot write " + tmp + ": " + std::strerror(err));
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return failed_precondition("cannot rename " + tmp + ": " + std::strerror(errno));
-  }
-  return fsync_dir(dir);
 }
 
 Result<std::string> read_file(const std::string& path) {
@@ -349,7 +281,7 @@ Status ConsumerService::load() {
 
 void ConsumerService::handle(wire::StreamOp op, OwnedFields args, ConsumerRequester from) {
   if (op == wire::StreamOp::kConsumerAdd) return add(args, from);
-  const std::string* stream = arg(args, "stream");
+  const std::string* stream = find_arg(args, "stream");
   if (stream == nullptr) return respond(from, invalid_argument("missing argument \"stream\""));
   if (op == wire::StreamOp::kConsumerList) {
     if (Status st = only_keys(args, {"stream"}); !st.is_ok()) return respond(from, st);
@@ -364,7 +296,7 @@ void ConsumerService::handle(wire::StreamOp op, OwnedFields args, ConsumerReques
     }
     return respond(from, Status(), {{"names", names}});
   }
-  const std::string* name = arg(args, "name");
+  const std::string* name = find_arg(args, "name");
   if (name == nullptr) return respond(from, invalid_argument("missing argument \"name\""));
   RuntimePtr r = find(*stream, *name);
   if (!r) {
@@ -441,7 +373,7 @@ Result<std::uint64_t> ConsumerService::start_sequence(Stream& s, const ConsumerC
 }
 
 void ConsumerService::add(const OwnedFields& args, const ConsumerRequester& from) {
-  const std::string* stream_name = arg(args, "stream");
+  const std::string* stream_name = find_arg(args, "stream");
   if (stream_name == nullptr) return respond(from, invalid_argument("missing argument \"stream\""));
   ConsumerConfig c;
   for (const auto& [k, v] : args) {
@@ -642,7 +574,7 @@ void ConsumerService::fetch(const RuntimePtr& r, const OwnedFields& args, const 
 void ConsumerService::ack(const RuntimePtr& r, const OwnedFields& args, const ConsumerRequester& from) {
   if (Status st = only_keys(args, {"stream", "name", "seqs", "kind"}); !st.is_ok()) return respond(from, st);
   AckKind kind = AckKind::kAck;
-  if (const std::string* k = arg(args, "kind")) {
+  if (const std::string* k = find_arg(args, "kind")) {
     if (*k == "ack") {
       kind = AckKind::kAck;
     } else if (*k == "nak") {
@@ -653,7 +585,7 @@ void ConsumerService::ack(const RuntimePtr& r, const OwnedFields& args, const Co
       return respond(from, invalid_argument("kind: \"" + k->substr(0, 64) + "\" is not ack, nak or term"));
     }
   }
-  const std::string* seqs = arg(args, "seqs");
+  const std::string* seqs = find_arg(args, "seqs");
   if (seqs == nullptr || seqs->empty()) return respond(from, invalid_argument("missing argument \"seqs\""));
   std::vector<std::uint64_t> list;
   std::size_t start = 0;
@@ -894,7 +826,7 @@ void ConsumerService::answer_fetch(const ConsumerRequester& to, std::vector<Deli
     auto s = ws.lock();
     if (!s) return;
     send_msgs(*s, id, limits, got);
-    send_response(*s, id, Status(), {{"delivered", std::to_string(got.size())}});
+    send_stream_response(*s, id, Status(), {{"delivered", std::to_string(got.size())}});
   });
 }
 

@@ -1,8 +1,5 @@
 #include "log/stream.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -13,6 +10,7 @@
 #include "broker/subject.h"
 #include "core/logging.h"
 #include "core/varint.h"
+#include "log/meta_file.h"
 
 namespace slip::log {
 
@@ -20,32 +18,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::size_t kMaxNameBytes = 64;
 constexpr std::size_t kMaxSubjects = 64;
 constexpr std::string_view kConfigFile = "stream.conf";
 constexpr std::int64_t kNsPerMs = 1'000'000;
-
-Result<std::uint64_t> parse_u64(std::string_view key, std::string_view v) {
-  std::uint64_t out = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  if (v.empty() || ec != std::errc() || p != v.data() + v.size()) {
-    std::string m(key);
-    m.append(": \"").append(v).append("\" is not a non-negative integer");
-    return invalid_argument(m);
-  }
-  return out;
-}
-
-Result<std::int64_t> parse_ms(std::string_view key, std::string_view v) {
-  SLIP_ASSIGN_OR_RETURN(std::uint64_t n, parse_u64(key, v));
-  // Milliseconds that still fit in nanoseconds as an int64.
-  if (n > static_cast<std::uint64_t>(INT64_MAX / kNsPerMs)) {
-    std::string m(key);
-    m.append(": ").append(v).append(" is too large");
-    return invalid_argument(m);
-  }
-  return static_cast<std::int64_t>(n);
-}
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
@@ -59,32 +34,12 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   return out;
 }
 
-Status fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return failed_precondition("cannot open directory " + dir + ": " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return failed_precondition("cannot fsync directory " + dir + ": " + std::strerror(errno));
-  return Status();
-}
-
 // Writes the configuration next to the log: a temporary file, fsync, rename, directory fsync,
 // so a crash leaves either no stream or a complete one.
 Status write_config(const std::string& dir, const StreamConfig& c) {
   std::string text;
   for (const auto& [k, v] : stream_config_fields(c)) text.append(k).append("=").append(v).append("\n");
-  const std::string tmp = dir + "/" + std::string(kConfigFile) + ".tmp";
-  const std::string final_path = dir + "/" + std::string(kConfigFile);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return failed_precondition("cannot create " + tmp + ": " + std::strerror(errno));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) return failed_precondition("cannot write " + tmp + ": " + std::strerror(err));
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    return failed_precondition("cannot rename " + tmp + ": " + std::strerror(errno));
-  }
-  return fsync_dir(dir);
+  return write_file_atomic(dir, kConfigFile, text);
 }
 
 Result<StreamConfig> read_config(const std::string& dir) {
@@ -125,7 +80,7 @@ Result<std::pair<FsyncPolicy, std::int64_t>> parse_fsync(std::string_view v) {
   if (v == "always") return std::make_pair(FsyncPolicy::kAlways, std::int64_t{0});
   if (v == "never") return std::make_pair(FsyncPolicy::kNever, std::int64_t{0});
   if (v.size() > 2 && v.substr(v.size() - 2) == "ms") {
-    auto ms = parse_ms("fsync", v.substr(0, v.size() - 2));
+    auto ms = parse_ms_field("fsync", v.substr(0, v.size() - 2));
     if (ms.is_ok() && *ms > 0) return std::make_pair(FsyncPolicy::kInterval, *ms);
   }
   std::string m = "fsync: \"";
@@ -167,13 +122,13 @@ Status apply_stream_config_field(StreamConfig& c, std::string_view key, std::str
     c.subjects.clear();
     for (std::string_view s : split(value, ',')) c.subjects.emplace_back(s);
   } else if (key == "max_msgs") {
-    SLIP_ASSIGN_OR_RETURN(c.max_msgs, parse_u64(key, value));
+    SLIP_ASSIGN_OR_RETURN(c.max_msgs, parse_u64_field(key, value));
   } else if (key == "max_bytes") {
-    SLIP_ASSIGN_OR_RETURN(c.max_bytes, parse_u64(key, value));
+    SLIP_ASSIGN_OR_RETURN(c.max_bytes, parse_u64_field(key, value));
   } else if (key == "max_age_ms") {
-    SLIP_ASSIGN_OR_RETURN(c.max_age_ms, parse_ms(key, value));
+    SLIP_ASSIGN_OR_RETURN(c.max_age_ms, parse_ms_field(key, value));
   } else if (key == "dedup_window_ms") {
-    SLIP_ASSIGN_OR_RETURN(c.dedup_window_ms, parse_ms(key, value));
+    SLIP_ASSIGN_OR_RETURN(c.dedup_window_ms, parse_ms_field(key, value));
   } else if (key == "discard") {
     if (value == "old") {
       c.discard = DiscardPolicy::kOld;

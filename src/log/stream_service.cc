@@ -7,14 +7,12 @@
 
 #include "core/clock.h"
 #include "core/logging.h"
+#include "log/request_args.h"
 
 namespace slip::log {
 
-namespace {
-
-using Fields = std::vector<std::pair<std::string, std::string>>;
-
-void send_response(session::Session& s, std::uint64_t request_id, const Status& st, const Fields& fields = {}) {
+void send_stream_response(session::Session& s, std::uint64_t request_id, const Status& st,
+                          const ResponseFields& fields) {
   wire::StreamResponse r;
   r.request_id = request_id;
   r.code = st.code();
@@ -23,11 +21,13 @@ void send_response(session::Session& s, std::uint64_t request_id, const Status& 
   s.send_frame(r);
 }
 
+namespace {
+
 // Posts a response to the session's loop (from another loop), if the session still exists.
 void post_response(io::EventLoop& loop, std::weak_ptr<session::Session> ws, std::uint64_t request_id, Status st,
-                   Fields fields = {}) {
+                   ResponseFields fields = {}) {
   loop.post([ws = std::move(ws), request_id, st = std::move(st), fields = std::move(fields)] {
-    if (auto s = ws.lock()) send_response(*s, request_id, st, fields);
+    if (auto s = ws.lock()) send_stream_response(*s, request_id, st, fields);
   });
 }
 
@@ -35,46 +35,16 @@ void respond_stopped(const ConsumerRequester& from) {
   post_response(*from.loop, from.session, from.request_id, disconnected("the server is stopping"));
 }
 
-const std::string_view* arg(const wire::Metadata& args, std::string_view key) {
-  for (const auto& kv : args) {
-    if (kv.first == key) return &kv.second;
-  }
-  return nullptr;
-}
-
-Result<std::uint64_t> u64_arg(const wire::Metadata& args, std::string_view key, std::uint64_t dflt) {
-  const std::string_view* v = arg(args, key);
-  if (v == nullptr) return dflt;
-  std::uint64_t out = 0;
-  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (v->empty() || ec != std::errc() || p != v->data() + v->size()) {
-    std::string m(key);
-    m.append(": \"").append(v->substr(0, 64)).append("\" is not a non-negative integer");
-    return invalid_argument(m);
-  }
-  return out;
-}
-
-// Only the listed keys may appear: a typo is an error, not an ignored option.
-Status only_keys(const wire::Metadata& args, std::initializer_list<std::string_view> keys) {
-  for (const auto& [k, v] : args) {
-    bool known = false;
-    for (std::string_view key : keys) known = known || k == key;
-    if (!known) return invalid_argument("unknown argument \"" + std::string(k.substr(0, 64)) + "\"");
-  }
-  return Status();
-}
-
 Result<std::shared_ptr<Stream>> named_stream(StreamManager& m, const wire::Metadata& args) {
-  const std::string_view* name = arg(args, "name");
+  const std::string_view* name = find_arg(args, "name");
   if (name == nullptr) return invalid_argument("missing argument \"name\"");
   auto s = m.find(*name);
   if (!s) return not_found("no stream \"" + std::string(name->substr(0, 64)) + "\"");
   return s;
 }
 
-Fields info_fields(const StreamInfo& i) {
-  Fields f = stream_config_fields(i.config);
+ResponseFields info_fields(const StreamInfo& i) {
+  ResponseFields f = stream_config_fields(i.config);
   f.emplace_back("messages", std::to_string(i.stats.messages));
   f.emplace_back("bytes", std::to_string(i.stats.bytes));
   f.emplace_back("first_seq", std::to_string(i.stats.first_sequence));
@@ -350,7 +320,7 @@ Status StreamService::on_frame(session::Session& s, broker::BrokerClient& client
       SLIP_ASSIGN_OR_RETURN(wire::AnyFrame any, wire::parse_frame(f, limits));
       const auto& q = std::get<wire::StreamRequest>(any);
       if (!streams_) {
-        send_response(s, q.request_id, off());
+        send_stream_response(s, q.request_id, off());
         return Status();
       }
       on_request(s, q, limits);
@@ -412,7 +382,7 @@ void StreamService::on_publish(session::Session& s, broker::BrokerClient& client
 
 void StreamService::on_request(session::Session& s, const wire::StreamRequest& q, const wire::WireLimits& limits) {
   const std::uint64_t id = q.request_id;
-  auto fail = [&](const Status& st) { send_response(s, id, st); };
+  auto fail = [&](const Status& st) { send_stream_response(s, id, st); };
   switch (q.op) {
     case wire::StreamOp::kAdd: {
       StreamConfig c;
@@ -428,7 +398,7 @@ void StreamService::on_request(session::Session& s, const wire::StreamRequest& q
       capture_loop_.post([this, ws, loop, id, stream] {
         Status st;
         if (capture_ && !sids_of_.count(stream->config().name)) st = subscribe_stream(stream);
-        Fields fields = st.is_ok() ? info_fields(streams_->info(*stream)) : Fields{};
+        ResponseFields fields = st.is_ok() ? info_fields(streams_->info(*stream)) : ResponseFields{};
         post_response(*loop, ws, id, st, std::move(fields));
       });
       return;
@@ -437,7 +407,7 @@ void StreamService::on_request(session::Session& s, const wire::StreamRequest& q
       if (Status st = only_keys(q.args, {"name"}); !st.is_ok()) return fail(st);
       auto stream = named_stream(*streams_, q.args);
       if (!stream.is_ok()) return fail(stream.status());
-      send_response(s, id, Status(), info_fields(streams_->info(**stream)));
+      send_stream_response(s, id, Status(), info_fields(streams_->info(**stream)));
       return;
     }
     case wire::StreamOp::kList: {
@@ -447,12 +417,12 @@ void StreamService::on_request(session::Session& s, const wire::StreamRequest& q
         if (!names.empty()) names += ',';
         names += stream->config().name;
       }
-      send_response(s, id, Status(), {{"names", names}});
+      send_stream_response(s, id, Status(), {{"names", names}});
       return;
     }
     case wire::StreamOp::kDelete: {
       if (Status st = only_keys(q.args, {"name"}); !st.is_ok()) return fail(st);
-      const std::string_view* name = arg(q.args, "name");
+      const std::string_view* name = find_arg(q.args, "name");
       if (name == nullptr) return fail(invalid_argument("missing argument \"name\""));
       if (Status st = streams_->remove(*name); !st.is_ok()) return fail(st);
       std::weak_ptr<session::Session> ws = s.weak_from_this();
@@ -492,7 +462,7 @@ void StreamService::on_request(session::Session& s, const wire::StreamRequest& q
         s.send_frame(m);
       }
       const LogStats st = (*stream)->log().stats();
-      send_response(s, id, Status(),
+      send_stream_response(s, id, Status(),
                     {{"next_seq", std::to_string(r->next_sequence)},
                      {"first_seq", std::to_string(st.first_sequence)},
                      {"last_seq", std::to_string(st.last_sequence)},

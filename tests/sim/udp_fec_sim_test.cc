@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "net_sim.h"
+#include "seeds.h"
 #include "transport/udp/connection.h"
 #include "transport/udp/fec.h"
 #include "transport/udp/fec_filter.h"
@@ -20,17 +21,11 @@ namespace slip::transport::udp {
 namespace {
 
 using namespace std::chrono_literals;
+using sim::seed_base;
+using sim::seed_count;
 using sim::Link;
 using sim::LinkOptions;
 using sim::Rng;
-
-std::uint64_t env_or(const char* name, std::uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
-}
-// Seeds per setting: SLIP_SIM_SEEDS (default 20), from SLIP_SIM_SEED_BASE (default 1).
-std::uint64_t seed_count() { return env_or("SLIP_SIM_SEEDS", 20); }
-std::uint64_t seed_base() { return env_or("SLIP_SIM_SEED_BASE", 1); }
 
 // A connection with the FEC filter (fec_filter.h) between it and its links, as a udp:// socket
 // would have it; no filter when FEC is off.

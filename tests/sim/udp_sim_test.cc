@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "net_sim.h"
+#include "seeds.h"
 #include "transport/udp/connection.h"
 #include "transport/udp/protector.h"
 
@@ -22,18 +23,11 @@ namespace slip::transport::udp {
 namespace {
 
 using namespace std::chrono_literals;
+using sim::seed_base;
+using sim::seed_count;
 using sim::LinkOptions;
 using sim::Network;
 using sim::Rng;
-
-std::uint64_t env_or(const char* name, std::uint64_t fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  return std::strtoull(v, nullptr, 10);
-}
-
-std::uint64_t seed_count() { return env_or("SLIP_SIM_SEEDS", 20); }
-std::uint64_t seed_base() { return env_or("SLIP_SIM_SEED_BASE", 1); }
 
 std::uint8_t content_byte(std::uint64_t seed, std::uint64_t stream, std::uint32_t seq, std::size_t i) {
   return static_cast<std::uint8_t>((seed * 31) ^ (stream * 131) ^ (seq * 7) ^ (i * 13) ^ (i >> 8));

@@ -10,7 +10,7 @@
 namespace slip::rpc {
 namespace {
 
-constexpr std::int64_t kSec = 1'000'000'000;
+constexpr std::int64_t kSecondNs = 1'000'000'000;
 
 std::shared_ptr<const CachedResponse> response(std::string m) {
   auto r = std::make_shared<CachedResponse>();
@@ -50,9 +50,9 @@ TEST(ResponseCache, MissThenHitAfterInsert) {
 
 TEST(ResponseCache, EntryExpiresWhenItsTtlHasPassed) {
   ResponseCache c(options(10, 0, std::chrono::seconds(10)));
-  ASSERT_TRUE(c.insert("k", response("v"), 5 * kSec));
-  EXPECT_NE(c.lookup("k", 15 * kSec - 1), nullptr);
-  EXPECT_EQ(c.lookup("k", 15 * kSec), nullptr);
+  ASSERT_TRUE(c.insert("k", response("v"), 5 * kSecondNs));
+  EXPECT_NE(c.lookup("k", 15 * kSecondNs - 1), nullptr);
+  EXPECT_EQ(c.lookup("k", 15 * kSecondNs), nullptr);
   CacheStats s = c.stats();
   EXPECT_EQ(s.expirations, 1u);
   EXPECT_EQ(s.hits, 1u);
@@ -60,8 +60,8 @@ TEST(ResponseCache, EntryExpiresWhenItsTtlHasPassed) {
   EXPECT_EQ(s.entries, 0u);
   EXPECT_EQ(s.bytes, 0u);
   // Storing it again makes it live again, from the new time.
-  ASSERT_TRUE(c.insert("k", response("v2"), 20 * kSec));
-  EXPECT_EQ(c.lookup("k", 29 * kSec)->message, "v2");
+  ASSERT_TRUE(c.insert("k", response("v2"), 20 * kSecondNs));
+  EXPECT_EQ(c.lookup("k", 29 * kSecondNs)->message, "v2");
 }
 
 TEST(ResponseCache, EvictsTheLeastRecentlyUsedOverMaxEntries) {
@@ -102,7 +102,7 @@ TEST(ResponseCache, RefusesAnEntryLargerThanMaxBytes) {
 TEST(ResponseCache, AnExpiredEntryPushedOutCountsAsExpiredNotEvicted) {
   ResponseCache c(options(1, 0, std::chrono::seconds(1)));
   ASSERT_TRUE(c.insert("a", response("1"), 0));
-  ASSERT_TRUE(c.insert("b", response("2"), 2 * kSec));
+  ASSERT_TRUE(c.insert("b", response("2"), 2 * kSecondNs));
   EXPECT_EQ(c.stats().expirations, 1u);
   EXPECT_EQ(c.stats().evictions, 0u);
 }

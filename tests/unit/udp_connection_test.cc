@@ -16,7 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const Instant T0 = Instant(std::chrono::hours(2));
+const Instant kConnT0 = Instant(std::chrono::hours(2));
 
 // A packet as the peer would send it with the identity protector.
 class PacketBuilder {
@@ -79,31 +79,31 @@ Status closed_status(Connection& c) {
 
 TEST(UdpConnectionTest, SmallMessagesOnManyStreamsShareOnePacket) {
   NullProtector prot;
-  Connection c(ConnectionOptions{}, &prot, T0);
+  Connection c(ConnectionOptions{}, &prot, kConnT0);
   for (int i = 0; i < 20; ++i) {
     Result<std::uint64_t> id = c.open_stream(Priority::kInteractive);
     ASSERT_TRUE(id.is_ok());
     EXPECT_EQ(*id, static_cast<std::uint64_t>(i) * 2);  // client streams are even
     ASSERT_TRUE(c.send(*id, ByteView("0123456789")).is_ok());
   }
-  std::optional<ByteView> p = c.poll_transmit(T0);
+  std::optional<ByteView> p = c.poll_transmit(kConnT0);
   ASSERT_TRUE(p.has_value());
   std::vector<std::string> keep;
   const std::vector<Frame> frames = frames_of(*p, keep);
   EXPECT_EQ(count_of<StreamFrame>(frames), 20u);
   EXPECT_LE(p->size(), 1200u);
-  EXPECT_FALSE(c.poll_transmit(T0).has_value());
+  EXPECT_FALSE(c.poll_transmit(kConnT0).has_value());
   EXPECT_EQ(c.stats().packets_sent, 1u);
 }
 
 TEST(UdpConnectionTest, TheCongestionWindowBoundsWhatIsInFlight) {
   NullProtector prot;
-  Connection c(ConnectionOptions{}, &prot, T0);
+  Connection c(ConnectionOptions{}, &prot, kConnT0);
   Result<std::uint64_t> id = c.open_stream();
   ASSERT_TRUE(id.is_ok());
   ASSERT_TRUE(c.send(*id, ByteView(std::string(100000, 'z'))).is_ok());
   std::size_t packets = 0;
-  while (auto p = c.poll_transmit(T0)) {
+  while (auto p = c.poll_transmit(kConnT0)) {
     EXPECT_LE(p->size(), 1200u);
     ++packets;
     ASSERT_LT(packets, 100u);
@@ -111,24 +111,24 @@ TEST(UdpConnectionTest, TheCongestionWindowBoundsWhatIsInFlight) {
   EXPECT_EQ(packets, 10u);  // the initial window: 10 packets of 1200 bytes
   EXPECT_EQ(c.stats().bytes_in_flight, 12000u);
   // Blocked by the window, not the pacer: the next timer is the probe timeout.
-  EXPECT_EQ(c.next_timeout(), T0 + 333ms + 4 * 166500us + 25ms);
+  EXPECT_EQ(c.next_timeout(), kConnT0 + 333ms + 4 * 166500us + 25ms);
 }
 
 TEST(UdpConnectionTest, ThePacerSpacesPacketsAfterTheBurst) {
   NullProtector prot;
   ConnectionOptions o;
   o.pacing_burst_packets = 2;
-  Connection c(o, &prot, T0);
+  Connection c(o, &prot, kConnT0);
   Result<std::uint64_t> id = c.open_stream();
   ASSERT_TRUE(id.is_ok());
   ASSERT_TRUE(c.send(*id, ByteView(std::string(20000, 'z'))).is_ok());
-  ASSERT_TRUE(c.poll_transmit(T0).has_value());
-  ASSERT_TRUE(c.poll_transmit(T0).has_value());
-  EXPECT_FALSE(c.poll_transmit(T0).has_value());
+  ASSERT_TRUE(c.poll_transmit(kConnT0).has_value());
+  ASSERT_TRUE(c.poll_transmit(kConnT0).has_value());
+  EXPECT_FALSE(c.poll_transmit(kConnT0).has_value());
   // 1.25 x 12000 bytes per 333 ms initial RTT: a 1200-byte packet every ~26.6 ms.
   const Instant release = c.next_timeout();
-  EXPECT_GT(release, T0 + 26ms);
-  EXPECT_LT(release, T0 + 27ms);
+  EXPECT_GT(release, kConnT0 + 26ms);
+  EXPECT_LT(release, kConnT0 + 27ms);
   EXPECT_FALSE(c.poll_transmit(release - 1ms).has_value());
   c.on_timeout(release);
   EXPECT_TRUE(c.poll_transmit(release).has_value());
@@ -139,7 +139,7 @@ TEST(UdpConnectionTest, AckOnlyPacketsDoNotDrawFromThePacer) {
   NullProtector prot;
   ConnectionOptions o = server_options();
   o.pacing_burst_packets = 2;
-  Connection s(o, &prot, T0);
+  Connection s(o, &prot, kConnT0);
   // The peer sends 600 packets; every second one earns an ACK-only packet at once. At the
   // initial RTT the bucket refills at ~45 bytes/s, so had the ACKs drawn from it, it would be
   // deep in debt now.
@@ -147,30 +147,30 @@ TEST(UdpConnectionTest, AckOnlyPacketsDoNotDrawFromThePacer) {
   for (std::uint64_t pn = 0; pn < 600; ++pn) {
     PacketBuilder b(pn);
     ASSERT_TRUE(b.w().add_ping());
-    s.on_datagram(T0, ByteView(b.bytes()));
-    while (s.poll_transmit(T0)) ++acks;
+    s.on_datagram(kConnT0, ByteView(b.bytes()));
+    while (s.poll_transmit(kConnT0)) ++acks;
   }
   EXPECT_EQ(acks, 300u);
   Result<std::uint64_t> id = s.open_stream();
   ASSERT_TRUE(id.is_ok());
   ASSERT_TRUE(s.send(*id, ByteView(std::string(5000, 'q'))).is_ok());
   // The burst of two packets is still there for the first data.
-  EXPECT_TRUE(s.poll_transmit(T0).has_value());
-  EXPECT_TRUE(s.poll_transmit(T0).has_value());
-  EXPECT_FALSE(s.poll_transmit(T0).has_value());
+  EXPECT_TRUE(s.poll_transmit(kConnT0).has_value());
+  EXPECT_TRUE(s.poll_transmit(kConnT0).has_value());
+  EXPECT_FALSE(s.poll_transmit(kConnT0).has_value());
 }
 
 TEST(UdpConnectionTest, OneAckElicitingPacketIsAcknowledgedAfterTheMaxAckDelay) {
   NullProtector prot;
-  Connection s(server_options(), &prot, T0);
+  Connection s(server_options(), &prot, kConnT0);
   PacketBuilder b(0);
   ASSERT_TRUE(b.w().add_stream(0, 0, ByteView("hi"), false));
-  s.on_datagram(T0, ByteView(b.bytes()));
+  s.on_datagram(kConnT0, ByteView(b.bytes()));
   EXPECT_EQ(s.stats().packets_received, 1u);
-  EXPECT_FALSE(s.poll_transmit(T0).has_value());
-  EXPECT_EQ(s.next_timeout(), T0 + 25ms);
-  EXPECT_FALSE(s.poll_transmit(T0 + 24ms).has_value());
-  std::optional<ByteView> p = s.poll_transmit(T0 + 25ms);
+  EXPECT_FALSE(s.poll_transmit(kConnT0).has_value());
+  EXPECT_EQ(s.next_timeout(), kConnT0 + 25ms);
+  EXPECT_FALSE(s.poll_transmit(kConnT0 + 24ms).has_value());
+  std::optional<ByteView> p = s.poll_transmit(kConnT0 + 25ms);
   ASSERT_TRUE(p.has_value());
   std::vector<std::string> keep;
   const std::vector<Frame> frames = frames_of(*p, keep);
@@ -182,16 +182,16 @@ TEST(UdpConnectionTest, OneAckElicitingPacketIsAcknowledgedAfterTheMaxAckDelay) 
 
 TEST(UdpConnectionTest, AGapIsAcknowledgedAtOnce) {
   NullProtector prot;
-  Connection s(server_options(), &prot, T0);
+  Connection s(server_options(), &prot, kConnT0);
   for (std::uint64_t pn : {0, 2}) {
     PacketBuilder b(pn);
     ASSERT_TRUE(b.w().add_ping());
-    s.on_datagram(T0, ByteView(b.bytes()));
+    s.on_datagram(kConnT0, ByteView(b.bytes()));
     if (pn == 0) {
-      EXPECT_FALSE(s.poll_transmit(T0).has_value());
+      EXPECT_FALSE(s.poll_transmit(kConnT0).has_value());
     }
   }
-  std::optional<ByteView> p = s.poll_transmit(T0);
+  std::optional<ByteView> p = s.poll_transmit(kConnT0);
   ASSERT_TRUE(p.has_value());
   std::vector<std::string> keep;
   const std::vector<Frame> frames = frames_of(*p, keep);
@@ -201,11 +201,11 @@ TEST(UdpConnectionTest, AGapIsAcknowledgedAtOnce) {
 
 TEST(UdpConnectionTest, DuplicatePacketsAreDroppedAndCounted) {
   NullProtector prot;
-  Connection s(server_options(), &prot, T0);
+  Connection s(server_options(), &prot, kConnT0);
   PacketBuilder b(0);
   ASSERT_TRUE(b.w().add_datagram(ByteView("once")));
-  s.on_datagram(T0, ByteView(b.bytes()));
-  s.on_datagram(T0, ByteView(b.bytes()));
+  s.on_datagram(kConnT0, ByteView(b.bytes()));
+  s.on_datagram(kConnT0, ByteView(b.bytes()));
   EXPECT_EQ(s.stats().packets_duplicate, 1u);
   EXPECT_EQ(s.read_datagram(), std::optional<std::string>("once"));
   EXPECT_EQ(s.read_datagram(), std::nullopt);
@@ -213,10 +213,10 @@ TEST(UdpConnectionTest, DuplicatePacketsAreDroppedAndCounted) {
 
 TEST(UdpConnectionTest, OpeningAPeerStreamOpensTheLowerOnes) {
   NullProtector prot;
-  Connection s(server_options(), &prot, T0);
+  Connection s(server_options(), &prot, kConnT0);
   PacketBuilder b(0);
   ASSERT_TRUE(b.w().add_stream(4, 0, ByteView("x"), false));
-  s.on_datagram(T0, ByteView(b.bytes()));
+  s.on_datagram(kConnT0, ByteView(b.bytes()));
   std::vector<std::uint64_t> opened;
   for (const Event& e : events_of(s)) {
     if (e.type == EventType::kStreamOpened) opened.push_back(e.stream_id);
@@ -227,17 +227,17 @@ TEST(UdpConnectionTest, OpeningAPeerStreamOpensTheLowerOnes) {
 
 TEST(UdpConnectionTest, GarbageIsCountedWithoutClosing) {
   NullProtector prot;
-  Connection s(server_options(), &prot, T0);
-  s.on_datagram(T0, ByteView("\x00garbage"));
-  s.on_datagram(T0, ByteView(""));
-  s.on_datagram(T0, ByteView("\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"));  // overlong packet number
+  Connection s(server_options(), &prot, kConnT0);
+  s.on_datagram(kConnT0, ByteView("\x00garbage"));
+  s.on_datagram(kConnT0, ByteView(""));
+  s.on_datagram(kConnT0, ByteView("\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"));  // overlong packet number
   EXPECT_EQ(s.stats().packets_rejected, 3u);
   EXPECT_EQ(s.state(), ConnectionState::kOpen);
   ChecksumProtector crc;
-  Connection t(server_options(), &crc, T0);
+  Connection t(server_options(), &crc, kConnT0);
   PacketBuilder b(0);
   ASSERT_TRUE(b.w().add_ping());
-  t.on_datagram(T0, ByteView(b.bytes() + "junk"));  // a checksum that does not match
+  t.on_datagram(kConnT0, ByteView(b.bytes() + "junk"));  // a checksum that does not match
   EXPECT_EQ(t.stats().packets_rejected, 1u);
   EXPECT_EQ(t.stats().packets_received, 0u);
   EXPECT_EQ(t.state(), ConnectionState::kOpen);
@@ -248,13 +248,13 @@ TEST(UdpConnectionTest, GarbageIsCountedWithoutClosing) {
 void expect_violation_in(const std::string& packet, StatusCode code, std::string_view fragment,
                          const ConnectionOptions& options = server_options()) {
   NullProtector prot;
-  Connection s(options, &prot, T0);
-  s.on_datagram(T0, ByteView(packet));
+  Connection s(options, &prot, kConnT0);
+  s.on_datagram(kConnT0, ByteView(packet));
   EXPECT_EQ(s.state(), ConnectionState::kClosing);
   const Status st = closed_status(s);
   EXPECT_EQ(st.code(), code) << st.to_string();
   EXPECT_NE(st.message().find(fragment), std::string_view::npos) << st.to_string();
-  std::optional<ByteView> p = s.poll_transmit(T0);
+  std::optional<ByteView> p = s.poll_transmit(kConnT0);
   ASSERT_TRUE(p.has_value());
   std::vector<std::string> keep;
   const std::vector<Frame> frames = frames_of(*p, keep);
@@ -262,14 +262,14 @@ void expect_violation_in(const std::string& packet, StatusCode code, std::string
   const CloseFrame& c = std::get<CloseFrame>(frames[0]);
   EXPECT_EQ(c.code, static_cast<std::uint64_t>(code));
   EXPECT_NE(c.reason.find(fragment), std::string_view::npos);
-  EXPECT_FALSE(s.poll_transmit(T0).has_value());
+  EXPECT_FALSE(s.poll_transmit(kConnT0).has_value());
   // A later packet from the peer earns one more CLOSE.
   PacketBuilder again(1);
   ASSERT_TRUE(again.w().add_ping());
-  s.on_datagram(T0 + 1ms, ByteView(again.bytes()));
-  EXPECT_TRUE(s.poll_transmit(T0 + 1ms).has_value());
+  s.on_datagram(kConnT0 + 1ms, ByteView(again.bytes()));
+  EXPECT_TRUE(s.poll_transmit(kConnT0 + 1ms).has_value());
   const Instant end = s.next_timeout();
-  EXPECT_GT(end, T0);
+  EXPECT_GT(end, kConnT0);
   s.on_timeout(end);
   EXPECT_TRUE(s.is_closed());
   EXPECT_EQ(s.next_timeout(), kNever);
@@ -404,12 +404,12 @@ TEST(UdpConnectionTest, FinishedStreamsAreForgotten) {
 
 TEST(UdpConnectionTest, DatagramsLargerThanAPacketAreRefused) {
   NullProtector prot;
-  Connection c(ConnectionOptions{}, &prot, T0);
+  Connection c(ConnectionOptions{}, &prot, kConnT0);
   const std::size_t max = c.max_datagram_size();
   EXPECT_GT(max, 1100u);
   EXPECT_EQ(c.send_datagram(ByteView(std::string(max + 1, 'd'))).code(), StatusCode::kInvalidArgument);
   ASSERT_TRUE(c.send_datagram(ByteView(std::string(max, 'd'))).is_ok());
-  std::optional<ByteView> p = c.poll_transmit(T0);
+  std::optional<ByteView> p = c.poll_transmit(kConnT0);
   ASSERT_TRUE(p.has_value());
   EXPECT_LE(p->size(), 1200u);
 }

@@ -50,7 +50,7 @@ Result<broker::StreamFields> consumer_args(const ConsumerCliOptions& o) {
   return args;
 }
 
-void print_info(const broker::StreamFields& f) {
+void print_consumer_info(const broker::StreamFields& f) {
   std::printf("consumer %s on stream %s (%s)\n", field(f, "name").c_str(), field(f, "stream").c_str(),
               field(f, "durable") == "true" ? "durable" : "ephemeral");
   std::string deliver = field(f, "deliver");
@@ -77,25 +77,6 @@ void print_message(const broker::StoredMessage& m) {
               static_cast<int>(m.subject.size()), m.subject.data(), static_cast<unsigned long long>(m.deliveries),
               static_cast<int>(m.payload.size()), reinterpret_cast<const char*>(m.payload.data()));
   std::fflush(stdout);
-}
-
-int one_request(const Common& c, const PubSubRunner& run, std::string_view what, wire::StreamOp op,
-                broker::StreamFields args, std::function<void(const broker::StreamFields&)> print) {
-  return run(c, what, false, [&, args](broker::PubSubClient& client, std::function<void(int)> finish) {
-    Status st = client.stream_request(op, args, [&, finish](Result<broker::StreamFields> r) {
-      if (!r.is_ok()) {
-        print_error(what, r.status());
-        finish(1);
-        return;
-      }
-      print(*r);
-      finish(0);
-    });
-    if (!st.is_ok()) {
-      print_error(what, st);
-      finish(1);
-    }
-  });
 }
 
 // The running `slip consume`: lives on the client's loop.
@@ -321,36 +302,37 @@ int run_consumer(const Common& c, const ConsumerCliOptions& o, const PubSubRunne
     full.emplace_back("name", o.name);
     full.emplace_back("durable", "true");
     for (auto& kv : *args) full.push_back(std::move(kv));
-    return one_request(c, run, "consumer add", wire::StreamOp::kConsumerAdd, full, [](const broker::StreamFields& f) {
-      std::printf("created ");
-      print_info(f);
-    });
+    return run_stream_request(c, run, "consumer add", wire::StreamOp::kConsumerAdd, full,
+                              [](const broker::StreamFields& f) {
+                                std::printf("created ");
+                                print_consumer_info(f);
+                              });
   }
   if (o.ls->parsed()) {
-    return one_request(c, run, "consumer ls", wire::StreamOp::kConsumerList, {{"stream", o.stream}},
-                       [&](const broker::StreamFields& f) {
-                         const std::string names = field(f, "names");
-                         if (names.empty()) {
-                           std::printf("no consumers on stream %s\n", o.stream.c_str());
-                           return;
-                         }
-                         std::size_t start = 0;
-                         while (true) {
-                           const std::size_t comma = names.find(',', start);
-                           std::printf("%s\n", names.substr(start, comma - start).c_str());
-                           if (comma == std::string::npos) break;
-                           start = comma + 1;
-                         }
-                       });
+    return run_stream_request(c, run, "consumer ls", wire::StreamOp::kConsumerList, {{"stream", o.stream}},
+                              [&](const broker::StreamFields& f) {
+                                const std::string names = field(f, "names");
+                                if (names.empty()) {
+                                  std::printf("no consumers on stream %s\n", o.stream.c_str());
+                                  return;
+                                }
+                                std::size_t start = 0;
+                                while (true) {
+                                  const std::size_t comma = names.find(',', start);
+                                  std::printf("%s\n", names.substr(start, comma - start).c_str());
+                                  if (comma == std::string::npos) break;
+                                  start = comma + 1;
+                                }
+                              });
   }
   if (o.info->parsed()) {
-    return one_request(c, run, "consumer info", wire::StreamOp::kConsumerInfo,
-                       {{"stream", o.stream}, {"name", o.name}}, print_info);
+    return run_stream_request(c, run, "consumer info", wire::StreamOp::kConsumerInfo,
+                              {{"stream", o.stream}, {"name", o.name}}, print_consumer_info);
   }
-  return one_request(c, run, "consumer rm", wire::StreamOp::kConsumerDelete, {{"stream", o.stream}, {"name", o.name}},
-                     [&](const broker::StreamFields&) {
-                       std::printf("deleted consumer %s of stream %s\n", o.name.c_str(), o.stream.c_str());
-                     });
+  return run_stream_request(c, run, "consumer rm", wire::StreamOp::kConsumerDelete,
+                            {{"stream", o.stream}, {"name", o.name}}, [&](const broker::StreamFields&) {
+                              std::printf("deleted consumer %s of stream %s\n", o.name.c_str(), o.stream.c_str());
+                            });
 }
 
 int run_consume(const Common& c, const ConsumerCliOptions& o, const PubSubRunner& run) {
@@ -367,7 +349,8 @@ int run_consume(const Common& c, const ConsumerCliOptions& o, const PubSubRunner
   if (!o.wait.empty()) {
     auto ms = parse_duration_ms(o.wait);
     if (!ms.is_ok() || *ms == 0) {
-      print_error("consume", ms.is_ok() ? invalid_argument("--wait: must be more than 0") : ms.status().with_context("--wait"));
+      print_error("consume",
+                  ms.is_ok() ? invalid_argument("--wait: must be more than 0") : ms.status().with_context("--wait"));
       return 2;
     }
     wait_ms = *ms;

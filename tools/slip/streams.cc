@@ -18,10 +18,26 @@ std::string field(const broker::StreamFields& f, std::string_view key) {
 
 namespace {
 
-// One request, printed by `print` on success; exit code 1 with the server's error otherwise.
-int one_request(const Common& c, const PubSubRunner& run, std::string_view what, wire::StreamOp op,
-                broker::StreamFields args, std::function<void(const broker::StreamFields&)> print,
-                broker::StoredMessageHandler on_msg = {}) {
+
+void print_stream_info(const broker::StreamFields& f) {
+  std::printf("stream %s\n", field(f, "name").c_str());
+  std::printf("  subjects:   %s\n", field(f, "subjects").c_str());
+  std::printf("  messages:   %s\n", field(f, "messages").c_str());
+  std::printf("  bytes:      %s\n", field(f, "bytes").c_str());
+  std::printf("  first seq:  %s\n", field(f, "first_seq").c_str());
+  std::printf("  last seq:   %s\n", field(f, "last_seq").c_str());
+  std::printf("  consumers:  %s\n", field(f, "consumers").c_str());
+  std::printf("  limits:     max_msgs %s, max_bytes %s, max_age_ms %s, discard %s\n", field(f, "max_msgs").c_str(),
+              field(f, "max_bytes").c_str(), field(f, "max_age_ms").c_str(), field(f, "discard").c_str());
+  std::printf("  fsync:      %s\n", field(f, "fsync").c_str());
+  std::printf("  dedup:      %s ms\n", field(f, "dedup_window_ms").c_str());
+}
+
+}  // namespace
+
+int run_stream_request(const Common& c, const PubSubRunner& run, std::string_view what, wire::StreamOp op,
+                       broker::StreamFields args, std::function<void(const broker::StreamFields&)> print,
+                       broker::StoredMessageHandler on_msg) {
   return run(c, what, false, [&, args](broker::PubSubClient& client, std::function<void(int)> finish) {
     Status st = client.stream_request(op, args, [&, finish](Result<broker::StreamFields> r) {
       if (!r.is_ok()) {
@@ -38,22 +54,6 @@ int one_request(const Common& c, const PubSubRunner& run, std::string_view what,
     }
   });
 }
-
-void print_info(const broker::StreamFields& f) {
-  std::printf("stream %s\n", field(f, "name").c_str());
-  std::printf("  subjects:   %s\n", field(f, "subjects").c_str());
-  std::printf("  messages:   %s\n", field(f, "messages").c_str());
-  std::printf("  bytes:      %s\n", field(f, "bytes").c_str());
-  std::printf("  first seq:  %s\n", field(f, "first_seq").c_str());
-  std::printf("  last seq:   %s\n", field(f, "last_seq").c_str());
-  std::printf("  consumers:  %s\n", field(f, "consumers").c_str());
-  std::printf("  limits:     max_msgs %s, max_bytes %s, max_age_ms %s, discard %s\n", field(f, "max_msgs").c_str(),
-              field(f, "max_bytes").c_str(), field(f, "max_age_ms").c_str(), field(f, "discard").c_str());
-  std::printf("  fsync:      %s\n", field(f, "fsync").c_str());
-  std::printf("  dedup:      %s ms\n", field(f, "dedup_window_ms").c_str());
-}
-
-}  // namespace
 
 Result<std::uint64_t> parse_duration_ms(std::string_view text) {
   std::uint64_t n = 0;
@@ -130,13 +130,13 @@ int run_stream(const Common& c, const StreamCliOptions& o, const PubSubRunner& r
       }
       args.emplace_back("dedup_window_ms", std::to_string(*ms));
     }
-    return one_request(c, run, "stream add", wire::StreamOp::kAdd, args, [](const broker::StreamFields& f) {
+    return run_stream_request(c, run, "stream add", wire::StreamOp::kAdd, args, [](const broker::StreamFields& f) {
       std::printf("created ");
-      print_info(f);
+      print_stream_info(f);
     });
   }
   if (o.ls->parsed()) {
-    return one_request(c, run, "stream ls", wire::StreamOp::kList, {}, [](const broker::StreamFields& f) {
+    return run_stream_request(c, run, "stream ls", wire::StreamOp::kList, {}, [](const broker::StreamFields& f) {
       const std::string names = field(f, "names");
       if (names.empty()) {
         std::printf("no streams\n");
@@ -145,18 +145,19 @@ int run_stream(const Common& c, const StreamCliOptions& o, const PubSubRunner& r
       std::size_t start = 0;
       while (start <= names.size()) {
         const std::size_t comma = names.find(',', start);
-        std::printf("%s\n", names.substr(start, comma == std::string::npos ? std::string::npos : comma - start).c_str());
+        std::printf("%s\n",
+                    names.substr(start, comma == std::string::npos ? std::string::npos : comma - start).c_str());
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
     });
   }
   if (o.info->parsed()) {
-    return one_request(c, run, "stream info", wire::StreamOp::kInfo, {{"name", o.name}}, print_info);
+    return run_stream_request(c, run, "stream info", wire::StreamOp::kInfo, {{"name", o.name}}, print_stream_info);
   }
   if (o.rm->parsed()) {
-    return one_request(c, run, "stream rm", wire::StreamOp::kDelete, {{"name", o.name}},
-                       [&](const broker::StreamFields&) { std::printf("deleted stream %s\n", o.name.c_str()); });
+    return run_stream_request(c, run, "stream rm", wire::StreamOp::kDelete, {{"name", o.name}},
+                              [&](const broker::StreamFields&) { std::printf("deleted stream %s\n", o.name.c_str()); });
   }
   // read: one request per batch until the end of the stream or the count. run() returns only
   // when the command is done, so the state lives in this frame.

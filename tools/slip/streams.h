@@ -41,6 +41,11 @@ int run_stream(const Common& c, const StreamCliOptions& o, const PubSubRunner& r
 // `slip pub --ack`: publishes `count` times with acknowledgement, printing each sequence.
 int run_publish_acked(const Common& c, const std::string& subject, const std::string& data, unsigned count,
                       const std::string& msg_id, const PubSubRunner& run);
+// One stream or consumer request, its reply printed by `print`: exit code 0, or 1 with the
+// server's error on stderr.
+int run_stream_request(const Common& c, const PubSubRunner& run, std::string_view what, wire::StreamOp op,
+                       broker::StreamFields args, std::function<void(const broker::StreamFields&)> print,
+                       broker::StoredMessageHandler on_msg = {});
 // "slip WHAT: <status>" on stderr.
 void print_error(std::string_view what, const Status& s);
 // The value of `key` in a stream or consumer reply; empty when absent.

@@ -4,6 +4,8 @@
 #include <array>
 #include <cstring>
 
+#include "core/strings.h"
+
 namespace slip::gateway::nats {
 
 namespace {
@@ -43,12 +45,6 @@ bool iequals(std::string_view a, std::string_view lower) {
     if (c != lower[i]) return false;
   }
   return true;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 // A view `v` inside `from`, moved to the same place inside `to`.

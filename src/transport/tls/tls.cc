@@ -34,7 +34,7 @@ using detail::apply_socket_options;
 using detail::endpoint_string;
 
 // iovecs per sendmsg: a batch is at most kMaxCipherBatch over a few 64 KiB blocks.
-constexpr std::size_t kMaxIov = 64;
+constexpr std::size_t kMaxRecordIov = 64;
 // Largest TLS plaintext record (RFC 8446 section 5.1). Small slices are gathered up to this
 // size so that the frames queued in one loop turn share records instead of one record each.
 constexpr std::size_t kRecordPlaintext = 16 * 1024;
@@ -624,10 +624,10 @@ class TlsConnection final : public Connection, public std::enable_shared_from_th
     seal_cipher();
     const int fd = socket_.native_handle();
     while (!cout_.empty()) {
-      struct iovec iov[kMaxIov];
+      struct iovec iov[kMaxRecordIov];
       struct msghdr msg {};
       msg.msg_iov = iov;
-      msg.msg_iovlen = cout_.to_iovecs(iov, kMaxIov);
+      msg.msg_iovlen = cout_.to_iovecs(iov, kMaxRecordIov);
       const ssize_t w = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
       if (w < 0) {
         if (errno == EINTR) continue;
@@ -660,7 +660,8 @@ class TlsConnection final : public Connection, public std::enable_shared_from_th
 
   void fail(Status reason) {
     if (state_ == State::kHandshake) {
-      fail_handshake(Status(reason.code(), "TLS handshake with " + peer_ + " failed: " + std::string(reason.message())));
+      fail_handshake(
+          Status(reason.code(), "TLS handshake with " + peer_ + " failed: " + std::string(reason.message())));
     } else {
       finish(std::move(reason));
     }

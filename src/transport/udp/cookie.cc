@@ -6,17 +6,13 @@
 #include <cstring>
 
 #include "core/assert.h"
+#include "core/sodium.h"
 
 namespace slip::transport::udp {
 
 namespace {
 
 constexpr std::string_view kCookieLabel = "slipstream-udp cookie v1";
-
-void ensure_sodium() {
-  static const bool ok = sodium_init() >= 0;
-  SLIP_ASSERT(ok);
-}
 
 }  // namespace
 
@@ -92,7 +88,7 @@ Status CookieValidator::validate_config(const CookieConfig& config) {
 }
 
 CookieValidator::CookieValidator(CookieConfig config, std::int64_t now_ns) : config_(config), rotated_at_ns_(now_ns) {
-  ensure_sodium();
+  SLIP_ASSERT(sodium_ready());
   randombytes_buf(current_.data(), current_.size());
 }
 

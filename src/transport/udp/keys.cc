@@ -9,19 +9,11 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/strings.h"
+
 namespace slip::transport::udp {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 // Exactly 64 hex digits into 32 bytes (sodium_hex2bin runs in constant time per character).
 bool hex32(std::string_view text, std::array<std::uint8_t, 32>& out) {
@@ -53,7 +45,7 @@ std::string format_public_key(const PublicKey& key) {
 
 Result<PublicKey> parse_public_key(std::string_view text) {
   PublicKey key;
-  if (!hex32(trim(text), key)) return invalid_argument("a public key is 64 hex digits");
+  if (!hex32(trim(text, " \t\r\n"), key)) return invalid_argument("a public key is 64 hex digits");
   return key;
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/assert.h"
+#include "core/sodium.h"
 
 namespace slip::transport::udp {
 
@@ -16,11 +17,6 @@ static_assert(crypto_aead_chacha20poly1305_IETF_ABYTES == kTagLen);
 static_assert(crypto_aead_chacha20poly1305_IETF_NPUBBYTES == 12);
 static_assert(crypto_generichash_BYTES_MAX == kHashLen);
 
-void ensure_sodium() {
-  static const bool ok = sodium_init() >= 0;
-  SLIP_ASSERT(ok);
-}
-
 void wipe(void* p, std::size_t n) { sodium_memzero(p, n); }
 
 }  // namespace
@@ -28,7 +24,7 @@ void wipe(void* p, std::size_t n) { sodium_memzero(p, n); }
 KeyPair::~KeyPair() { wipe(private_key.data(), private_key.size()); }
 
 KeyPair KeyPair::generate() {
-  ensure_sodium();
+  SLIP_ASSERT(sodium_ready());
   PrivateKey priv;
   randombytes_buf(priv.data(), priv.size());
   KeyPair kp = from_private(priv);
@@ -37,7 +33,7 @@ KeyPair KeyPair::generate() {
 }
 
 KeyPair KeyPair::from_private(const PrivateKey& private_key) {
-  ensure_sodium();
+  SLIP_ASSERT(sodium_ready());
   KeyPair kp;
   kp.private_key = private_key;
   // X25519 clamps the scalar itself, so any 32 bytes are a valid private key.
@@ -46,7 +42,7 @@ KeyPair KeyPair::from_private(const PrivateKey& private_key) {
 }
 
 Status dh(const PrivateKey& private_key, const PublicKey& public_key, std::array<std::uint8_t, kDhLen>& out) {
-  ensure_sodium();
+  SLIP_ASSERT(sodium_ready());
   if (crypto_scalarmult(out.data(), private_key.data(), public_key.data()) != 0) {
     wipe(out.data(), out.size());
     return invalid_argument("X25519 with a public key of small order (all-zero shared secret)");
@@ -55,7 +51,7 @@ Status dh(const PrivateKey& private_key, const PublicKey& public_key, std::array
 }
 
 HashBytes noise_hash(std::initializer_list<ByteView> parts) {
-  ensure_sodium();
+  SLIP_ASSERT(sodium_ready());
   HashBytes out;
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, out.size());
@@ -68,7 +64,7 @@ HashBytes hmac_hash(ByteView key, std::initializer_list<ByteView> parts) {
   // RFC 2104 with the hash's block length; every key Noise passes is HASHLEN or shorter, so
   // the "hash a long key first" branch is never needed.
   SLIP_ASSERT(key.size() <= kBlockLen);
-  ensure_sodium();
+  SLIP_ASSERT(sodium_ready());
   std::array<std::uint8_t, kBlockLen> pad{};
   std::memcpy(pad.data(), key.data(), key.size());
   for (auto& b : pad) b ^= 0x36;
