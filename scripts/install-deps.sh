@@ -25,6 +25,8 @@ if [[ "${1:-}" == "--bench" ]]; then
   packages+=(sockperf nats-server libgrpc++-dev protobuf-compiler-grpc)
   # scripts/impair-tcp.sh: random loss for TCP on lo (slip-impair covers UDP)
   packages+=(nftables)
+  # instruction counts (scripts/bench-metrics-cost.sh, per-message work in docs/benchmarks.md)
+  packages+=(valgrind)
 fi
 
 missing=()
