@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 passed=0
 failed=0
+phases=()  # "what seconds", printed at the end
+phase_start=$SECONDS
+phase_done() {
+  phases+=("$1 $((SECONDS - phase_start))s")
+  phase_start=$SECONDS
+}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
@@ -43,21 +49,33 @@ build() {
   fi
 }
 
-if build release; then run_ctest release; fi
+if build release; then
+  phase_done "release-build"
+  run_ctest release
+  phase_done "release-tests"
+fi
 if build asan; then
+  phase_done "asan-build"
   run_ctest asan
+  phase_done "asan-tests"
   echo "== fuzzers, ${FUZZ_SECONDS}s each"
   if scripts/run-fuzzers.sh build/asan "$FUZZ_SECONDS" | tee "$log"; then
     passed=$((passed + $(grep -c '_fuzz: OK' "$log")))
   else
     failed=$((failed + 1))
   fi
+  phase_done "fuzzers"
 fi
 # The ThreadSanitizer build compiles only the test programs labelled "tsan" (and the programs
 # they start); ctest -L tsan skips the others, which are not built there.
 mapfile -t tsan_targets < <(grep -rhoP 'gtest_discover_tests\(\K\w+(?=[^)\n]*LABELS "tsan")' tests | sort -u)
-if build tsan "${tsan_targets[@]}" slipd slip; then run_ctest tsan -L tsan; fi
+if build tsan "${tsan_targets[@]}" slipd slip; then
+  phase_done "tsan-build"
+  run_ctest tsan -L tsan
+  phase_done "tsan-tests"
+fi
 
 echo
+echo "make test: took ${SECONDS}s (${phases[*]})"
 echo "make test: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

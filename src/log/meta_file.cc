@@ -11,7 +11,8 @@ namespace slip::log {
 
 namespace {
 constexpr std::size_t kQuoted = 64;  // bytes of a bad value quoted in an error
-constexpr std::int64_t kNsPerMs = 1'000'000;
+// Milliseconds that still fit in nanoseconds as an int64.
+constexpr std::uint64_t kMaxFieldMs = INT64_MAX / 1'000'000;
 }  // namespace
 
 Result<std::uint64_t> parse_u64_field(std::string_view key, std::string_view v) {
@@ -27,7 +28,7 @@ Result<std::uint64_t> parse_u64_field(std::string_view key, std::string_view v) 
 
 Result<std::int64_t> parse_ms_field(std::string_view key, std::string_view v) {
   SLIP_ASSIGN_OR_RETURN(std::uint64_t n, parse_u64_field(key, v));
-  if (n > static_cast<std::uint64_t>(INT64_MAX / kNsPerMs)) {
+  if (n > kMaxFieldMs) {
     std::string m(key);
     m.append(": ").append(v.substr(0, kQuoted)).append(" is too large");
     return invalid_argument(m);
