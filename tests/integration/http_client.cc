@@ -14,7 +14,7 @@ namespace slip::test {
 
 namespace {
 
-constexpr auto kLiveness = std::chrono::seconds(10);
+constexpr auto kHttpLiveness = std::chrono::seconds(10);
 
 Result<int> dial(const std::string& address) {
   const auto colon = address.rfind(':');
@@ -44,7 +44,7 @@ bool send_all(int fd, const std::string& s) {
 // Reads until `done(buffer)` says so, EOF, or the deadline. False on timeout.
 template <typename Done>
 bool read_until(int fd, std::string& buf, Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + kLiveness;
+  const auto deadline = std::chrono::steady_clock::now() + kHttpLiveness;
   char chunk[16384];
   while (!done(buf)) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
