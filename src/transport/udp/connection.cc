@@ -643,6 +643,7 @@ void Connection::mtu_fall_back() {
   mtu_large_losses_ = 0;
   mtu_probe_size_ = 0;
   mtu_probe_in_flight_ = false;
+  mtu_epoch_pn_ = loss_.next_packet_number();
   set_packet_size(mtu_base_);
   const Duration every = options_.mtu.reprobe_interval;
   mtu_next_search_ = every > Duration::zero() ? now_ + every : kNever;
@@ -650,6 +651,9 @@ void Connection::mtu_fall_back() {
 
 void Connection::on_mtu_probe_acked(std::uint64_t pn, std::size_t size) {
   ++stats_.mtu_probes_acked;
+  // A probe sent before the last black-hole fallback (declared lost, acknowledged late) says
+  // nothing about the path as it is now.
+  if (pn < mtu_epoch_pn_) return;
   if (size > mtu_current_ && size <= mtu_max_) set_packet_size(size);
   if (mtu_probe_in_flight_ && pn == mtu_probe_pn_) {
     mtu_probe_in_flight_ = false;

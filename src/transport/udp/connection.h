@@ -367,6 +367,7 @@ class Connection {
   bool mtu_started_ = false;        // the first search began (after the first acknowledgement)
   Instant mtu_next_search_ = kNever;
   std::uint32_t mtu_large_losses_ = 0;  // packets above the base lost in a row
+  std::uint64_t mtu_epoch_pn_ = 0;      // probes numbered below were sent before the last fallback
 };
 
 }  // namespace slip::transport::udp
