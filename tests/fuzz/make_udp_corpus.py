@@ -94,6 +94,7 @@ def connection_corpus():
     script += record(3, bytes([7])) + record(4, b"") + record(2, b"\x10\x00")
     write(t, "exchange", script)
     write(t, "exchange-small", bytes([2]) + script[1:])
+    write(t, "exchange-mtu", bytes([8]) + script[1:])   # path MTU probing on both ends
     # Hand-made packets: every frame, an ACK of nothing sent, a stream beyond the credit.
     write(t, "every-frame", bytes([1]) + packet_record(every_frame()[:250]) + record(2, b"\x40"))
     write(t, "ack-unsent", bytes([0]) + packet_record(ack(7, 0, 0)))

@@ -2,7 +2,8 @@
 // fed a script of datagrams, timer expiries and application calls.
 //
 // Input layout:
-//   byte 0   options: bit 0 role, bit 1 small windows and limits, bit 2 pacing off
+//   byte 0   options: bit 0 role, bit 1 small windows and limits, bit 2 pacing off, bit 3 path MTU
+//            probing on (both ends, up to 1472 bytes; reprobing after 1 s)
 //   then records: an op byte and a length byte, then that many bytes of argument
 //     op % 6 == 0  a raw datagram (the argument as is)
 //     op % 6 == 1  a datagram with a valid header and the next packet number: the argument is
@@ -13,7 +14,7 @@
 //     op % 6 == 5  a packet number far ahead or behind (duplicates, ancient packets)
 //
 // Checks, beyond "no crash, no hang, no sanitizer report": packets never exceed the maximum
-// size, poll_transmit stops, time-outs never lie in the past after on_timeout unless work is
+// size (the size in use, or the probed maximum for an MTU probe), poll_transmit stops, time-outs never lie in the past after on_timeout unless work is
 // due, and a closed connection stays closed.
 #include <cstdint>
 #include <cstdio>
@@ -51,6 +52,11 @@ ConnectionOptions options_for(std::uint8_t flags, bool peer) {
     o.keepalive_interval = 500ms;
   }
   if (flags & 4) o.pacing = false;
+  if (flags & 8) {
+    o.mtu.enabled = true;
+    o.mtu.max_packet_size = 1472;
+    o.mtu.reprobe_interval = 1s;
+  }
   return o;
 }
 
@@ -59,7 +65,9 @@ void drain(Connection& c, Instant now, std::vector<std::string>* out) {
     if (i > 10000) fail("poll_transmit does not stop");
     std::optional<ByteView> p = c.poll_transmit(now);
     if (!p) break;
-    if (p->size() > c.options().max_packet_size) fail("packet over max_packet_size");
+    if (p->size() > c.packet_buffer_size()) fail("packet over the probed maximum");
+    if (p->size() > c.current_max_packet_size() && c.stats().mtu_probes_sent == 0) fail("packet over max_packet_size");
+    if (c.current_max_packet_size() < c.options().max_packet_size) fail("packet size below the base");
     if (out && out->size() < 256) out->emplace_back(p->as_string_view());
   }
   for (int i = 0; c.poll_event(); ++i) {

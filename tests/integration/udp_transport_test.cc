@@ -595,6 +595,68 @@ UdpEndpointStats echo_with_fec(const FecOptions& server, const FecOptions& clien
   return fx.listener->stats();
 }
 
+// Path MTU discovery on real sockets: loopback carries any datagram up to 64 KiB, so the server's
+// connection ends at the configured maximum. Echoes 300 KB before and after, intact.
+UdpEndpointStats echo_with_mtu(bool probe, std::size_t max) {
+  Fixture fx;
+  for (UdpOptions* o : {&fx.server_options, &fx.client_options}) {
+    o->connection.mtu.enabled = probe;
+    o->connection.mtu.max_packet_size = max;
+  }
+  fx.listen([](ConnectionPtr c) { return std::make_shared<Echo>(c); });
+  ConnectionPtr c = fx.connect();
+  EXPECT_TRUE(c);
+  if (!c) return {};
+  std::string sent(600000, '\0');
+  std::mt19937 rng(13);
+  for (auto& ch : sent) ch = static_cast<char>(rng());
+  Sink sink(sent.size());
+  auto done = sink.done();
+  fx.on_client([&] {
+    c->start(&sink);
+    c->send(Chain(Slice::copy_of(ByteView(sent.data(), sent.size() / 2))));
+  });
+  // The second half goes once the search settled (or at once when probing is off).
+  if (probe) {
+    EXPECT_TRUE(eventually([&] {
+      const UdpEndpointStats s = fx.listener->stats();
+      return s.max_packet_size_min > 1200 && s.traffic.mtu_probes_sent == s.traffic.mtu_probes_acked +
+                                                                              s.traffic.mtu_probes_lost;
+    }));
+  }
+  fx.on_client([&] { c->send(Chain(Slice::copy_of(ByteView(sent.data() + sent.size() / 2, sent.size() / 2)))); });
+  EXPECT_EQ(done.wait_for(kLiveness), std::future_status::ready);
+  EXPECT_TRUE(sink.got() == sent);
+  const UdpEndpointStats stats = fx.listener->stats();
+  auto closed = sink.closed();
+  fx.on_client([&] { c->close(); });
+  EXPECT_EQ(closed.wait_for(kLiveness), std::future_status::ready);
+  return stats;
+}
+
+TEST(UdpTransportMtu, OnLoopbackTheDatagramSizeRisesAbove1200To1472) {
+  const UdpEndpointStats s = echo_with_mtu(true, 0);
+  EXPECT_EQ(s.max_packet_size_min, 1472u);
+  EXPECT_EQ(s.max_packet_size_max, 1472u);
+  EXPECT_GE(s.traffic.mtu_probes_acked, 1u);
+  EXPECT_EQ(s.traffic.mtu_probes_lost, 0u);
+  EXPECT_EQ(s.traffic.mtu_black_holes, 0u);
+  EXPECT_EQ(s.socket.truncated, 0u);
+}
+
+TEST(UdpTransportMtu, AConfiguredMaximumAboveEthernetIsReachedOnLoopbackAndTheSocketHoldsIt) {
+  const UdpEndpointStats s = echo_with_mtu(true, 9000);
+  EXPECT_EQ(s.max_packet_size_min, 9000u);
+  EXPECT_GE(s.traffic.mtu_probes_acked, 1u);
+  EXPECT_EQ(s.socket.truncated, 0u);
+}
+
+TEST(UdpTransportMtu, WithProbingOffTheSizeStaysAt1200) {
+  const UdpEndpointStats s = echo_with_mtu(false, 0);
+  EXPECT_EQ(s.max_packet_size_min, 1200u);
+  EXPECT_EQ(s.traffic.mtu_probes_sent, 0u);
+}
+
 FecOptions fec_fixed(std::uint8_t k, std::uint8_t m) {
   FecOptions f;
   EXPECT_TRUE(parse_fec_mode(std::to_string(k) + "," + std::to_string(m), f).is_ok());

@@ -8,6 +8,10 @@ void Link::schedule(Instant at, std::string bytes) { q_.push(InFlight{at, seq_++
 
 void Link::send(Instant now, ByteView packet) {
   ++stats_.sent;
+  if (options_.max_datagram > 0 && packet.size() > options_.max_datagram) {
+    ++stats_.too_big;
+    return;
+  }
   Instant depart = now;
   if (options_.bandwidth_bps > 0) {
     // The bottleneck serializes packets; what waits for it is the queue.

@@ -1,6 +1,7 @@
 // A deterministic network simulator for the sans-IO UDP core: a virtual clock and two
 // endpoints joined by one link per direction. Each link can lose, delay, jitter, reorder,
-// duplicate and corrupt packets, and limit bandwidth behind a bounded queue. All randomness
+// duplicate and corrupt packets, limit bandwidth behind a bounded queue, and drop datagrams
+// larger than its path MTU. All randomness
 // comes from a seeded generator, so a seed replays exactly, on any machine, in any build.
 #pragma once
 
@@ -48,6 +49,9 @@ struct LinkOptions {
   Duration reorder_delay = std::chrono::milliseconds(15);
   std::uint64_t bandwidth_bps = 0;  // 0 = unlimited
   std::size_t queue_bytes = 64 * 1024;  // bottleneck queue (tail drop) when bandwidth-limited
+  // The path MTU, as the largest datagram (UDP payload) the path carries: larger ones are
+  // dropped (counted in too_big), as a router does with the don't-fragment bit set. 0 = any.
+  std::size_t max_datagram = 0;
 };
 
 struct LinkStats {
@@ -55,6 +59,7 @@ struct LinkStats {
   std::uint64_t delivered = 0;     // copies delivered (duplicates included)
   std::uint64_t lost = 0;
   std::uint64_t queue_dropped = 0;
+  std::uint64_t too_big = 0;       // larger than max_datagram: dropped
   std::uint64_t duplicated = 0;
   std::uint64_t reordered = 0;
   std::uint64_t corrupted = 0;     // delivered copies with flipped bits

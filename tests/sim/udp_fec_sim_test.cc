@@ -154,6 +154,9 @@ struct RunResult {
   std::uint64_t rejected = 0;       // the receiver's connection: failed packet protection
   std::uint64_t wire_bytes = 0;     // bytes delivered a->b (FEC packets included)
   double seconds = 0;
+  std::uint64_t max_packet_size = 0;  // the sender's packet size at the end (MTU probing)
+  std::uint64_t mtu_probes_acked = 0;
+  std::uint64_t too_big = 0;          // datagrams a->b dropped for the path MTU
 };
 
 std::uint64_t a_to_b_bytes(const FecNetwork& net) { return net.a_to_b().stats().bytes_delivered; }
@@ -169,8 +172,10 @@ std::string message(std::uint64_t seed, std::uint32_t seq, std::size_t len) {
 // `count` messages of 1 to 2000 bytes, each framed as u32 length + u32 sequence, from a to b
 // on one stream, written as fast as the send buffer takes them. FEC is adaptive with the default
 // levels, on both ends or on neither.
-RunResult run(std::uint64_t seed, bool fec, const LinkOptions& link, std::uint32_t count) {
+RunResult run(std::uint64_t seed, bool fec, const LinkOptions& link, std::uint32_t count, bool mtu_probe = false) {
   ConnectionOptions co;
+  co.mtu.enabled = mtu_probe;
+  co.mtu.max_packet_size = 1472;
   FecOptions fo;
   fo.enabled = fec;
   fo.flush_delay = 3ms;  // under an eighth of the 40 ms RTT
@@ -241,6 +246,9 @@ RunResult run(std::uint64_t seed, bool fec, const LinkOptions& link, std::uint32
     result.feedback_received = a.filter->stats().feedback_received;
   }
   result.wire_bytes = a_to_b_bytes(net);
+  result.max_packet_size = s.max_packet_size;
+  result.mtu_probes_acked = s.mtu_probes_acked;
+  result.too_big = net.a_to_b().stats().too_big;
   result.seconds = std::chrono::duration<double>(net.now() - sim::kSimStart).count();
   EXPECT_EQ(next_recv, count);
   return result;
@@ -414,6 +422,23 @@ TEST(UdpFecSimTest, CorruptedPacketsIncludingRepairsAreRejectedAndCountedNeverDe
   }
   EXPECT_GT(rejected, 0u);
   EXPECT_GT(recovered, 0u);
+}
+
+// FEC and path MTU probing together on a 1500-byte MTU path (1472-byte UDP payloads) at 5%
+// loss: the connection's packets grow to what the path carries less the filter's headers, the
+// FEC packets built from them (repairs as long as the longest source) still fit the path, FEC
+// rebuilds lost packets, and every message arrives once and in order.
+TEST(UdpFecSimTest, WithMtuProbingPacketsGrowAndFecPacketsStillFitThePath) {
+  for (std::uint64_t seed = seed_base(); seed < seed_base() + std::min<std::uint64_t>(seed_count(), 10); ++seed) {
+    LinkOptions link = lossy(0.05);
+    link.max_datagram = 1472;
+    RunResult r = run(seed, true, link, 300, true);
+    ASSERT_TRUE(r.delivered && r.in_order) << "seed " << seed;
+    EXPECT_EQ(r.max_packet_size, 1472u - kFecFilterOverhead) << "seed " << seed;
+    EXPECT_GE(r.mtu_probes_acked, 1u) << "seed " << seed;
+    EXPECT_GT(r.recovered, 0u) << "seed " << seed;
+    EXPECT_EQ(r.too_big, 0u) << "seed " << seed;
+  }
 }
 
 }  // namespace

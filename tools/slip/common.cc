@@ -20,6 +20,14 @@ Result<session::Dialer> make_dialer(const Common& c) {
     if (Status st = transport::udp::parse_fec_mode(c.udp_fec, udp.fec); !st.is_ok()) {
       return invalid_argument("--udp-fec: " + std::string(st.message()));
     }
+    if (c.udp_mtu_probe != "on" && c.udp_mtu_probe != "off") {
+      return invalid_argument("--udp-mtu-probe: on or off, not " + c.udp_mtu_probe);
+    }
+    if (c.udp_max_datagram != 0 && (c.udp_max_datagram < 1200 || c.udp_max_datagram > 65527)) {
+      return invalid_argument("--udp-max-datagram: 0 or 1200 to 65527, not " + std::to_string(c.udp_max_datagram));
+    }
+    udp.connection.mtu.enabled = c.udp_mtu_probe == "on";
+    udp.connection.mtu.max_packet_size = c.udp_max_datagram;
     SLIP_ASSIGN_OR_RETURN(transport::HostPort hp, transport::parse_host_port(*hostport));
     return session::udp_dialer(std::move(hp), std::move(udp));
   }

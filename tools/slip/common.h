@@ -16,6 +16,10 @@ struct Common {
   std::string server_key;
   // Forward error correction to offer a udp:// server: off, adaptive or K,M.
   std::string udp_fec = "off";
+  // Path MTU discovery on a udp:// connection ("on" or "off"), and the largest datagram it tries
+  // (0: a 1500-byte MTU's for the address family).
+  std::string udp_mtu_probe = "on";
+  std::size_t udp_max_datagram = 0;
   transport::TlsOptions tls;
   bool use_tls = false;
   std::string name = "slip";

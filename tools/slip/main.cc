@@ -213,6 +213,14 @@ int main(int argc, char** argv) {
                  "Forward error correction to offer a udp:// server: off, adaptive (repairs follow the measured "
                  "loss) or K,M (M repair packets per K); used when the server offers it too")
       ->capture_default_str();
+  app.add_option("--udp-mtu-probe", common.udp_mtu_probe,
+                 "Path MTU discovery on a udp:// connection: on (probe for datagrams larger than 1200 bytes, up to "
+                 "--udp-max-datagram) or off")
+      ->capture_default_str();
+  app.add_option("--udp-max-datagram", common.udp_max_datagram,
+                 "Largest UDP datagram (payload bytes) MTU probing tries on a udp:// connection: 1200 to 65527, or 0 "
+                 "for a 1500-byte MTU's (1472 over IPv4, 1452 over IPv6)")
+      ->capture_default_str();
   app.add_option("--name", common.name, "Client name shown by the server")->capture_default_str();
   app.add_option("--timeout-ms", common.timeout_ms,
                  "Give up on the handshake (and a bench run that stops progressing) after this long, ms")

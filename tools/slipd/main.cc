@@ -233,6 +233,26 @@ int main(int argc, char** argv) {
                  "Adaptive UDP FEC sends at most this many repair packets per 100 packets")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1600u));
+  std::string udp_mtu_probe = "on";
+  std::size_t udp_max_datagram = 0;
+  unsigned udp_mtu_reprobe_s = 600;
+  app.add_option("--udp-mtu-probe", udp_mtu_probe,
+                 "Path MTU discovery on UDP connections: on (start at 1200-byte datagrams, probe for larger ones up "
+                 "to --udp-max-datagram, fall back when they stop getting through) or off (1200 bytes always)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--udp-max-datagram", udp_max_datagram,
+                 "Largest UDP datagram (payload bytes) MTU probing tries: 1200 to 65527, or 0 for a 1500-byte "
+                 "MTU's (1472 over IPv4, 1452 over IPv6)")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        const unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
+        return n == 0 || (n >= 1200 && n <= 65527) ? "" : "must be 0 or 1200 to 65527";
+      });
+  app.add_option("--udp-mtu-reprobe-s", udp_mtu_reprobe_s,
+                 "Search again this many seconds after a UDP MTU search ended below --udp-max-datagram or fell back "
+                 "(0: never)")
+      ->capture_default_str();
   app.add_option("--max-connections", opts.max_connections, "Client connections at once, in all")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
@@ -362,6 +382,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     opts.udp.fec.max_repair_ratio = static_cast<double>(udp_fec_max_repair) / 100.0;
+    opts.udp.connection.mtu.enabled = udp_mtu_probe == "on";
+    opts.udp.connection.mtu.max_packet_size = udp_max_datagram;
+    opts.udp.connection.mtu.reprobe_interval = std::chrono::seconds(udp_mtu_reprobe_s);
     std::string key_path = udp_key_file;
     if (key_path.empty()) {
       if (data_dir.empty()) {

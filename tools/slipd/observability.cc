@@ -235,6 +235,21 @@ void Observability::register_collectors() {
       t.packets_rejected);
     c("slip_udp_packets_duplicate_total", "UDP packets dropped as replays or duplicates", t.packets_duplicate);
     c("slip_udp_probes_sent_total", "UDP probe-timeout packets", t.probes_sent);
+    obs::Family mtu_probes = obs::counter("slip_udp_mtu_probes_total",
+                                          "UDP path MTU probes, by what became of them (sent, acked, lost)");
+    mtu_probes.add(static_cast<double>(t.mtu_probes_sent), {{"result", "sent"}});
+    mtu_probes.add(static_cast<double>(t.mtu_probes_acked), {{"result", "acked"}});
+    mtu_probes.add(static_cast<double>(t.mtu_probes_lost), {{"result", "lost"}});
+    out.push_back(std::move(mtu_probes));
+    c("slip_udp_mtu_black_holes_total",
+      "UDP connections that fell back to 1200-byte datagrams when larger ones stopped getting through",
+      t.mtu_black_holes);
+    obs::Family packet_size = obs::gauge("slip_udp_max_packet_size_bytes",
+                                         "Datagram size (UDP payload) in use by open UDP connections: smallest and "
+                                         "largest, as path MTU discovery left them (0: none open)");
+    packet_size.add(static_cast<double>(s.max_packet_size_min), {{"stat", "min"}});
+    packet_size.add(static_cast<double>(s.max_packet_size_max), {{"stat", "max"}});
+    out.push_back(std::move(packet_size));
     c("slip_udp_bytes_sent_total", "UDP payload bytes sent", t.bytes_sent);
     c("slip_udp_bytes_received_total", "UDP payload bytes received in accepted packets", t.bytes_received);
     const transport::udp::FecFilterStats& f = s.fec;

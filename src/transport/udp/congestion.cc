@@ -11,6 +11,13 @@ NewReno::NewReno(const CongestionOptions& options) : options_(options) {
   cwnd_ = std::min<std::uint64_t>(cwnd_, std::max<std::uint64_t>(options_.max_window_bytes, min_window_));
 }
 
+void NewReno::set_max_datagram_size(std::size_t size) {
+  options_.max_datagram_size = size;
+  min_window_ = std::max<std::uint64_t>(options_.minimum_window_packets, 1) * size;
+  cwnd_ = std::max(cwnd_, min_window_);
+  ssthresh_ = std::max(ssthresh_, min_window_);
+}
+
 void NewReno::on_packet_acked(Instant sent_time, std::size_t bytes) {
   // Measured before the acked bytes leave the flight: was the window in use?
   const bool window_limited = in_flight_ * 2 >= cwnd_;

@@ -56,6 +56,11 @@ class NewReno {
   // An in-flight packet is forgotten without being acked or lost (connection closing).
   void on_packet_discarded(std::size_t bytes) { in_flight_ -= std::min<std::uint64_t>(in_flight_, bytes); }
 
+  // The path's datagram size changed (MTU probing): the minimum window and the growth step
+  // follow it; the window itself is in bytes and keeps its size (at least the new minimum).
+  void set_max_datagram_size(std::size_t size);
+  std::size_t max_datagram_size() const { return options_.max_datagram_size; }
+
   std::uint64_t minimum_window() const { return min_window_; }
   std::uint32_t congestion_events() const { return congestion_events_; }
 
@@ -78,6 +83,7 @@ class Pacer {
   // `burst_packets`: how many packets may leave back to back after an idle period.
   explicit Pacer(std::size_t max_datagram_size = 1200, std::size_t burst_packets = 10)
       : mtu_(max_datagram_size),
+        burst_packets_(burst_packets),
         burst_(static_cast<double>(burst_packets * max_datagram_size)),
         burst_cap_(burst_),
         tokens_(burst_) {}
@@ -92,11 +98,18 @@ class Pacer {
   // next_timeout(). A time in the past means now.
   Instant next_release(std::size_t bytes) const;
   double rate_bytes_per_sec() const { return rate_; }
+  // The datagram size changed (MTU probing): the burst is counted in packets of the new size.
+  // Takes effect at the next set_rate().
+  void set_max_datagram_size(std::size_t size) {
+    mtu_ = size;
+    burst_ = static_cast<double>(burst_packets_ * size);
+  }
 
  private:
   void refill(Instant now);
 
   std::size_t mtu_;
+  std::size_t burst_packets_;
   double burst_;      // configured burst
   double burst_cap_;  // the burst, capped by the current window
   double tokens_;

@@ -15,6 +15,8 @@ namespace {
 constexpr std::size_t kMinFrameRoom = 8;
 // Datagrams and frames are never built smaller than this.
 constexpr std::size_t kMinPacketSize = 128;
+// The largest UDP payload (65535 less the UDP header): MTU probing never goes beyond.
+constexpr std::size_t kMaxUdpPayload = 65527;
 
 std::size_t class_of(Priority p) { return static_cast<std::size_t>(p) & 3; }
 
@@ -110,7 +112,10 @@ Connection::Connection(const ConnectionOptions& options, PacketProtector* protec
   conn_recv_max_ = options_.connection_receive_window;
   last_received_ = last_sent_ = idle_start_ = now;
   now_ = now;
-  tx_buffer_.resize(options_.max_packet_size);
+  mtu_base_ = mtu_current_ = mtu_max_ = options_.max_packet_size;
+  if (options_.mtu.enabled && options_.mtu.max_packet_size > mtu_base_) {
+    mtu_max_ = std::min(options_.mtu.max_packet_size, kMaxUdpPayload);
+  }
   ack_scratch_.resize(options_.frame_limits.max_ack_ranges + 1);
   pacer_.set_rate(cc_.window(), rtt_.smoothed());
 }
@@ -266,8 +271,8 @@ Result<std::size_t> Connection::read(std::uint64_t stream_id, std::span<std::uin
 // --- datagrams ---
 
 std::size_t Connection::max_datagram_size() const {
-  const std::size_t fixed = kMaxPacketHeaderSize + protector_->overhead() + 1 + varint_size(options_.max_packet_size);
-  return options_.max_packet_size > fixed ? options_.max_packet_size - fixed : 0;
+  const std::size_t fixed = kMaxPacketHeaderSize + protector_->overhead() + 1 + varint_size(mtu_current_);
+  return mtu_current_ > fixed ? mtu_current_ - fixed : 0;
 }
 
 Status Connection::send_datagram(ByteView data) {
@@ -369,6 +374,8 @@ Status Connection::handle_frame(Instant now, const Frame& f) {
   if (const auto* a = std::get_if<AckFrame>(&f)) {
     SLIP_TRY(loss_.on_ack(now, *a, rtt_, *recovery_handler_));
     pacer_.set_rate(cc_.window(), rtt_.smoothed());
+    // The peer has acknowledged a packet: the path works at the base size; the search begins.
+    if (!mtu_started_ && mtu_max_ > mtu_base_ && loss_.largest_acked()) mtu_start_search();
     return Status();
   }
   if (const auto* s = std::get_if<StreamFrame>(&f)) return on_stream_frame(*s);
@@ -487,8 +494,13 @@ Status Connection::on_stream_frame(const StreamFrame& f) {
 
 void Connection::on_packet_acked(const SentPacket& p) {
   if (p.in_flight) cc_.on_packet_acked(p.time_sent, p.size);
+  // A packet above the base size got through: the losses before it were no black hole.
+  if (p.size > mtu_base_) mtu_large_losses_ = 0;
   for (const SentFrame& f : p.frames) {
     switch (f.kind) {
+      case SentFrame::Kind::kMtuProbe:
+        on_mtu_probe_acked(p.packet_number, static_cast<std::size_t>(f.length));
+        break;
       case SentFrame::Kind::kAck:
         acks_.on_ack_acked(f.offset);
         break;
@@ -531,13 +543,19 @@ void Connection::on_packets_lost(const std::vector<const SentPacket*>& lost, boo
   std::uint64_t bytes = 0;
   Instant newest{};
   for (const SentPacket* p : lost) {
-    if (p->ack_eliciting) ++stats_.packets_lost;
+    // An MTU probe (ack-eliciting, never in flight) is counted apart: a lost probe is the
+    // search's answer, not a loss of the path (forward error correction reads packets_lost).
+    if (p->ack_eliciting && p->in_flight) ++stats_.packets_lost;
     if (p->in_flight) {
       bytes += p->size;
       newest = std::max(newest, p->time_sent);
+      if (p->size > mtu_base_) ++mtu_large_losses_;
     }
     for (const SentFrame& f : p->frames) {
       switch (f.kind) {
+        case SentFrame::Kind::kMtuProbe:
+          on_mtu_probe_lost(p->packet_number, static_cast<std::size_t>(f.length));
+          break;
         case SentFrame::Kind::kStream: {
           Stream* s = find_stream(f.stream_id);
           if (!s) break;
@@ -575,6 +593,143 @@ void Connection::on_packets_lost(const std::vector<const SentPacket*>& lost, boo
     if (persistent) ++stats_.persistent_congestion_events;
     pacer_.set_rate(cc_.window(), rtt_.smoothed());
   }
+  // Packets above the base lost in a row while a smaller one (what acknowledged the packets
+  // after them) got through: the path stopped carrying the raised size.
+  if (mtu_current_ > mtu_base_ && mtu_large_losses_ >= std::max<std::uint32_t>(options_.mtu.black_hole_threshold, 1)) {
+    mtu_fall_back();
+  }
+}
+
+// --- path MTU discovery ---
+
+void Connection::set_packet_size(std::size_t size) {
+  mtu_current_ = size;
+  cc_.set_max_datagram_size(size);
+  pacer_.set_max_datagram_size(size);
+  pacer_.set_rate(cc_.window(), rtt_.smoothed());
+  // Queued datagrams that no longer fit in a packet are dropped, as when the queue overflows.
+  const std::size_t max = max_datagram_size();
+  const std::size_t before = out_datagrams_.size();
+  std::erase_if(out_datagrams_, [max](const std::string& d) { return d.size() > max; });
+  stats_.datagrams_dropped_outgoing += before - out_datagrams_.size();
+}
+
+void Connection::mtu_start_search() {
+  mtu_started_ = true;
+  mtu_low_ = mtu_current_;
+  mtu_high_ = mtu_max_ + 1;
+  mtu_next_search_ = kNever;
+  mtu_next_candidate();
+}
+
+void Connection::mtu_next_candidate() {
+  mtu_tries_ = 0;
+  std::size_t candidate = 0;
+  if (mtu_high_ == mtu_max_ + 1) {
+    // The largest size first: on the common path (a full Ethernet MTU) one probe settles it.
+    if (mtu_low_ < mtu_max_) candidate = mtu_max_;
+  } else if (mtu_high_ > mtu_low_ + std::max<std::size_t>(options_.mtu.search_granularity, 1)) {
+    candidate = mtu_low_ + (mtu_high_ - mtu_low_) / 2;
+  }
+  mtu_probe_size_ = candidate;
+  if (candidate != 0) return;
+  // Search over. Below the maximum the path may grow later: search again after a while.
+  const Duration every = options_.mtu.reprobe_interval;
+  mtu_next_search_ = mtu_current_ < mtu_max_ && every > Duration::zero() ? now_ + every : kNever;
+}
+
+void Connection::mtu_fall_back() {
+  ++stats_.mtu_black_holes;
+  mtu_large_losses_ = 0;
+  mtu_probe_size_ = 0;
+  mtu_probe_in_flight_ = false;
+  mtu_epoch_pn_ = loss_.next_packet_number();
+  set_packet_size(mtu_base_);
+  const Duration every = options_.mtu.reprobe_interval;
+  mtu_next_search_ = every > Duration::zero() ? now_ + every : kNever;
+}
+
+void Connection::on_mtu_probe_acked(std::uint64_t pn, std::size_t size) {
+  ++stats_.mtu_probes_acked;
+  // A probe sent before the last black-hole fallback (declared lost, acknowledged late) says
+  // nothing about the path as it is now.
+  if (pn < mtu_epoch_pn_) return;
+  if (size > mtu_current_ && size <= mtu_max_) set_packet_size(size);
+  if (mtu_probe_in_flight_ && pn == mtu_probe_pn_) {
+    mtu_probe_in_flight_ = false;
+    mtu_low_ = std::max(mtu_low_, size);
+    mtu_next_candidate();
+  } else if (mtu_probe_size_ != 0 && size > mtu_low_) {
+    // A probe declared lost turned out to have arrived: the search learns from it.
+    mtu_low_ = size;
+    if (mtu_high_ <= mtu_low_) mtu_high_ = mtu_max_ + 1;
+  }
+}
+
+void Connection::on_mtu_probe_lost(std::uint64_t pn, std::size_t size) {
+  ++stats_.mtu_probes_lost;
+  if (!mtu_probe_in_flight_ || pn != mtu_probe_pn_) return;
+  mtu_probe_in_flight_ = false;
+  if (++mtu_tries_ >= std::max<std::uint32_t>(options_.mtu.max_probes, 1)) {
+    mtu_high_ = size;
+    mtu_next_candidate();
+  }
+}
+
+bool Connection::mtu_probe_due(Instant /*now*/) const {
+  return mtu_probe_size_ != 0 && !mtu_probe_in_flight_ && probes_pending_ == 0 && state_ == ConnectionState::kOpen &&
+         cc_.can_send(mtu_probe_size_);
+}
+
+std::size_t Connection::build_mtu_probe(Instant now, std::span<std::uint8_t> out) {
+  const std::size_t size = mtu_probe_size_;
+  const std::size_t overhead = protector_->overhead();
+  const std::uint64_t pn = loss_.next_packet_number();
+  const std::size_t header_len = encode_packet_header(out.data(), options_.peer_cid, pn, loss_.largest_acked());
+  if (header_len == 0 || size < header_len + overhead + kMinFrameRoom) return 0;
+  std::uint8_t* payload = out.data() + header_len;
+  FrameWriter w(payload, size - header_len - overhead);
+  SentPacket sp;
+  sp.packet_number = pn;
+  bool has_ack = false;
+  if (acks_.has_ranges() && acks_.ack_pending()) {
+    const std::size_t n = acks_.fill_ranges(ack_scratch_.data(), ack_scratch_.size());
+    if (n > 0 && w.add_ack(acks_.ack_delay_us(now), ack_scratch_.data(), n)) {
+      has_ack = true;
+      sp.frames.push_back({SentFrame::Kind::kAck, false, 0, ack_scratch_[0].largest, 0});
+    }
+  }
+  if (!w.add_ping()) return 0;
+  sp.frames.push_back({SentFrame::Kind::kPing, false, 0, 0, 0});
+  (void)w.add_padding(w.room());
+  sp.frames.push_back({SentFrame::Kind::kMtuProbe, false, 0, 0, size});
+  const ByteView header(out.data(), header_len);
+  Status sealed = protector_->seal(pn, header, payload, w.size());
+  if (!sealed.is_ok()) {
+    enter_closed(sealed.with_context("udp packet protection"));
+    return 0;
+  }
+  const std::size_t total = header_len + w.size() + overhead;
+  sp.time_sent = now;
+  sp.size = static_cast<std::uint32_t>(total);
+  sp.ack_eliciting = true;
+  sp.in_flight = false;  // outside congestion control: not counted, not paced
+  if (has_ack) {
+    acks_.on_ack_sent();
+    ++stats_.acks_sent;
+  }
+  if (!eliciting_sent_since_receive_) {
+    idle_start_ = now;
+    eliciting_sent_since_receive_ = true;
+  }
+  mtu_probe_in_flight_ = true;
+  mtu_probe_pn_ = pn;
+  ++stats_.mtu_probes_sent;
+  ++stats_.packets_sent;
+  stats_.bytes_sent += total;
+  last_sent_ = now;
+  loss_.on_packet_sent(std::move(sp));
+  return total;
 }
 
 bool Connection::requeue_for_probe() {
@@ -707,6 +862,7 @@ bool Connection::fill_streams(FrameWriter& w, SentPacket& sp, bool& retransmitte
 }
 
 std::optional<ByteView> Connection::poll_transmit(Instant now) {
+  if (tx_buffer_.size() < mtu_max_) tx_buffer_.resize(mtu_max_);
   const std::size_t n = poll_transmit_into(now, std::span<std::uint8_t>(tx_buffer_));
   if (n == 0) return std::nullopt;
   return ByteView(tx_buffer_.data(), n);
@@ -715,7 +871,16 @@ std::optional<ByteView> Connection::poll_transmit(Instant now) {
 std::size_t Connection::poll_transmit_into(Instant now, std::span<std::uint8_t> out) {
   now_ = now;
   if (state_ == ConnectionState::kClosed || state_ == ConnectionState::kDraining) return 0;
-  const std::size_t size = std::min(out.size(), options_.max_packet_size);
+  // A path MTU probe goes first when due (and when the caller's buffer holds it).
+  if (state_ == ConnectionState::kOpen && mtu_probe_due(now) && out.size() >= mtu_probe_size_) {
+    if (const std::size_t n = build_mtu_probe(now, out); n > 0) return n;
+    if (state_ == ConnectionState::kClosed) return 0;
+  }
+  std::size_t size = std::min(out.size(), mtu_current_);
+  // Probe-timeout packets stay at the base size: when the path stopped carrying the raised size
+  // (a black hole), they still get through, and their acknowledgement declares the larger
+  // packets lost.
+  if (probes_pending_ > 0 && state_ == ConnectionState::kOpen) size = std::min(size, mtu_base_);
   const std::size_t overhead = protector_->overhead();
   if (size < kMaxPacketHeaderSize + overhead + kMinFrameRoom) return 0;
 
@@ -859,9 +1024,11 @@ Instant Connection::next_timeout() const {
     t = std::min(t, std::max(last_sent_, last_received_) + options_.keepalive_interval);
   }
   // Pacing release: only when something waits for it and the window would let it go.
-  if (options_.pacing && probes_pending_ == 0 && has_ack_eliciting_work() && cc_.can_send(options_.max_packet_size)) {
-    t = std::min(t, pacer_.next_release(options_.max_packet_size));
+  if (options_.pacing && probes_pending_ == 0 && has_ack_eliciting_work() && cc_.can_send(mtu_current_)) {
+    t = std::min(t, pacer_.next_release(mtu_current_));
   }
+  // The next path MTU search (none while one runs: its probes go out with the traffic).
+  if (mtu_probe_size_ == 0) t = std::min(t, mtu_next_search_);
   return t;
 }
 
@@ -880,6 +1047,7 @@ void Connection::on_timeout(Instant now) {
   if (auto l = loss_.timer(rtt_); l && *l <= now) {
     if (loss_.on_timeout(now, rtt_, *recovery_handler_)) probes_pending_ = 2;
   }
+  if (mtu_probe_size_ == 0 && now >= mtu_next_search_ && state_ == ConnectionState::kOpen) mtu_start_search();
   if (options_.keepalive_interval > Duration::zero() &&
       now >= std::max(last_sent_, last_received_) + options_.keepalive_interval) {
     ping_pending_ = true;
@@ -944,6 +1112,7 @@ ConnectionStats Connection::stats() const {
   s.rttvar = rtt_.var();
   s.min_rtt = rtt_.min();
   s.latest_rtt = rtt_.latest();
+  s.max_packet_size = mtu_current_;
   return s;
 }
 

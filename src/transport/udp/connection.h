@@ -9,7 +9,7 @@
 // reassembly of out-of-order and duplicate data), unreliable datagrams, credit-based flow
 // control per stream and per connection, ACKs with ranges (delayed, or immediate on reordering),
 // RTT estimation, loss detection by packet and time thresholds, probe timeouts, NewReno with
-// pacing, keepalive and idle timeout.
+// pacing, keepalive and idle timeout, and path MTU discovery (MtuOptions).
 //
 // Streams are bidirectional byte streams numbered like QUIC's: the client opens even ids, the
 // server odd ones; the peer's first STREAM frame on a new id opens it (and every lower id of
@@ -51,6 +51,34 @@ inline constexpr std::size_t kPriorityClasses = 4;
 
 enum class Role : std::uint8_t { kClient, kServer };
 
+// Datagram packetization-layer path MTU discovery (RFC 8899; docs/udp.md, "Path MTU"). The
+// connection starts at ConnectionOptions::max_packet_size (the base, 1200 by default) and, once
+// the peer has acknowledged a packet, sends probe packets (PING + PADDING to the probed size)
+// at larger sizes: first max_packet_size below, then a binary search between the largest size
+// acknowledged and the smallest size given up on, until they are within search_granularity.
+// A probe acknowledged raises the connection's packet size (and congestion control's datagram
+// size); a size whose probe is lost max_probes times in a row is too big. Probes are outside
+// congestion control: never counted in flight, their loss never shrinks the window, and they
+// carry no data, so nothing is retransmitted for them.
+//
+// Black holes: when black_hole_threshold packets larger than the base are declared lost in a
+// row, with no larger packet acknowledged in between, while a base-sized one still got through
+// (probe-timeout packets are kept at the base size for this), the path no longer carries the
+// raised size: the connection falls back to the base at once and searches again after
+// reprobe_interval. A finished search also starts again after reprobe_interval when it ended
+// below max_packet_size (the path may have grown).
+struct MtuOptions {
+  bool enabled = false;
+  // Largest UDP payload probed. 1472 is a 1500-byte Ethernet MTU less the IPv4 and UDP headers
+  // (20 + 8); over IPv6 the transport uses 1452 (40 + 8). The transport also caps it at what its
+  // socket buffers hold.
+  std::size_t max_packet_size = 1472;
+  Duration reprobe_interval = std::chrono::minutes(10);
+  std::uint32_t max_probes = 3;
+  std::size_t search_granularity = 16;
+  std::uint32_t black_hole_threshold = 3;
+};
+
 struct ConnectionOptions {
   Role role = Role::kClient;
   // Connection ids (docs/udp.md, "Protected packet"): ours, which the peer's packets carry (one
@@ -58,8 +86,10 @@ struct ConnectionOptions {
   ConnectionId local_cid{};
   ConnectionId peer_cid{};
   // Largest UDP payload sent (header, frames and protection overhead). 1200 fits every path
-  // IPv6 allows. MTU probing is not done: a probed size would be set here.
+  // IPv6 allows. With MTU probing (mtu) this is the base size the connection starts at and
+  // falls back to; the size in use is current_max_packet_size().
   std::size_t max_packet_size = 1200;
+  MtuOptions mtu;
   // Larger received datagrams are dropped unread.
   std::size_t max_receive_packet_size = 65527;
 
@@ -114,6 +144,11 @@ struct ConnectionStats {
   std::uint64_t datagrams_dropped_incoming = 0;
   std::uint64_t acks_sent = 0;                 // packets carrying an ACK
   std::uint64_t probes_sent = 0;               // PTO probe packets
+  std::uint64_t mtu_probes_sent = 0;           // path MTU probe packets
+  std::uint64_t mtu_probes_acked = 0;
+  std::uint64_t mtu_probes_lost = 0;
+  std::uint64_t mtu_black_holes = 0;           // fallbacks to the base size
+  std::uint64_t max_packet_size = 0;           // the packet size in use (UDP payload)
   std::uint64_t congestion_events = 0;
   std::uint64_t persistent_congestion_events = 0;
   std::uint64_t cwnd = 0;
@@ -186,8 +221,14 @@ class Connection {
 
   // --- Datagrams ---
 
-  // Largest datagram that fits in one packet.
+  // Largest datagram that fits in one packet at the current packet size (it grows with MTU
+  // probing and falls back with it: queued datagrams that no longer fit are dropped, counted).
   std::size_t max_datagram_size() const;
+  // The UDP payload size in use: max_packet_size, or what MTU probing found.
+  std::size_t current_max_packet_size() const { return mtu_current_; }
+  // The largest packet this connection may ever build (buffers handed to poll_transmit_into
+  // need this much room for MTU probes to go out).
+  std::size_t packet_buffer_size() const { return mtu_max_; }
   // Queues an unreliable datagram: kInvalidArgument when it does not fit in a packet.
   Status send_datagram(ByteView data);
   std::optional<std::string> read_datagram();
@@ -237,6 +278,16 @@ class Connection {
   void on_packets_lost(const std::vector<const SentPacket*>& lost, bool persistent);
   bool requeue_for_probe();
   bool stream_has_work(const Stream& s) const;
+
+  // Path MTU discovery.
+  bool mtu_probe_due(Instant now) const;
+  std::size_t build_mtu_probe(Instant now, std::span<std::uint8_t> out);
+  void on_mtu_probe_acked(std::uint64_t pn, std::size_t size);
+  void on_mtu_probe_lost(std::uint64_t pn, std::size_t size);
+  void mtu_start_search();
+  void mtu_next_candidate();
+  void mtu_fall_back();
+  void set_packet_size(std::size_t size);
 
   bool has_ack_eliciting_work() const;
   bool fill_streams(FrameWriter& w, SentPacket& sp, bool& retransmitted);
@@ -299,8 +350,24 @@ class Connection {
   std::deque<Event> events_;
   ConnectionStats stats_;
   std::vector<std::uint8_t> rx_scratch_;
-  std::vector<std::uint8_t> tx_buffer_;
+  std::vector<std::uint8_t> tx_buffer_;  // poll_transmit()'s packet, sized on first use
   std::vector<AckRange> ack_scratch_;
+
+  // Path MTU discovery state (MtuOptions). The search runs between mtu_low_ (acknowledged) and
+  // mtu_high_ (given up on; max + 1 before any); mtu_probe_size_ is the size being tried.
+  std::size_t mtu_base_ = 0;
+  std::size_t mtu_current_ = 0;
+  std::size_t mtu_max_ = 0;
+  std::size_t mtu_low_ = 0;
+  std::size_t mtu_high_ = 0;
+  std::size_t mtu_probe_size_ = 0;  // 0: no search running
+  std::uint32_t mtu_tries_ = 0;
+  bool mtu_probe_in_flight_ = false;
+  std::uint64_t mtu_probe_pn_ = 0;  // the packet number of the probe in flight
+  bool mtu_started_ = false;        // the first search began (after the first acknowledgement)
+  Instant mtu_next_search_ = kNever;
+  std::uint32_t mtu_large_losses_ = 0;  // packets above the base lost in a row
+  std::uint64_t mtu_epoch_pn_ = 0;      // probes numbered below were sent before the last fallback
 };
 
 }  // namespace slip::transport::udp

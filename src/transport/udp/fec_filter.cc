@@ -99,6 +99,8 @@ void fec_adjust_connection(const FecOptions& /*fec*/, ConnectionOptions& co) {
   // thresholds: a packet FEC rebuilds after the time threshold is retransmitted once too (and
   // counted as a spurious loss), which costs bandwidth, not latency.
   if (co.max_packet_size > kFecFilterOverhead + 200) co.max_packet_size -= kFecFilterOverhead;
+  // The same for the sizes MTU probing tries: a probe, wrapped, is the size it stands for.
+  if (co.mtu.max_packet_size > kFecFilterOverhead + 200) co.mtu.max_packet_size -= kFecFilterOverhead;
 }
 
 FecFilter::FecFilter(const FecOptions& options, Clock clock, LossCounters own_loss, FecFilterStats* totals)

@@ -109,8 +109,12 @@ void LossDetector::detect_lost(Instant now, const RttEstimator& rtt, RecoveryHan
     p.lost = true;
     if (p.ack_eliciting) {
       --eliciting_in_flight_;
-      if (!run_start) run_start = p.time_sent;
-      if (rtt.has_sample() && p.time_sent - *run_start > persistent) persistent_congestion = true;
+      // Only packets congestion control counted make persistent congestion (an MTU probe,
+      // ack-eliciting but never in flight, neither starts nor extends a run).
+      if (p.in_flight) {
+        if (!run_start) run_start = p.time_sent;
+        if (rtt.has_sample() && p.time_sent - *run_start > persistent) persistent_congestion = true;
+      }
     }
     lost_scratch_.push_back(&p);
   }

@@ -32,7 +32,8 @@ inline constexpr int kTimeThresholdDen = 8;
 
 // What one packet carried that needs an action when it is acknowledged or lost.
 struct SentFrame {
-  enum class Kind : std::uint8_t { kStream, kMaxData, kMaxStreamData, kDatagram, kPing, kAck };
+  // kMtuProbe: the packet was a path MTU probe of `length` bytes (never in flight, no data).
+  enum class Kind : std::uint8_t { kStream, kMaxData, kMaxStreamData, kDatagram, kPing, kAck, kMtuProbe };
   Kind kind = Kind::kPing;
   bool fin = false;
   std::uint64_t stream_id = 0;

@@ -165,6 +165,15 @@ Result<UdpSocket> UdpSocket::bind(const HostPort& address, const SocketOptions& 
   if (options.receive_buffer > 0) {
     (void)setsockopt(s.fd_, SOL_SOCKET, SO_RCVBUF, &options.receive_buffer, sizeof(int));
   }
+  if (options.dont_fragment) {
+    const int probe = IP_PMTUDISC_PROBE;
+    if (local.family() == AF_INET6) {
+      const int probe6 = IPV6_PMTUDISC_PROBE;
+      (void)setsockopt(s.fd_, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof(probe6));
+    }
+    // Also on an IPv6 socket: its IPv4-mapped peers use the IPv4 setting.
+    (void)setsockopt(s.fd_, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof(probe));
+  }
   if (::bind(s.fd_, local.sa(), local.len) != 0) {
     return disconnected("cannot bind udp " + address.to_string() + ": " + std::strerror(errno));
   }

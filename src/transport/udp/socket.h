@@ -51,6 +51,11 @@ struct SocketOptions {
   std::size_t batch = 32;  // datagrams per recvmmsg() and sendmmsg()
   // Largest datagram received; a longer one is truncated by the kernel and dropped here.
   std::size_t max_datagram = 2048;
+  // Sets the don't-fragment bit on every datagram and never fragments locally, whatever the
+  // kernel believes the path MTU to be (IP_MTU_DISCOVER / IPV6_MTU_DISCOVER = *_PMTUDISC_PROBE):
+  // path MTU probing needs a too-big datagram dropped, not fragmented. A datagram larger than
+  // the interface's MTU is refused by the kernel (counted in send_errors).
+  bool dont_fragment = false;
 };
 
 // Received datagrams: `batch` slots of `max_datagram` bytes, filled by UdpSocket::receive().

@@ -51,6 +51,23 @@ std::string url_of(const std::string& address) {
   return s;
 }
 
+// The largest packet MTU probing may try with these options (0 when it is off).
+std::size_t probe_ceiling(const UdpOptions& o) {
+  if (!o.connection.mtu.enabled) return 0;
+  const std::size_t max = o.connection.mtu.max_packet_size;
+  return max == 0 ? kEthernetUdpPayloadIpv4 : std::min<std::size_t>(max, 65527);
+}
+
+// With MTU probing on, the socket holds the largest probe whole and never fragments it.
+UdpOptions with_mtu_socket(const UdpOptions& given) {
+  UdpOptions o = given;
+  if (const std::size_t ceiling = probe_ceiling(o); ceiling > 0) {
+    o.socket.max_datagram = std::max(o.socket.max_datagram, ceiling);
+    o.socket.dont_fragment = true;
+  }
+  return o;
+}
+
 }  // namespace
 
 class Endpoint;
@@ -174,7 +191,8 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
         desc_(loop.context()),
         timer_(loop.context()),
         rx_(options_->socket),
-        tx_(options_->socket, std::max<std::size_t>(options_->connection.max_packet_size, 1500)) {
+        tx_(options_->socket, std::max<std::size_t>({options_->connection.max_packet_size, probe_ceiling(*options_),
+                                                     1500})) {
     local_ = socket_.local_address();
     if (server_) {
       ServerHandshakeConfig hs;
@@ -245,6 +263,10 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
   }
   void commit(std::size_t len, const SocketAddress& to) { tx_.commit(len, to); }
   std::span<std::uint8_t> scratch() { return {scratch_.data(), scratch_.size()}; }
+  // The largest datagram this endpoint's socket can send (and MTU probing may try).
+  std::size_t max_send_datagram() const { return tx_.max_datagram(); }
+  // The largest datagram its socket receives whole.
+  std::size_t max_receive_datagram() const { return options_->socket.max_datagram; }
   bool blocked() const { return write_waiting_; }
   void wait_for_write(UdpConn* c) { write_waiters_.push_back(c->shared_from_this()); }
 
@@ -261,7 +283,14 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
     UdpEndpointStats s = stats_;
     s.traffic = gone_traffic_;
     for (const auto& [cid, c] : conns_) {
-      if (const udp::Connection* core = c->core()) s.traffic.add(core->stats());
+      if (const udp::Connection* core = c->core()) {
+        const ConnectionStats cs = core->stats();
+        s.traffic.add(cs);
+        if (core->state() != ConnectionState::kOpen) continue;
+        s.max_packet_size_min = s.max_packet_size_min == 0 ? cs.max_packet_size
+                                                           : std::min(s.max_packet_size_min, cs.max_packet_size);
+        s.max_packet_size_max = std::max(s.max_packet_size_max, cs.max_packet_size);
+      }
     }
     s.connections = conns_.size();
     s.unconfirmed = by_client_cid_.size();
@@ -615,6 +644,10 @@ void UdpTraffic::add(const ConnectionStats& s) {
   packets_rejected += s.packets_rejected;
   packets_duplicate += s.packets_duplicate;
   probes_sent += s.probes_sent;
+  mtu_probes_sent += s.mtu_probes_sent;
+  mtu_probes_acked += s.mtu_probes_acked;
+  mtu_probes_lost += s.mtu_probes_lost;
+  mtu_black_holes += s.mtu_black_holes;
   bytes_sent += s.bytes_sent;
   bytes_received += s.bytes_received;
 }
@@ -762,6 +795,13 @@ void UdpConn::make_core(const HandshakeResult& keys, const ConnectionId& peer_ci
   co.peer_stream_receive_window = tp->stream_receive_window;
   co.peer_connection_receive_window = tp->connection_receive_window;
   co.recovery.peer_max_ack_delay = std::chrono::microseconds(std::min<std::uint64_t>(tp->max_ack_delay_us, 1u << 24));
+  if (co.mtu.enabled) {
+    // The probed maximum: the configured one, or a 1500-byte MTU's for the peer's family, within
+    // what our socket sends and receives whole.
+    std::size_t max = co.mtu.max_packet_size;
+    if (max == 0) max = peer_.family() == AF_INET6 ? kEthernetUdpPayloadIpv6 : kEthernetUdpPayloadIpv4;
+    co.mtu.max_packet_size = std::min({max, ep_->max_send_datagram(), ep_->max_receive_datagram()});
+  }
   const bool fec = !options_->filter && fec_negotiated(options_->fec, tp->fec);
   if (fec) fec_adjust_connection(options_->fec, co);
   protector_ = std::make_unique<AeadProtector>(keys.send.key(), keys.receive.key());
@@ -770,8 +810,11 @@ void UdpConn::make_core(const HandshakeResult& keys, const ConnectionId& peer_ci
   if (options_->filter) {
     filter_ = options_->filter(role_);
   } else if (fec) {
+    // The filter wraps packets up to the probed size (fec_adjust_connection left room for it).
+    FecOptions fo = options_->fec;
+    fo.decoder.max_datagram_size = std::max(fo.decoder.max_datagram_size, co.mtu.max_packet_size);
     filter_ = std::make_unique<FecFilter>(
-        options_->fec, [] { return clock_now(); },
+        fo, [] { return clock_now(); },
         [this]() -> std::pair<std::uint64_t, std::uint64_t> {
           if (!core_) return {0, 0};
           const ConnectionStats st = core_->stats();
@@ -1006,7 +1049,8 @@ class UdpListenerImpl final : public UdpListener {
 }  // namespace
 
 Result<std::unique_ptr<UdpListener>> udp_listen(io::LoopGroup& loops, const HostPort& address,
-                                                const UdpOptions& options, AcceptHandler on_accept) {
+                                                const UdpOptions& given, AcceptHandler on_accept) {
+  const UdpOptions options = with_mtu_socket(given);
   if (options.loop_index >= loops.size()) return invalid_argument("udp listener: no such loop");
   if (options.static_key.public_key == PublicKey{}) return invalid_argument("udp listener: no server key");
   if (options.fec.enabled) {
@@ -1055,7 +1099,7 @@ void connect_resolved(io::EventLoop& loop, const SocketAddress& to, std::shared_
 }  // namespace
 
 void udp_connect(io::EventLoop& loop, const HostPort& address, const UdpOptions& options, ConnectHandler done) {
-  auto opts = std::make_shared<const UdpOptions>(options);
+  auto opts = std::make_shared<const UdpOptions>(with_mtu_socket(options));
   if (opts->server_key == PublicKey{}) {
     loop.post([done = std::move(done)] {
       done(invalid_argument("udp connect: no server key pinned (--server-key, as `slip udp-key public` prints it)"));

@@ -67,11 +67,18 @@ using DatagramFilterFactory = std::function<std::unique_ptr<DatagramFilter>(Role
 
 struct UdpOptions {
   // Reliability core options. role, connection ids and the peer's windows are filled in per
-  // connection. max_packet_size is the UDP payload size: 1200 fits every path IPv6 allows
-  // (MTU probing is not done; a probed size would replace it per connection).
+  // connection. max_packet_size is the UDP payload size every connection starts at: 1200 fits
+  // every path IPv6 allows. Path MTU discovery (connection.mtu, MtuOptions) is on: each
+  // connection probes for larger packets up to mtu.max_packet_size, where 0 (the default) means
+  // the largest UDP payload of a 1500-byte MTU for the peer's address family (1472 over IPv4,
+  // 1452 over IPv6). The probed maximum is capped by the socket's datagram buffers, which grow
+  // to hold it, and the socket then sets the don't-fragment bit (IP_PMTUDISC_PROBE), so that a
+  // probe too big for the path is dropped instead of fragmented.
   ConnectionOptions connection = [] {
     ConnectionOptions c;
     c.stream_send_buffer = 256 * 1024;
+    c.mtu.enabled = true;
+    c.mtu.max_packet_size = 0;
     return c;
   }();
   // 4 MiB socket buffers (the kernel caps them at net.core.rmem_max / wmem_max): one socket
@@ -120,6 +127,10 @@ struct UdpTraffic {
   std::uint64_t packets_rejected = 0;      // failed the header or packet protection (AEAD)
   std::uint64_t packets_duplicate = 0;     // replayed or duplicated packet numbers, dropped
   std::uint64_t probes_sent = 0;           // probe-timeout packets
+  std::uint64_t mtu_probes_sent = 0;       // path MTU probes
+  std::uint64_t mtu_probes_acked = 0;
+  std::uint64_t mtu_probes_lost = 0;
+  std::uint64_t mtu_black_holes = 0;       // fallbacks to the base packet size
   std::uint64_t bytes_sent = 0;            // UDP payload bytes
   std::uint64_t bytes_received = 0;
   void add(const ConnectionStats& s);
@@ -139,6 +150,10 @@ struct UdpEndpointStats {
   std::uint64_t expired_unconfirmed = 0;
   SocketCounters socket;
   UdpTraffic traffic;
+  // The packet size (UDP payload) in use by the open connections held now: the smallest and the
+  // largest (0 when there are none), as path MTU discovery left them.
+  std::uint64_t max_packet_size_min = 0;
+  std::uint64_t max_packet_size_max = 0;
   FecFilterStats fec;  // summed over the connections that used FEC (connections: how many)
 };
 
@@ -153,6 +168,11 @@ class UdpListener : public Listener {
   // Collected on the listener's loop, where `done` runs (it may never run once the loop stops).
   virtual void stats_async(std::function<void(UdpEndpointStats)> done) const = 0;
 };
+
+// The largest UDP payload of a 1500-byte Ethernet MTU: less 20 + 8 header bytes over IPv4, 40 + 8
+// over IPv6 (what MtuOptions::max_packet_size 0 stands for).
+inline constexpr std::size_t kEthernetUdpPayloadIpv4 = 1472;
+inline constexpr std::size_t kEthernetUdpPayloadIpv6 = 1452;
 
 // Listens on `address` (a numeric IP: "0.0.0.0:7421", "[::]:7421", "127.0.0.1:0").
 // options.static_key must hold the server's key pair. `on_accept` runs on the listener's loop
