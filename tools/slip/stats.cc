@@ -204,6 +204,7 @@ void print_consumers(const json::array& streams, const Previous& prev) {
   std::printf("\n%-16s %-16s %-8s %9s %9s %9s %7s %10s %10s %11s %10s %8s\n", "STREAM", "CONSUMER", "ACK", "PENDING",
               "ACK PEND", "REDELIV'D", "WAITING", "DELIV SEQ", "ACK FLOOR", "DELIVERED/S", "DELIVERED", "REDELIV");
   std::size_t shown = 0;
+  bool ephemeral = false;
   for (const auto& sv : streams) {
     const auto& st = sv.as_object();
     const json::value* list = st.if_contains("consumers");
@@ -217,7 +218,10 @@ void print_consumers(const json::array& streams, const Previous& prev) {
       const double delivered = rate_of(prev, known, known ? it->second : 0, num(c, "deliveries"),
                                        num(sub_object(c, "rates"), "deliveries_per_s"));
       std::string ack = str(c.at("ack_policy"));
-      if (c.at("durable").is_bool() && !c.at("durable").as_bool()) ack += "*";
+      if (c.at("durable").is_bool() && !c.at("durable").as_bool()) {
+        ack += "*";
+        ephemeral = true;
+      }
       std::printf("%-16.16s %-16.16s %-8.8s %9llu %9llu %9llu %7llu %10llu %10llu %11s %10llu %8llu\n", stream.c_str(),
                   name.c_str(), ack.c_str(), whole(c, "num_pending"), whole(c, "num_ack_pending"),
                   whole(c, "num_redelivered"), whole(c, "num_waiting"), whole(c, "delivered_seq"),
@@ -228,8 +232,8 @@ void print_consumers(const json::array& streams, const Previous& prev) {
   if (shown == 0) {
     std::printf(streams.empty() ? "(no consumers: there are no streams)\n"
                                 : "(no consumers: add one with slip consumer add STREAM NAME, or read with slip consume)\n");
-  } else {
-    std::printf("(ACK with * : an ephemeral consumer)\n");
+  } else if (ephemeral) {
+    std::printf("(ACK with *: an ephemeral consumer)\n");
   }
 }
 
