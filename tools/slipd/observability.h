@@ -55,7 +55,8 @@ class Observability {
   std::vector<log::ConsumerFigures> read_consumers() const;
   std::vector<rpc::MethodCallStats> read_rpc_methods() const;
   // The UDP listener's figures (nullopt without --udp-listen). When its loop does not answer
-  // within 1 s, the last figures read (counters never go back).
+  // within 1 s, the last figures read (counters never go back). On the HTTP thread: it keeps
+  // them in window_.
   std::optional<transport::udp::UdpEndpointStats> read_udp() const;
   // {"enabled": false} without a UDP listener; else its figures and the last second's rates.
   std::string udp_json(const std::optional<transport::udp::UdpEndpointStats>& udp) const;
