@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <future>
 #include <thread>
 
@@ -262,6 +263,11 @@ TEST(Metrics, EventStreamPushesJsonSnapshots) {
   EXPECT_TRUE(v.as_object().contains("server"));
   EXPECT_TRUE(v.as_object().at("connections").is_array());
   EXPECT_TRUE(v.at("server").at("rates").as_object().contains("msgs_in_per_s"));
+  // Without --udp-listen the snapshot says UDP is off, as /api/udp does.
+  EXPECT_FALSE(v.at("udp").at("enabled").as_bool()) << *event;
+  auto udp = get_json(slipd.listener("http"), "/api/udp").as_object();
+  EXPECT_FALSE(udp.at("enabled").as_bool());
+  EXPECT_EQ(udp.size(), 1u) << boost::json::serialize(udp);
 }
 
 TEST(Http, HealthzIsOkWhileServingAnd503WhileDraining) {
@@ -532,6 +538,8 @@ TEST(Metrics, ConsumersMoveTheirFigures) {
     EXPECT_EQ(u64(c.at("num_pending")), static_cast<std::uint64_t>(kMessages - 4));
     EXPECT_EQ(u64(c.at("ack_floor")), 4u);
     EXPECT_EQ(u64(c.at("deliveries")), 4u);
+    EXPECT_GE(c.at("rates").at("deliveries_per_s").to_number<double>(), 0.0);
+    EXPECT_GE(c.at("rates").at("redeliveries_per_s").to_number<double>(), 0.0);
   }
 
   // Removed: gone from both.
@@ -658,7 +666,8 @@ TEST(SlipStats, OncePrintsTheFigures) {
   const int rc = test::run_program({SLIP_PATH, "stats", "--once", "--server-http", http}, &out);
   EXPECT_EQ(rc, 0) << out;
   for (const char* want : {"msgs/s in", "msgs/s out", "connections", "subscriptions", "slow consumers", "p50", "p99",
-                           "stats-pub", "251" /* its PUBs: 250 and the sync request */}) {
+                           "stats-pub", "251" /* its PUBs: 250 and the sync request */,
+                           "(no consumers: there are no streams)", "UDP: not enabled"}) {
     EXPECT_NE(out.find(want), std::string::npos) << "missing '" << want << "' in:\n" << out;
   }
   std::string bad;
@@ -791,6 +800,117 @@ TEST(Metrics, UdpSessionsAndPacketsAreCounted) {
   }));
   EXPECT_GE(metric(after, "slip_udp_packets_received_total"), received_then);
   EXPECT_EQ(metric(after, "slip_udp_accepted_total"), 2);
+
+  // /api/udp: the same figures as JSON (nothing moves once the sessions are gone).
+  const auto udp = get_json(http, "/api/udp").as_object();
+  EXPECT_TRUE(udp.at("enabled").as_bool());
+  EXPECT_EQ(udp.at("address").as_string(), slipd.listener("udp"));
+  EXPECT_EQ(u64(udp.at("sessions")), 0u);
+  EXPECT_EQ(u64(udp.at("accepted")), 2u);
+  const auto again = scrape(http);
+  EXPECT_EQ(static_cast<double>(u64(udp.at("packets_received"))), metric(again, "slip_udp_packets_received_total"));
+  EXPECT_EQ(static_cast<double>(u64(udp.at("packets_sent"))), metric(again, "slip_udp_packets_sent_total"));
+  EXPECT_EQ(static_cast<double>(u64(udp.at("bytes_received"))), metric(again, "slip_udp_bytes_received_total"));
+  EXPECT_EQ(static_cast<double>(u64(udp.at("bytes_sent"))), metric(again, "slip_udp_bytes_sent_total"));
+  EXPECT_EQ(static_cast<double>(u64(udp.at("packets_lost"))), metric(again, "slip_udp_packets_lost_total"));
+  EXPECT_EQ(u64(udp.at("packets_rejected")), 0u);
+  EXPECT_GE(u64(udp.at("bytes_received")), kMessages * 100u);
+  EXPECT_EQ(u64(udp.at("fec").at("connections")), 0u);
+  EXPECT_EQ(u64(udp.at("dropped").at("malformed")), 0u);
+  EXPECT_GT(u64(udp.at("socket").at("datagrams_received")), 0u);
+  for (const char* rate : {"packets_sent_per_s", "packets_received_per_s", "bytes_sent_per_s", "bytes_received_per_s",
+                           "packets_lost_per_s", "packets_retransmitted_per_s", "fec_recovered_per_s"}) {
+    EXPECT_GE(udp.at("rates").at(rate).to_number<double>(), 0.0) << rate;
+  }
+  // The dashboard's snapshot carries the same block.
+  auto event = test::first_event(http, "/api/events");
+  ASSERT_TRUE(event.is_ok()) << event.status().to_string();
+  auto snapshot = boost::json::parse(*event);
+  EXPECT_TRUE(snapshot.at("udp").at("enabled").as_bool()) << *event;
+  EXPECT_EQ(u64(snapshot.at("udp").at("accepted")), 2u);
+}
+
+// A number printed after `label` in `text` ("packets in 123": label "packets in "), or -1.
+long long figure_after(const std::string& text, const std::string& label) {
+  const auto at = text.find(label);
+  if (at == std::string::npos) return -1;
+  const char* p = text.c_str() + at + label.size();
+  if (*p < '0' || *p > '9') return -1;
+  return std::strtoll(p, nullptr, 10);
+}
+
+// The whitespace-separated fields of the first line of `text` whose first two are `a` and `b`.
+std::vector<std::string> line_fields(const std::string& text, const std::string& a, const std::string& b) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::vector<std::string> fields;
+    for (std::string w; words >> w;) fields.push_back(w);
+    if (fields.size() >= 2 && fields[0] == a && fields[1] == b) return fields;
+  }
+  return {};
+}
+
+// slipd as a real process with a stream, a durable consumer and a UDP listener (FEC on), all
+// driven by separate `slip` processes over udp://; then `slip stats --once` shows the consumer's
+// figures and the UDP section, moved by that traffic.
+TEST(SlipStats, OnceShowsConsumersAndUdp) {
+  TempDir data;
+  test::SlipdProcess slipd({"--http-listen", "127.0.0.1:0", "--data-dir", data.path(), "--udp-listen", "127.0.0.1:0",
+                            "--udp-fec", "4,2"});
+  ASSERT_TRUE(slipd.ok()) << slipd.log();
+  const std::string http = slipd.listener("http");
+  const std::vector<std::string> over_udp = {SLIP_PATH, "-s", cat("udp://", slipd.listener("udp")), "--server-key",
+                                             slipd.listener("udp-key"), "--udp-fec", "4,2"};
+  auto slip = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = over_udp;
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    const int rc = test::run_program(argv, &out);
+    EXPECT_EQ(rc, 0) << args[0] << ": " << out;
+    return rc == 0;
+  };
+  constexpr int kMessages = 20;
+  ASSERT_TRUE(slip({"stream", "add", "orders", "--subjects", "orders.>"}));
+  ASSERT_TRUE(slip({"pub", "--ack", "orders.new", "order", "-n", std::to_string(kMessages)}));
+  ASSERT_TRUE(slip({"consumer", "add", "orders", "READER", "--ack-wait", "1m"}));
+  ASSERT_TRUE(slip({"consume", "orders", "--durable", "READER", "--count", "5"}));
+  ASSERT_TRUE(test::eventually([&] {
+    auto consumers = get_json(http, "/api/streams/orders").at("consumers").as_array();
+    return consumers.size() == 1 && u64(consumers[0].at("ack_floor")) == 5;
+  }));
+
+  std::string out;
+  ASSERT_EQ(test::run_program({SLIP_PATH, "stats", "--once", "--server-http", http}, &out), 0) << out;
+  // STREAM CONSUMER ACK PENDING ACK-PEND REDELIV'D WAITING DELIV-SEQ ACK-FLOOR DELIVERED/S DELIVERED REDELIV
+  EXPECT_NE(out.find("CONSUMER"), std::string::npos) << out;
+  const auto row = line_fields(out, "orders", "READER");
+  ASSERT_EQ(row.size(), 12u) << out;
+  EXPECT_EQ(row[2], "explicit") << out;
+  EXPECT_EQ(row[3], std::to_string(kMessages - 5)) << "pending:\n" << out;
+  EXPECT_EQ(row[4], "0") << "ack pending:\n" << out;
+  EXPECT_EQ(row[5], "0") << "redelivered:\n" << out;
+  EXPECT_EQ(row[6], "0") << "waiting pulls:\n" << out;
+  EXPECT_EQ(row[7], "5") << "delivered seq:\n" << out;
+  EXPECT_EQ(row[8], "5") << "ack floor:\n" << out;
+  EXPECT_EQ(row[10], "5") << "deliveries:\n" << out;
+  EXPECT_EQ(row[11], "0") << "redeliveries:\n" << out;
+
+  // UDP: four slip processes, each one session with FEC on both ends.
+  EXPECT_NE(out.find(cat("UDP ", slipd.listener("udp"))), std::string::npos) << out;
+  EXPECT_EQ(out.find("UDP: not enabled"), std::string::npos) << out;
+  EXPECT_EQ(figure_after(out, "accepted "), 4) << out;
+  ASSERT_NE(out.find("  packets in "), std::string::npos) << out;
+  const std::string packets_line = out.substr(out.find("  packets in "));
+  EXPECT_GT(figure_after(packets_line, "packets in "), 0) << out;
+  EXPECT_GT(figure_after(packets_line, "out "), 0) << out;
+  // At least the published payloads came in (sealed, with headers: more).
+  EXPECT_GT(figure_after(packets_line, "bytes in "), kMessages * 5) << out;
+  EXPECT_EQ(figure_after(out, "rejected "), 0) << out;
+  EXPECT_EQ(figure_after(out, "fec connections "), 4) << out;
+  EXPECT_GT(figure_after(out, "repairs sent "), 0) << out;
+  EXPECT_GT(figure_after(out, "repairs received "), 0) << out;
 }
 
 }  // namespace

@@ -285,9 +285,9 @@ int main(int argc, char** argv) {
   auto* bench = slip::cli::add_bench_command(app, bench_options);
 
   slip::cli::StatsOptions stats_opts;
-  auto* stats = app.add_subcommand("stats", "A live view (like top) of a slipd's figures, from its --http-listen address");
+  auto* stats = app.add_subcommand("stats", "A live view (like top) of a slipd's figures (server, streams, consumers, UDP, RPC methods, connections), from its --http-listen address");
   stats->add_option("--server-http", stats_opts.server_http, "slipd's HTTP address, HOST:PORT")->capture_default_str();
-  stats->add_flag("--once", stats_opts.once, "Print the figures once, plainly, and exit");
+  stats->add_flag("--once", stats_opts.once, "Print the figures once, plainly (no screen control codes), and exit: for scripts and logs");
   stats->add_option("--interval-ms", stats_opts.interval_ms, "Refresh period")->capture_default_str()->check(CLI::Range(100u, 3600000u));
   stats->add_option("--top", stats_opts.top, "Connections shown, busiest first")->capture_default_str();
 

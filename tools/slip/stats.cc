@@ -141,6 +141,9 @@ struct Previous {
   double secs = 0;  // since that read
   std::map<std::string, std::pair<double, double>> streams;  // name -> (messages stored, acked)
   std::map<std::string, double> methods;                     // method -> calls
+  std::map<std::pair<std::string, std::string>, double> consumers;  // (stream, consumer) -> deliveries
+  bool have_udp = false;
+  std::map<std::string, double> udp;  // UDP totals by key (packets_sent, ...)
 };
 
 std::string str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : std::string(); }
@@ -182,6 +185,96 @@ void print_streams(const json::array& streams, const Previous& prev) {
   }
 }
 
+// A number field of an object, 0 when absent (a server that does not send it).
+double num(const json::object& o, const char* key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr ? d(*v) : 0.0;
+}
+unsigned long long whole(const json::object& o, const char* key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr ? static_cast<unsigned long long>(u(*v)) : 0ull;
+}
+const json::object& sub_object(const json::object& o, const char* key) {
+  static const json::object empty;
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_object() ? v->as_object() : empty;
+}
+
+void print_consumers(const json::array& streams, const Previous& prev) {
+  std::printf("\n%-16s %-16s %-8s %9s %9s %9s %7s %10s %10s %11s %10s %8s\n", "STREAM", "CONSUMER", "ACK", "PENDING",
+              "ACK PEND", "REDELIV'D", "WAITING", "DELIV SEQ", "ACK FLOOR", "DELIVERED/S", "DELIVERED", "REDELIV");
+  std::size_t shown = 0;
+  bool ephemeral = false;
+  for (const auto& sv : streams) {
+    const auto& st = sv.as_object();
+    const json::value* list = st.if_contains("consumers");
+    if (list == nullptr || !list->is_array()) continue;
+    const std::string stream = str(st.at("name"));
+    for (const auto& cv : list->as_array()) {
+      const auto& c = cv.as_object();
+      const std::string name = str(c.at("name"));
+      auto it = prev.consumers.find({stream, name});
+      const bool known = it != prev.consumers.end();
+      const double delivered = rate_of(prev, known, known ? it->second : 0, num(c, "deliveries"),
+                                       num(sub_object(c, "rates"), "deliveries_per_s"));
+      std::string ack = str(c.at("ack_policy"));
+      if (c.at("durable").is_bool() && !c.at("durable").as_bool()) {
+        ack += "*";
+        ephemeral = true;
+      }
+      std::printf("%-16.16s %-16.16s %-8.8s %9llu %9llu %9llu %7llu %10llu %10llu %11s %10llu %8llu\n", stream.c_str(),
+                  name.c_str(), ack.c_str(), whole(c, "num_pending"), whole(c, "num_ack_pending"),
+                  whole(c, "num_redelivered"), whole(c, "num_waiting"), whole(c, "delivered_seq"),
+                  whole(c, "ack_floor"), count(delivered).c_str(), whole(c, "deliveries"), whole(c, "redeliveries"));
+      ++shown;
+    }
+  }
+  if (shown == 0) {
+    std::printf(streams.empty() ? "(no consumers: there are no streams)\n"
+                                : "(no consumers: add one with slip consumer add STREAM NAME, or read with slip consume)\n");
+  } else if (ephemeral) {
+    std::printf("(ACK with *: an ephemeral consumer)\n");
+  }
+}
+
+// The UDP listener's figures (/api/udp), or a note that slipd has none.
+void print_udp(const json::object& udp, const Previous& prev) {
+  const json::value* enabled = udp.if_contains("enabled");
+  if (enabled == nullptr || !enabled->is_bool() || !enabled->as_bool()) {
+    std::printf("\nUDP: not enabled (slipd --udp-listen HOST:PORT)\n");
+    return;
+  }
+  const json::object& rates = sub_object(udp, "rates");
+  auto rate = [&](const char* total, const char* per_s) {
+    auto it = prev.udp.find(total);
+    return rate_of(prev, prev.have_udp && it != prev.udp.end(), it != prev.udp.end() ? it->second : 0, num(udp, total),
+                   num(rates, per_s));
+  };
+  const json::value* address = udp.if_contains("address");
+  std::printf("\nUDP %s   sessions %llu   unconfirmed %llu   accepted %llu   refused %llu\n",
+              address != nullptr ? str(*address).c_str() : "", whole(udp, "sessions"), whole(udp, "unconfirmed"),
+              whole(udp, "accepted"), whole(udp, "handshakes_refused"));
+  std::printf("  packets/s in %9s   out %9s   bytes/s in %11s   out %11s   lost/s %7s   retransmitted/s %7s\n",
+              count(rate("packets_received", "packets_received_per_s")).c_str(),
+              count(rate("packets_sent", "packets_sent_per_s")).c_str(),
+              bytes(rate("bytes_received", "bytes_received_per_s")).c_str(),
+              bytes(rate("bytes_sent", "bytes_sent_per_s")).c_str(),
+              count(rate("packets_lost", "packets_lost_per_s")).c_str(),
+              count(rate("packets_retransmitted", "packets_retransmitted_per_s")).c_str());
+  std::printf("  packets in %llu   out %llu   bytes in %llu   out %llu   lost %llu   retransmitted %llu   rejected %llu   "
+              "duplicate %llu   probes %llu\n",
+              whole(udp, "packets_received"), whole(udp, "packets_sent"), whole(udp, "bytes_received"),
+              whole(udp, "bytes_sent"), whole(udp, "packets_lost"), whole(udp, "packets_retransmitted"),
+              whole(udp, "packets_rejected"), whole(udp, "packets_duplicate"), whole(udp, "probes_sent"));
+  const json::object& fec = sub_object(udp, "fec");
+  const json::object& dropped = sub_object(udp, "dropped");
+  std::printf("  fec connections %llu   repairs sent %llu   repairs received %llu   recovered %llu   unrecoverable "
+              "blocks %llu   dropped datagrams %llu\n",
+              whole(fec, "connections"), whole(fec, "repair_sent"), whole(fec, "repair_received"),
+              whole(fec, "recovered"), whole(fec, "unrecoverable_blocks"),
+              whole(dropped, "unknown_connection") + whole(dropped, "malformed") + whole(dropped, "truncated"));
+}
+
 void print_rpc(const json::array& methods, const Previous& prev) {
   std::printf("\n%-40s %9s %10s %8s %9s %9s %9s\n", "RPC METHOD", "CALLS/S", "CALLS", "ERRORS", "P50", "P99", "P99.9");
   if (methods.empty()) std::printf("(no RPC methods served by this process)\n");
@@ -199,7 +292,7 @@ void print_rpc(const json::array& methods, const Previous& prev) {
 }
 
 void print(const std::string& where, const json::object& s, const json::array& conns, const Rates& r, unsigned top,
-           const json::array* streams, const json::array* methods, const Previous& prev) {
+           const json::array* streams, const json::array* methods, const json::object* udp, const Previous& prev) {
   const auto& totals = s.at("totals");
   std::printf("slipd %s at %s   up %s   loops %llu%s\n", json::value_to<std::string>(s.at("version")).c_str(),
               where.c_str(), duration(d(s.at("uptime_s"))).c_str(), static_cast<unsigned long long>(u(s.at("event_loops"))),
@@ -231,6 +324,8 @@ void print(const std::string& where, const json::object& s, const json::array& c
   }
   // Older servers lack these endpoints: their sections are left out.
   if (streams != nullptr) print_streams(*streams, prev);
+  if (streams != nullptr) print_consumers(*streams, prev);
+  if (udp != nullptr) print_udp(*udp, prev);
   if (methods != nullptr) print_rpc(*methods, prev);
   std::vector<const json::object*> list;
   for (const auto& c : conns) list.push_back(&c.as_object());
@@ -300,19 +395,36 @@ int run_stats(const StatsOptions& o) {
     }
     auto streams = fetch(*hp, "/api/streams");
     auto methods = fetch(*hp, "/api/rpc");
+    auto udp = fetch(*hp, "/api/udp");
     const json::array* stream_list = streams.is_ok() && streams->is_array() ? &streams->as_array() : nullptr;
     const json::array* method_list = methods.is_ok() && methods->is_array() ? &methods->as_array() : nullptr;
+    const json::object* udp_figures = udp.is_ok() && udp->is_object() ? &udp->as_object() : nullptr;
     prev.secs = std::chrono::duration<double>(now - previous_at).count();
     if (!o.once) std::printf("\033[H\033[2J");
-    print(o.server_http, s, conns->as_array(), r, o.top, stream_list, method_list, prev);
+    print(o.server_http, s, conns->as_array(), r, o.top, stream_list, method_list, udp_figures, prev);
     if (o.once) return 0;
     prev.have = true;
     prev.streams.clear();
     prev.methods.clear();
+    prev.consumers.clear();
     if (stream_list != nullptr) {
       for (const auto& v : *stream_list) {
         const auto& st = v.as_object();
-        prev.streams[str(st.at("name"))] = {d(st.at("messages_stored")), d(st.at("acked_publishes"))};
+        const std::string name = str(st.at("name"));
+        prev.streams[name] = {d(st.at("messages_stored")), d(st.at("acked_publishes"))};
+        if (const json::value* list = st.if_contains("consumers"); list != nullptr && list->is_array()) {
+          for (const auto& c : list->as_array()) {
+            prev.consumers[{name, str(c.at("name"))}] = num(c.as_object(), "deliveries");
+          }
+        }
+      }
+    }
+    prev.udp.clear();
+    prev.have_udp = udp_figures != nullptr;
+    if (udp_figures != nullptr) {
+      for (const char* k : {"packets_sent", "packets_received", "bytes_sent", "bytes_received", "packets_lost",
+                            "packets_retransmitted"}) {
+        prev.udp[k] = num(*udp_figures, k);
       }
     }
     if (method_list != nullptr) {

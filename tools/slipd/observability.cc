@@ -76,6 +76,24 @@ void write_by_code(obs::JsonWriter& w, const std::uint64_t* counts, std::size_t 
   w.end_object();
 }
 
+// Asks the listener's loop for its figures and waits for the answer, at most 1 s (the loop answers
+// within a turn; after shutdown it may not answer at all).
+std::optional<transport::udp::UdpEndpointStats> ask_udp(const transport::udp::UdpListener& udp) {
+  auto done = std::make_shared<std::promise<transport::udp::UdpEndpointStats>>();
+  auto future = done->get_future();
+  udp.stats_async([done](transport::udp::UdpEndpointStats s) { done->set_value(std::move(s)); });
+  if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return std::nullopt;
+  return future.get();
+}
+
+// A consumer's key in the rate windows: stream and name (neither holds a NUL).
+std::string consumer_key(const log::ConsumerFigures& c) {
+  std::string k = c.stream;
+  k.push_back('\0');
+  k.append(c.name);
+  return k;
+}
+
 const char* fsync_policy_name(log::FsyncPolicy p) {
   switch (p) {
     case log::FsyncPolicy::kAlways:
@@ -121,6 +139,26 @@ struct Observability::Window {
     HistogramSnapshot latency_recent;
   };
   std::map<std::string, Method, std::less<>> methods;
+  // Per consumer (consumer_key()): deliveries at the last tick and the rates over its second.
+  struct Consumer {
+    std::uint64_t deliveries = 0;
+    std::uint64_t redeliveries = 0;
+    double deliveries_rate = 0;
+    double redeliveries_rate = 0;
+  };
+  std::map<std::string, Consumer, std::less<>> consumers;
+  // The UDP listener: its figures at the last read and the rates over the last tick's second.
+  std::optional<transport::udp::UdpEndpointStats> udp_last;
+  transport::udp::UdpTraffic udp_at_tick;
+  std::uint64_t udp_recovered_at_tick = 0;
+  bool udp_ticked = false;
+  double udp_packets_sent_rate = 0;
+  double udp_packets_received_rate = 0;
+  double udp_bytes_sent_rate = 0;
+  double udp_bytes_received_rate = 0;
+  double udp_lost_rate = 0;
+  double udp_retransmitted_rate = 0;
+  double udp_recovered_rate = 0;
 };
 
 Observability::Observability(Server& server) : server_(server), window_(std::make_unique<Window>()) {
@@ -199,12 +237,9 @@ void Observability::register_collectors() {
   registry_.add_collector([this](std::vector<obs::Family>& out) {
     const transport::udp::UdpListener* udp = server_.udp_listener();
     if (udp == nullptr) return;
-    auto done = std::make_shared<std::promise<transport::udp::UdpEndpointStats>>();
-    auto future = done->get_future();
-    udp->stats_async([done](transport::udp::UdpEndpointStats s) { done->set_value(std::move(s)); });
-    // The listener's loop answers within a turn; after shutdown it may not answer at all.
-    if (future.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return;
-    const transport::udp::UdpEndpointStats s = future.get();
+    const std::optional<transport::udp::UdpEndpointStats> answer = ask_udp(*udp);
+    if (!answer) return;
+    const transport::udp::UdpEndpointStats& s = *answer;
     auto g = [&](const char* name, const char* help, std::uint64_t v) {
       out.push_back(std::move(obs::gauge(name, help).add(static_cast<double>(v))));
     };
@@ -371,8 +406,15 @@ void Observability::write_stream_json(obs::JsonWriter& w, const obs::StreamFigur
           .field("deliveries", c.stats.deliveries)
           .field("redeliveries", c.stats.redeliveries)
           .field("num_max_delivered", c.stats.num_max_delivered)
-          .field("num_terminated", c.stats.num_terminated)
+          .field("num_terminated", c.stats.num_terminated);
+      const Window::Consumer* cw = nullptr;
+      if (auto it = window_->consumers.find(consumer_key(c)); it != window_->consumers.end()) cw = &it->second;
+      w.key("rates")
+          .begin_object()
+          .field("deliveries_per_s", cw ? cw->deliveries_rate : 0.0)
+          .field("redeliveries_per_s", cw ? cw->redeliveries_rate : 0.0)
           .end_object();
+      w.end_object();
     }
     w.end_array();
   }
@@ -407,6 +449,80 @@ std::string Observability::rpc_json(const std::vector<rpc::MethodCallStats>& met
     w.end_object();
   }
   w.end_array();
+  return w.take();
+}
+
+std::optional<transport::udp::UdpEndpointStats> Observability::read_udp() const {
+  const transport::udp::UdpListener* udp = server_.udp_listener();
+  if (udp == nullptr) return std::nullopt;
+  if (auto s = ask_udp(*udp)) window_->udp_last = std::move(s);
+  return window_->udp_last ? window_->udp_last : transport::udp::UdpEndpointStats{};
+}
+
+std::string Observability::udp_json(const std::optional<transport::udp::UdpEndpointStats>& udp) const {
+  obs::JsonWriter w;
+  w.begin_object();
+  const transport::udp::UdpListener* listener = server_.udp_listener();
+  if (listener == nullptr || !udp) {
+    w.field("enabled", false).end_object();
+    return w.take();
+  }
+  const transport::udp::UdpEndpointStats& s = *udp;
+  const transport::udp::UdpTraffic& t = s.traffic;
+  const transport::udp::FecFilterStats& f = s.fec;
+  const Window& win = *window_;
+  w.field("enabled", true)
+      .field("address", listener->local_address())
+      .field("sessions", s.connections)
+      .field("unconfirmed", s.unconfirmed)
+      .field("accepted", s.accepted)
+      .field("initials", s.initials)
+      .field("retries_sent", s.retries_sent)
+      .field("handshakes_refused", s.handshakes_refused)
+      .field("expired_unconfirmed", s.expired_unconfirmed);
+  w.key("dropped")
+      .begin_object()
+      .field("unknown_connection", s.dropped_unknown)
+      .field("malformed", s.dropped_malformed)
+      .field("truncated", s.socket.truncated)
+      .end_object();
+  w.field("packets_sent", t.packets_sent)
+      .field("packets_received", t.packets_received)
+      .field("packets_lost", t.packets_lost)
+      .field("packets_retransmitted", t.packets_retransmitted)
+      .field("packets_rejected", t.packets_rejected)
+      .field("packets_duplicate", t.packets_duplicate)
+      .field("probes_sent", t.probes_sent)
+      .field("bytes_sent", t.bytes_sent)
+      .field("bytes_received", t.bytes_received);
+  w.key("fec")
+      .begin_object()
+      .field("connections", f.connections)
+      .field("source_packets", f.source_packets)
+      .field("repair_sent", f.repair_sent)
+      .field("repair_received", f.repair_received)
+      .field("recovered", f.recovered)
+      .field("unrecoverable_blocks", f.unrecoverable_blocks)
+      .field("malformed", f.malformed)
+      .end_object();
+  w.key("socket")
+      .begin_object()
+      .field("datagrams_sent", s.socket.datagrams_sent)
+      .field("datagrams_received", s.socket.datagrams_received)
+      .field("send_calls", s.socket.send_calls)
+      .field("receive_calls", s.socket.receive_calls)
+      .end_object();
+  w.key("rates")
+      .begin_object()
+      .field("packets_sent_per_s", win.udp_packets_sent_rate)
+      .field("packets_received_per_s", win.udp_packets_received_rate)
+      .field("bytes_sent_per_s", win.udp_bytes_sent_rate)
+      .field("bytes_received_per_s", win.udp_bytes_received_rate)
+      .field("packets_lost_per_s", win.udp_lost_rate)
+      .field("packets_retransmitted_per_s", win.udp_retransmitted_rate)
+      .field("fec_recovered_per_s", win.udp_recovered_rate)
+      .end_object();
+  w.end_object();
   return w.take();
 }
 
@@ -490,6 +606,7 @@ void Observability::add_routes() {
     return json_response(w.take());
   });
   http_->route("/api/rpc", [this](const Request&) { return json_response(rpc_json(read_rpc_methods())); });
+  http_->route("/api/udp", [this](const Request&) { return json_response(udp_json(read_udp())); });
   http_->route_prefix("/api/connections/", [this](const Request& req) {
     const std::string id_text = req.path.substr(std::string_view("/api/connections/").size(), 64);
     std::uint64_t id = 0;
@@ -696,15 +813,54 @@ void Observability::tick() {
   }
   win.methods = std::move(method_windows);
 
+  // Consumers: deliveries per second. Asked only when there are streams to have consumers.
+  const std::vector<log::ConsumerFigures> consumers =
+      streams.empty() ? std::vector<log::ConsumerFigures>{} : read_consumers();
+  std::map<std::string, Window::Consumer, std::less<>> consumer_windows;
+  for (const log::ConsumerFigures& c : consumers) {
+    std::string key = consumer_key(c);
+    Window::Consumer cw;
+    const bool known = win.consumers.count(key) != 0;
+    if (known) cw = win.consumers[key];
+    // A consumer seen for the first time has no second behind it yet.
+    cw.deliveries_rate = known ? per_second(c.stats.deliveries, cw.deliveries, secs) : 0.0;
+    cw.redeliveries_rate = known ? per_second(c.stats.redeliveries, cw.redeliveries, secs) : 0.0;
+    cw.deliveries = c.stats.deliveries;
+    cw.redeliveries = c.stats.redeliveries;
+    consumer_windows.emplace(std::move(key), cw);
+  }
+  win.consumers = std::move(consumer_windows);
+
+  // UDP: packets and bytes per second, losses, retransmissions and FEC rebuilds per second.
+  const std::optional<transport::udp::UdpEndpointStats> udp = read_udp();
+  if (udp) {
+    const transport::udp::UdpTraffic& t = udp->traffic;
+    const transport::udp::UdpTraffic& b = win.udp_at_tick;
+    if (win.udp_ticked) {
+      win.udp_packets_sent_rate = per_second(t.packets_sent, b.packets_sent, secs);
+      win.udp_packets_received_rate = per_second(t.packets_received, b.packets_received, secs);
+      win.udp_bytes_sent_rate = per_second(t.bytes_sent, b.bytes_sent, secs);
+      win.udp_bytes_received_rate = per_second(t.bytes_received, b.bytes_received, secs);
+      win.udp_lost_rate = per_second(t.packets_lost, b.packets_lost, secs);
+      win.udp_retransmitted_rate = per_second(t.packets_retransmitted, b.packets_retransmitted, secs);
+      win.udp_recovered_rate = per_second(udp->fec.recovered, win.udp_recovered_at_tick, secs);
+    }
+    win.udp_at_tick = t;
+    win.udp_recovered_at_tick = udp->fec.recovered;
+    win.udp_ticked = true;
+  }
+
   // The dashboard's snapshot: the server figures, the busiest connections, streams and methods.
   std::string event = "{\"server\":";
   event.append(server_json())
       .append(",\"connections\":")
       .append(connections_json(false, 50))
       .append(",\"streams\":")
-      .append(streams_json(streams, streams.empty() ? std::vector<log::ConsumerFigures>{} : read_consumers()))
+      .append(streams_json(streams, consumers))
       .append(",\"rpc\":")
       .append(rpc_json(methods))
+      .append(",\"udp\":")
+      .append(udp_json(udp))
       .append("}");
   http_->broadcast("/api/events", event);
 }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gateway/http/http_server.h"
@@ -53,6 +54,12 @@ class Observability {
   // Every consumer (empty without streams, or when the capture loop does not answer within 1 s).
   std::vector<log::ConsumerFigures> read_consumers() const;
   std::vector<rpc::MethodCallStats> read_rpc_methods() const;
+  // The UDP listener's figures (nullopt without --udp-listen). When its loop does not answer
+  // within 1 s, the last figures read (counters never go back). On the HTTP thread: it keeps
+  // them in window_.
+  std::optional<transport::udp::UdpEndpointStats> read_udp() const;
+  // {"enabled": false} without a UDP listener; else its figures and the last second's rates.
+  std::string udp_json(const std::optional<transport::udp::UdpEndpointStats>& udp) const;
   // JSON for the API and the event stream; rates and last-second latencies from window_.
   // The stream's consumers are taken from `consumers` (the others are skipped).
   void write_stream_json(obs::JsonWriter& w, const obs::StreamFigures& s, bool details,

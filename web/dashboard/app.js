@@ -61,8 +61,10 @@ function fillTable(selector, items, emptyText, addRow) {
 
 // Charts: uPlot when its files were built in; otherwise the figures and tables still work.
 const series = { t: [], in: [], out: [], p50: [], p99: [], p999: [] };
+const udpSeries = { t: [], in: [], out: [] };
 let throughputChart = null;
 let latencyChart = null;
+let udpChart = null;
 function makeCharts() {
   if (typeof uPlot === "undefined") return;
   const width = Math.min(560, window.innerWidth - 60);
@@ -75,6 +77,79 @@ function makeCharts() {
     width, height: 220,
     series: [{}, { label: "p50", stroke: "#2ca02c" }, { label: "p99", stroke: "#d62728" }, { label: "p99.9", stroke: "#9467bd" }],
   }, [[], [], [], []], document.getElementById("chart-latency"));
+}
+// The UDP chart is made when the first snapshot with a UDP listener arrives (its panel is hidden
+// before that, and stays hidden for a slipd without one).
+function makeUdpChart() {
+  if (typeof uPlot === "undefined" || udpChart) return;
+  udpChart = new uPlot({
+    width: Math.min(560, window.innerWidth - 60), height: 180,
+    series: [{}, { label: "in", stroke: "#1f77b4" }, { label: "out", stroke: "#ff7f0e" }],
+    axes: [{}, { size: 64, values: (u, vals) => vals.map(fmtCount) }],
+  }, [[], [], []], document.getElementById("chart-udp"));
+}
+
+// Every consumer of every stream, one row each.
+function updateConsumers(streams) {
+  const all = [];
+  for (const st of streams || []) for (const c of st.consumers || []) all.push([st.name, c]);
+  const why = streams && streams.length
+    ? "no consumers (add one with slip consumer add STREAM NAME, or read with slip consume)"
+    : "no consumers: there are no streams";
+  fillTable("#consumers-table", all, why, (row, [stream, c]) => {
+    row.dataset.stream = stream;
+    row.dataset.consumer = c.name;
+    cell(row, stream);
+    cell(row, c.name + (c.durable ? "" : " (ephemeral)"));
+    cell(row, c.ack_policy + (c.push_bound ? ", push" : ""));
+    cell(row, fmtCount(c.num_pending), c.num_pending);
+    cell(row, fmtCount(c.num_ack_pending), c.num_ack_pending);
+    cell(row, fmtCount(c.num_redelivered), c.num_redelivered);
+    cell(row, fmtCount(c.num_waiting), c.num_waiting);
+    cell(row, String(c.delivered_seq), c.delivered_seq);
+    cell(row, String(c.ack_floor), c.ack_floor);
+    const rate = c.rates ? c.rates.deliveries_per_s : 0;
+    cell(row, fmtCount(rate), rate);
+    cell(row, fmtCount(c.deliveries), c.deliveries);
+    cell(row, fmtCount(c.redeliveries), c.redeliveries);
+  });
+}
+
+// The UDP panel, or its "not enabled" note.
+function updateUdp(u) {
+  const on = !!(u && u.enabled);
+  document.getElementById("udp-on").hidden = !on;
+  document.getElementById("udp-off").hidden = on;
+  document.getElementById("udp-panel").dataset.enabled = String(on);
+  if (!on) return;
+  makeUdpChart();
+  document.getElementById("udp-address").textContent = u.address;
+  const r = u.rates;
+  setFigure("udp-sessions", u.sessions, fmtCount(u.sessions));
+  setFigure("udp-packets-in-rate", r.packets_received_per_s, fmtCount(r.packets_received_per_s));
+  setFigure("udp-packets-out-rate", r.packets_sent_per_s, fmtCount(r.packets_sent_per_s));
+  setFigure("udp-bytes-in-rate", r.bytes_received_per_s, fmtBytes(r.bytes_received_per_s) + "/s");
+  setFigure("udp-bytes-out-rate", r.bytes_sent_per_s, fmtBytes(r.bytes_sent_per_s) + "/s");
+  setFigure("udp-lost", u.packets_lost, fmtCount(u.packets_lost));
+  setFigure("udp-retransmitted", u.packets_retransmitted, fmtCount(u.packets_retransmitted));
+  setFigure("udp-fec-recovered", u.fec.recovered, fmtCount(u.fec.recovered));
+  setFigure("udp-packets-in", u.packets_received, fmtCount(u.packets_received));
+  setFigure("udp-packets-out", u.packets_sent, fmtCount(u.packets_sent));
+  setFigure("udp-bytes-in", u.bytes_received, fmtBytes(u.bytes_received));
+  setFigure("udp-bytes-out", u.bytes_sent, fmtBytes(u.bytes_sent));
+  setFigure("udp-fec-repair-in", u.fec.repair_received, fmtCount(u.fec.repair_received));
+  setFigure("udp-fec-repair-out", u.fec.repair_sent, fmtCount(u.fec.repair_sent));
+  setFigure("udp-rejected", u.packets_rejected, fmtCount(u.packets_rejected));
+  setFigure("udp-duplicate", u.packets_duplicate, fmtCount(u.packets_duplicate));
+  setFigure("udp-accepted", u.accepted, fmtCount(u.accepted));
+  setFigure("udp-unconfirmed", u.unconfirmed, fmtCount(u.unconfirmed));
+  setFigure("udp-fec-connections", u.fec.connections, fmtCount(u.fec.connections));
+  setFigure("udp-fec-unrecoverable", u.fec.unrecoverable_blocks, fmtCount(u.fec.unrecoverable_blocks));
+  udpSeries.t.push(Date.now() / 1000);
+  udpSeries.in.push(r.packets_received_per_s);
+  udpSeries.out.push(r.packets_sent_per_s);
+  for (const k of Object.keys(udpSeries)) if (udpSeries[k].length > HISTORY) udpSeries[k].shift();
+  if (udpChart) udpChart.setData([udpSeries.t, udpSeries.in, udpSeries.out]);
 }
 
 function update(snap) {
@@ -127,6 +202,8 @@ function update(snap) {
       cell(row, fmtRecent(st.ack_latency.last_second, "p50_ns"));
       cell(row, fmtRecent(st.ack_latency.last_second, "p99_ns"));
     });
+  updateConsumers(snap.streams);
+  updateUdp(snap.udp);
   fillTable("#rpc-table", snap.rpc, "no RPC methods served by this process", (row, m) => {
     row.dataset.method = m.method;
     cell(row, m.method);
