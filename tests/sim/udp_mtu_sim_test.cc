@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "net_sim.h"
+#include "seeds.h"
 #include "transport/udp/connection.h"
 #include "transport/udp/protector.h"
 
@@ -20,16 +21,11 @@ namespace slip::transport::udp {
 namespace {
 
 using namespace std::chrono_literals;
+using sim::seed_base;
+using sim::seed_count;
 using sim::LinkOptions;
 using sim::Network;
 using sim::Rng;
-
-std::uint64_t env_or(const char* name, std::uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
-}
-std::uint64_t seed_count() { return env_or("SLIP_SIM_SEEDS", 20); }
-std::uint64_t seed_base() { return env_or("SLIP_SIM_SEED_BASE", 1); }
 
 // One direction's messages on one stream: u32 length, u32 sequence, then bytes derived from the
 // seed; the receiver checks each arrives once, in order, intact.
