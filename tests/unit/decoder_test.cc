@@ -10,6 +10,7 @@
 #include "wire/encoder.h"
 #include "wire/frames.h"
 #include "wire_test_util.h"
+#include "expect_status.h"
 
 namespace slip::wire {
 namespace {
@@ -45,10 +46,7 @@ std::vector<std::string> describe_all(const Decoded& d) {
   return out;
 }
 
-void expect_error(const Status& s, StatusCode code, std::string_view fragment) {
-  EXPECT_EQ(s.code(), code) << s.to_string();
-  EXPECT_NE(s.message().find(fragment), std::string_view::npos) << "message: " << s.message();
-}
+using test::expect_error;
 
 Status first_error(ByteView bytes, WireLimits limits = {}, bool preface = false) {
   return test::decode_all(bytes, limits, preface).error;

@@ -10,6 +10,7 @@
 #include "wire/encoder.h"
 #include "wire/decoder.h"
 #include "wire_test_util.h"
+#include "expect_status.h"
 
 namespace slip::wire {
 namespace {
@@ -54,10 +55,7 @@ Status parse_error(const Frame& f, const WireLimits& limits = {}) {
 }
 
 // Asserts that `s` failed with `code` and that its message contains `fragment`.
-void expect_error(const Status& s, StatusCode code, std::string_view fragment) {
-  EXPECT_EQ(s.code(), code) << s.to_string();
-  EXPECT_NE(s.message().find(fragment), std::string_view::npos) << "message: " << s.message();
-}
+using test::expect_error;
 
 TEST(FramesTest, EveryFrameTypeRoundTripsWithAllFields) {
   std::vector<AnyFrame> all = test::every_frame_type();

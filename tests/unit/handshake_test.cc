@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "wire_test_util.h"
+#include "expect_status.h"
 
 namespace slip::wire {
 namespace {
@@ -28,10 +29,7 @@ Exchange run(ServerHandshake& server, ClientHandshake& client) {
   return x;
 }
 
-void expect_error(const Status& s, StatusCode code, std::string_view fragment) {
-  EXPECT_EQ(s.code(), code) << s.to_string();
-  EXPECT_NE(s.message().find(fragment), std::string_view::npos) << "message: " << s.message();
-}
+using test::expect_error;
 
 // The server's reply after a refusal: preface, then one ERROR frame.
 ErrorFrame server_error_frame(ServerHandshake& server, std::vector<Frame>& keep) {
