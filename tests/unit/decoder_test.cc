@@ -46,7 +46,7 @@ std::vector<std::string> describe_all(const Decoded& d) {
   return out;
 }
 
-using test::expect_error;
+using ::slip::test::expect_error;
 
 Status first_error(ByteView bytes, WireLimits limits = {}, bool preface = false) {
   return test::decode_all(bytes, limits, preface).error;

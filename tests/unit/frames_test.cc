@@ -55,7 +55,7 @@ Status parse_error(const Frame& f, const WireLimits& limits = {}) {
 }
 
 // Asserts that `s` failed with `code` and that its message contains `fragment`.
-using test::expect_error;
+using ::slip::test::expect_error;
 
 TEST(FramesTest, EveryFrameTypeRoundTripsWithAllFields) {
   std::vector<AnyFrame> all = test::every_frame_type();

@@ -29,7 +29,7 @@ Exchange run(ServerHandshake& server, ClientHandshake& client) {
   return x;
 }
 
-using test::expect_error;
+using ::slip::test::expect_error;
 
 // The server's reply after a refusal: preface, then one ERROR frame.
 ErrorFrame server_error_frame(ServerHandshake& server, std::vector<Frame>& keep) {
