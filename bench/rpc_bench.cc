@@ -36,7 +36,7 @@
 //   build/release/bench/rpc_bench --runs 3 --workloads lat64,tp64
 // Work per call (instructions, allocations) of one side: run the children by hand, the one to
 // count under valgrind, with --idle block (a spinning loop would count its spins) and a fixed
-// --calls (docs/benchmarks.md, "Work per call"), e.g.
+// --calls (docs/benchmarks.md, "Work per 1 KB call"), e.g.
 //   valgrind --tool=callgrind rpc_bench serve --system slip --idle block   (prints port=N)
 //   rpc_bench client --system slip --port N --workload tp1k --idle block --calls 20000
 #include <signal.h>
