@@ -364,13 +364,12 @@ void ServerCall::release(const Status& status) {
       self->read_done_ = nullptr;
     });
   } else if (auto s = session_.lock()) {
-    // Nothing to drop (unary and server-streaming calls, whose request came with on_message):
-    // detached at once, without a loop turn per call.
+    // No reader to drop (unary and server-streaming calls): detached at once, without a loop
+    // turn per call.
     s->detach_stream(stream_);
   }
   if (server_ != nullptr) server_->call_ended(*this, status);
 }
-
 
 void ServerCall::start(const Method* method, Server* server) {
   handler_ = method;
