@@ -34,6 +34,11 @@
 //
 // Run: scripts/bench-rpc.sh (make bench-rpc), or e.g.
 //   build/release/bench/rpc_bench --runs 3 --workloads lat64,tp64
+// Work per call (instructions, allocations) of one side: run the children by hand, the one to
+// count under valgrind, with --idle block (a spinning loop would count its spins) and a fixed
+// --calls (docs/benchmarks.md, "Work per 1 KB call"), e.g.
+//   valgrind --tool=callgrind rpc_bench serve --system slip --idle block   (prints port=N)
+//   rpc_bench client --system slip --port N --workload tp1k --idle block --calls 20000
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -109,6 +114,9 @@ struct Plan {
   std::uint64_t lat_warmup = 2000;
   double seconds = 3;  // throughput: measured period
   double warmup_seconds = 0.5;
+  // Throughput: stop once this many calls completed (no warm-up, rate over the whole run)
+  // instead of after `seconds`; 0: by time. For counting work per call (under callgrind).
+  std::uint64_t calls = 0;
   std::uint32_t stream_msgs = 10000;
   std::uint32_t stream_calls = 20;
 };
@@ -165,13 +173,24 @@ void wait_for_sigterm() {
 // than a call's share of a batch.
 class Phases {
  public:
-  Phases(double warmup_s, double measure_s)
-      : warm_end_ns_(mono_now_ns() + static_cast<std::int64_t>(warmup_s * 1e9)),
-        measure_ns_(static_cast<std::int64_t>(measure_s * 1e9)) {}
+  explicit Phases(const Plan& plan)
+      : warm_end_ns_(mono_now_ns() + static_cast<std::int64_t>(plan.warmup_seconds * 1e9)),
+        measure_ns_(static_cast<std::int64_t>(plan.seconds * 1e9)),
+        limit_(plan.calls) {
+    if (limit_ > 0) start_ns_ = mono_now_ns();
+  }
 
   // After each completion; false once the measured period is over (issue no more calls).
   bool completed() {
     ++done_;
+    if (limit_ > 0) {
+      if (!over_ && done_ >= limit_) {
+        end_ns_ = mono_now_ns();
+        end_count_ = done_;
+        over_ = true;
+      }
+      return !over_;
+    }
     if (done_ % 32 != 0) return !over_;
     const std::int64_t now = mono_now_ns();
     if (start_ns_ == 0 && now >= warm_end_ns_) {
@@ -196,6 +215,7 @@ class Phases {
   std::int64_t measure_ns_;
   std::int64_t start_ns_ = 0, end_ns_ = 0;
   std::uint64_t start_count_ = 0, end_count_ = 0, done_ = 0;
+  std::uint64_t limit_ = 0;
   bool over_ = false;
 };
 
@@ -347,7 +367,7 @@ int grpc_async_unary(std::uint16_t port, const Workload& w, const Plan& plan) {
   };
   std::vector<std::int64_t> samples;
   std::uint64_t calls = 0;
-  Phases phases(plan.warmup_seconds, plan.seconds);
+  Phases phases(plan);
   for (std::size_t i = 0; i < w.outstanding; ++i) issue(i);
   std::size_t in_flight = w.outstanding;
   const std::uint64_t timed_total = plan.lat_warmup + plan.lat_count;
@@ -483,7 +503,7 @@ int slip_latency(std::uint16_t port, const Workload& w, const Plan& plan, const 
 class SlipAsyncUnary {
  public:
   SlipAsyncUnary(rpc::Channel& ch, const Workload& w, const Plan& plan)
-      : ch_(ch), w_(w), plan_(plan), phases_(plan.warmup_seconds, plan.seconds) {
+      : ch_(ch), w_(w), plan_(plan), phases_(plan) {
     timed_ = w.outstanding == 1;
     if (timed_) samples_.reserve(plan.lat_count);
   }
@@ -517,9 +537,10 @@ class SlipAsyncUnary {
     requests.push_back(rpc::detail::serialize(req));
     rpc::CallCallbacks cb;
     const std::int64_t start = timed_ ? mono_now_ns() : 0;
-    cb.on_message = [this](std::string m) {
+    // Parsed from the received bytes, as gRPC's stub does from its byte buffer.
+    cb.on_message_bytes = [this](Slice m) {
       Payload resp;
-      if (!resp.ParseFromString(m) || resp.data().size() != w_.size) error_ = "echo of the wrong size";
+      if (!rpc::detail::parse_bytes(resp, m) || resp.data().size() != w_.size) error_ = "echo of the wrong size";
     };
     cb.on_done = [this, start](const Status& st, const rpc::Metadata&) { completed(st, start); };
     ch_.start_call(kEchoMethod, {}, std::move(cb), std::move(requests), true);
@@ -738,8 +759,8 @@ PairResult run_pair(const Settings& s, const System& sys, const Workload& w) {
   ChildProcess client = ChildProcess::exec(
       {exe, "client", "--system", sys.name, "--port", port, "--workload", w.name, "--idle", sys.idle, "--spin-us",
        spin, "--lat-count", std::to_string(p.lat_count), "--lat-warmup", std::to_string(p.lat_warmup), "--seconds",
-       std::to_string(p.seconds), "--warmup-seconds", std::to_string(p.warmup_seconds), "--stream-msgs",
-       std::to_string(p.stream_msgs), "--stream-calls", std::to_string(p.stream_calls)},
+       std::to_string(p.seconds), "--warmup-seconds", std::to_string(p.warmup_seconds), "--calls",
+       std::to_string(p.calls), "--stream-msgs", std::to_string(p.stream_msgs), "--stream-calls", std::to_string(p.stream_calls)},
       true, kChildLimit);
   const std::string client_out = client.read_all(kChildLimit);
   const int crc = client.wait(std::chrono::seconds(10));
@@ -884,6 +905,10 @@ int main(int argc, char** argv) {
     a->add_option("--lat-warmup", s.plan.lat_warmup, "Latency workloads: calls before recording")->capture_default_str();
     a->add_option("--seconds", s.plan.seconds, "Throughput workloads: measured period")->capture_default_str();
     a->add_option("--warmup-seconds", s.plan.warmup_seconds, "Throughput workloads: warm-up")->capture_default_str();
+    a->add_option("--calls", s.plan.calls,
+                  "Throughput workloads: stop after this many calls instead of --seconds, no warm-up (0: by "
+                  "time); for counting instructions per call under callgrind")
+        ->capture_default_str();
     a->add_option("--stream-msgs", s.plan.stream_msgs, "stream64: messages per call")->capture_default_str();
     a->add_option("--stream-calls", s.plan.stream_calls, "stream64: calls measured (after one warm-up call)")
         ->capture_default_str();

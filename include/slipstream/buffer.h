@@ -82,6 +82,9 @@ static_assert(sizeof(BlockHeader) == 16);
 
 BlockHeader* allocate_block(std::size_t capacity, PoolState* pool);
 void release_block(BlockHeader* block);
+// Marks a block that holds a std::string object instead of raw bytes (Slice::from_string):
+// released by destroying the string. Never a real pool.
+extern PoolState* const kStringBlock;
 
 inline void add_ref(BlockHeader* block) {
   if (block) block->refs.fetch_add(1, std::memory_order_relaxed);
@@ -171,6 +174,12 @@ class Slice {
   static Slice copy_of(ByteView bytes);
   // Refers to memory that outlives every use of the Slice (string literals, tables).
   static Slice from_static(ByteView bytes) { return Slice(detail::BlockRef(), bytes.data(), bytes.size()); }
+  // Takes over the string's bytes without copying them: the string object moves into a small
+  // block of its own (one allocation of a few dozen bytes, whatever the string's size), which
+  // frees it with its last reference. Slices of a heap-allocated string point into the string's
+  // own buffer; a short (inline) one is kept inside the block. The whole capacity of the string
+  // is held while any Slice of it lives: trim an oversized one (shrink_to_fit) first.
+  static Slice from_string(std::string&& s);
 
   const std::uint8_t* data() const { return data_; }
   std::size_t size() const { return size_; }

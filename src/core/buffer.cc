@@ -1,6 +1,7 @@
 #include "slipstream/buffer.h"
 
 #include <algorithm>
+#include <memory>
 #include <new>
 
 namespace slip {
@@ -18,6 +19,11 @@ struct PoolState {
   BufferPoolStats stats;
   std::atomic<std::uint64_t> foreign_freed{0};  // blocks released and freed on other threads
 };
+
+namespace {
+PoolState string_block_tag;
+}  // namespace
+PoolState* const kStringBlock = &string_block_tag;
 
 namespace {
 // Blocks that hold reads and batches (16 KiB and more) start on a cache line. Smaller blocks (a
@@ -110,6 +116,12 @@ void release_block(BlockHeader* b) {
     free_block(b);
     return;
   }
+  if (pool == kStringBlock) {
+    std::destroy_at(reinterpret_cast<std::string*>(b->bytes()));
+    b->~BlockHeader();
+    ::operator delete(static_cast<void*>(b));
+    return;
+  }
   if (std::this_thread::get_id() == pool->owner && !pool->closed && pool->free.size() < pool->max_cached) {
     b->refs.store(1, std::memory_order_relaxed);
     pool->free.push_back(b);
@@ -146,6 +158,15 @@ Slice Slice::copy_of(ByteView bytes) {
   Buffer b = Buffer::allocate(bytes.size());
   b.append(bytes);
   return b.slice();
+}
+
+Slice Slice::from_string(std::string&& s) {
+  if (s.empty()) return Slice();
+  static_assert(alignof(std::string) <= alignof(detail::BlockHeader));
+  void* mem = ::operator new(sizeof(detail::BlockHeader) + sizeof(std::string));
+  auto* b = new (mem) detail::BlockHeader{{1}, 0, detail::kStringBlock};
+  auto* owned = new (b->bytes()) std::string(std::move(s));
+  return Slice(detail::BlockRef(b), reinterpret_cast<const std::uint8_t*>(owned->data()), owned->size());
 }
 
 void Chain::append(Slice s) {

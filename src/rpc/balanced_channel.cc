@@ -103,7 +103,9 @@ class BalancedCall final : public Call, public std::enable_shared_from_this<Bala
   }
   void launch(Endpoint* ep, AttemptKind kind);
   void on_headers(const AttemptPtr& a, const Metadata& h);
-  void on_message(const AttemptPtr& a, std::string m);
+  // A message of attempt `a` arrived: true when it is the caller's (the first attempt to answer
+  // wins the call; its headers go first).
+  bool take_message(const AttemptPtr& a);
   void on_done(const AttemptPtr& a, const Status& st, const Metadata& trailers);
   void commit(const AttemptPtr& a);
   void retry_or_finish();
@@ -186,9 +188,17 @@ void BalancedCall::launch(Endpoint* ep, AttemptKind kind) {
   cb.on_headers = [weak, a](const Metadata& h) {
     if (auto self = weak.lock()) self->on_headers(a, h);
   };
-  cb.on_message = [weak, a](std::string m) {
-    if (auto self = weak.lock()) self->on_message(a, std::move(m));
-  };
+  if (callbacks_.on_message_bytes) {
+    cb.on_message_bytes = [weak, a](Slice m) {
+      if (auto self = weak.lock(); self && self->take_message(a)) self->callbacks_.on_message_bytes(std::move(m));
+    };
+  } else {
+    cb.on_message = [weak, a](std::string m) {
+      if (auto self = weak.lock(); self && self->take_message(a) && self->callbacks_.on_message) {
+        self->callbacks_.on_message(std::move(m));
+      }
+    };
+  }
   cb.on_done = [ch = &ch_, weak, a](const Status& st, const Metadata& trailers) {
     ch->attempt_ended(*a, st);
     if (auto self = weak.lock()) self->on_done(a, st, trailers);
@@ -218,12 +228,12 @@ void BalancedCall::on_headers(const AttemptPtr& a, const Metadata& h) {
   a->has_headers = true;
 }
 
-void BalancedCall::on_message(const AttemptPtr& a, std::string m) {
-  if (done_) return;
+bool BalancedCall::take_message(const AttemptPtr& a) {
+  if (done_) return false;
   if (winner_ == nullptr) commit(a);
-  if (winner_ != a) return;
+  if (winner_ != a) return false;
   deliver_headers();
-  if (callbacks_.on_message) callbacks_.on_message(std::move(m));
+  return true;
 }
 
 void BalancedCall::on_done(const AttemptPtr& a, const Status& st, const Metadata& trailers) {

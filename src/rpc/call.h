@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "rpc/common.h"
+#include "slipstream/buffer.h"
 
 namespace slip::io {
 class EventLoop;
@@ -41,6 +42,10 @@ struct CallOptions {
 struct CallCallbacks {
   std::function<void(const Metadata& headers)> on_headers;
   std::function<void(std::string message)> on_message;
+  // Instead of on_message when set: each message as it was received, without the copy into a
+  // std::string (no copy at all when it arrived in one piece). The Slice holds a reference to
+  // the receive buffer it lies in: parse it, or copy what must stay, rather than keeping it.
+  std::function<void(Slice message)> on_message_bytes;
   std::function<void(const Status& status, const Metadata& trailers)> on_done;
 };
 

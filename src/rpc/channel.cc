@@ -3,6 +3,7 @@
 #include <future>
 
 #include "core/logging.h"
+#include "core/recycle.h"
 
 namespace slip::rpc {
 
@@ -26,7 +27,7 @@ void ClientCall::write(std::string message) {
     }
     auto s = self->session_.lock();
     if (!s) return;
-    Status st = s->send(self->stream_, Chain(Slice::copy_of(ByteView(m.data(), m.size()))));
+    Status st = s->send(self->stream_, Chain(Slice::from_string(std::move(m))));
     if (!st.is_ok()) SLIP_LOG_DEBUG("rpc {}: request not sent: {}", self->method_, st.to_string());
   });
 }
@@ -120,7 +121,7 @@ void ClientCall::open(session::Session& s) {
   bool ended = false;
   for (std::size_t i = 0; i < unsent_.size(); ++i) {
     ended = half_close_ && i + 1 == unsent_.size() && !unsent_[i].empty();
-    (void)s.send(stream_, Chain(Slice::copy_of(ByteView(unsent_[i].data(), unsent_[i].size()))), ended);
+    (void)s.send(stream_, Chain(Slice::from_string(std::move(unsent_[i]))), ended);
   }
   if (half_close_ && !ended) (void)s.end_stream(stream_);
   unsent_.clear();
@@ -136,8 +137,12 @@ void ClientCall::complete(const Status& status, const Metadata& trailers) {
 }
 
 void ClientCall::on_message(session::Session&, std::uint64_t, Chain message) {
-  if (done_ || !callbacks_.on_message) return;
-  callbacks_.on_message(message.to_string());
+  if (done_) return;
+  if (callbacks_.on_message_bytes) {
+    callbacks_.on_message_bytes(message.flatten());
+  } else if (callbacks_.on_message) {
+    callbacks_.on_message(message.to_string());
+  }
 }
 
 void ClientCall::on_reset(session::Session&, std::uint64_t stream, const Status& reason) {
@@ -214,7 +219,9 @@ Channel::~Channel() {
 
 CallPtr Channel::start_call(std::string method, CallOptions options, CallCallbacks callbacks,
                             std::vector<std::string> requests, bool half_close) {
-  auto c = std::make_shared<ClientCall>(*this, std::move(method), std::move(options), std::move(callbacks));
+  // The call object (several hundred bytes, one per call, dozens in flight) is recycled.
+  auto c = std::allocate_shared<ClientCall>(RecyclingAllocator<ClientCall>(), *this, std::move(method),
+                                            std::move(options), std::move(callbacks));
   c->unsent_ = std::move(requests);
   c->half_close_ = half_close;
   loop().post([this, c] {

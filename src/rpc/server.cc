@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/logging.h"
+#include "core/recycle.h"
 
 namespace slip::rpc {
 
@@ -44,6 +45,20 @@ void ServerCall::in_loop(Fn fn) {
     fn();
   } else {
     loop_.post([self = shared_from_this(), fn = std::move(fn)]() mutable { fn(); });
+  }
+}
+
+template <typename Fn>
+void ServerCall::invoke(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
+    SLIP_LOG_WARN("rpc {}: handler threw: {}", method(), e.what());
+    finish(internal_error(std::string("handler threw: ") + e.what()));
+  } catch (...) {
+    if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
+    finish(internal_error("handler threw a non-standard exception"));
   }
 }
 
@@ -210,7 +225,8 @@ void ServerCall::do_write(std::string message, std::size_t posted) {
   }
   if (caching_ && ++cached_writes_ == 1) cached_message_ = message;
   send_headers_if_needed(*s);
-  st = s->send(stream_, Chain(Slice::copy_of(ByteView(message.data(), message.size()))));
+  // The message's own bytes go out: the send buffers adopt the string instead of copying it.
+  st = s->send(stream_, Chain(Slice::from_string(std::move(message))));
   // The session's count first, then the bytes leave posted_bytes_: a writer never sees less
   // than is queued.
   refresh_queued(s.get());
@@ -236,7 +252,7 @@ void ServerCall::do_write(std::string message, std::size_t posted) {
   do_finish(overloaded(why), nullptr);
 }
 
-void ServerCall::do_finish(const Status& status, const std::string* last_message) {
+void ServerCall::do_finish(const Status& status, std::string* last_message) {
   if (finished()) return;
   finished_.store(true, std::memory_order_release);
   auto self = shared_from_this();
@@ -245,7 +261,7 @@ void ServerCall::do_finish(const Status& status, const std::string* last_message
     if (auto s = session_.lock(); s && !s->closed()) {
       send_headers_if_needed(*s);
       if (last_message != nullptr && status.is_ok()) {
-        (void)s->send(stream_, Chain(Slice::copy_of(ByteView(last_message->data(), last_message->size()))));
+        (void)s->send(stream_, Chain(Slice::from_string(std::move(*last_message))));
       }
       Metadata trailers;
       {
@@ -269,7 +285,7 @@ std::int64_t cache_now(const CacheOptions& o, std::chrono::steady_clock::time_po
 }
 }  // namespace
 
-bool ServerCall::answer_from_cache(const std::string& request) {
+bool ServerCall::answer_from_cache(std::string_view request) {
   ResponseCache& cache = *entry_->cache;
   std::string key = cache_key(request, metadata_, cache.options().vary_metadata);
   std::shared_ptr<const CachedResponse> hit = cache.lookup(key, cache_now(cache.options(), started_));
@@ -289,7 +305,8 @@ bool ServerCall::answer_from_cache(const std::string& request) {
     headers_.insert(headers_.end(), hit->headers.begin(), hit->headers.end());
     trailers_.insert(trailers_.end(), hit->trailers.begin(), hit->trailers.end());
   }
-  do_finish(Status(), &hit->message);
+  std::string message = hit->message;  // the cache keeps its copy
+  do_finish(Status(), &message);
   return true;
 }
 
@@ -337,28 +354,21 @@ void ServerCall::release(const Status& status) {
     writable_level_ = std::numeric_limits<std::size_t>::max();
     for (auto& fn : fns) invoke(fn);
   }
-  // The reader may be running now (it may have finished the call): drop it after this turn.
-  loop_.post([self = shared_from_this()] {
-    // The session may still hold the stream (TRAILERS not yet written, or no TRAILERS after a
-    // cancel): it must not call this call back once it is gone.
-    if (auto s = self->session_.lock()) s->detach_stream(self->stream_);
-    self->reader_ = nullptr;
-    self->read_done_ = nullptr;
-  });
-  if (server_ != nullptr) server_->call_ended(*this, status);
-}
-
-void ServerCall::invoke(std::function<void()> fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
-    SLIP_LOG_WARN("rpc {}: handler threw: {}", method(), e.what());
-    finish(internal_error(std::string("handler threw: ") + e.what()));
-  } catch (...) {
-    if (server_ != nullptr) server_->stats_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
-    finish(internal_error("handler threw a non-standard exception"));
+  // The session may still hold the stream (TRAILERS not yet written, or no TRAILERS after a
+  // cancel): it must not call this call back once it is gone.
+  if (reader_ || read_done_) {
+    // The reader may be running now (it may have finished the call): drop it after this turn.
+    loop_.post([self = shared_from_this()] {
+      if (auto s = self->session_.lock()) s->detach_stream(self->stream_);
+      self->reader_ = nullptr;
+      self->read_done_ = nullptr;
+    });
+  } else if (auto s = session_.lock()) {
+    // No reader to drop (unary and server-streaming calls): detached at once, without a loop
+    // turn per call.
+    s->detach_stream(stream_);
   }
+  if (server_ != nullptr) server_->call_ended(*this, status);
 }
 
 void ServerCall::start(const Method* method, Server* server) {
@@ -392,11 +402,22 @@ void ServerCall::on_message(session::Session&, std::uint64_t, Chain message) {
   if (handler_->kind == MethodKind::kUnary || handler_->kind == MethodKind::kServerStreaming) {
     if (request_taken_) return;  // one request only; later ones are ignored
     request_taken_ = true;
-    std::string request = message.to_string();
-    if (entry_ != nullptr && entry_->cache != nullptr && handler_->kind == MethodKind::kUnary &&
-        answer_from_cache(request)) {
+    const bool cached = entry_ != nullptr && entry_->cache != nullptr && handler_->kind == MethodKind::kUnary;
+    if (handler_->on_request_bytes) {
+      Slice request = message.flatten();
+      if (cached && answer_from_cache(request.as_string_view())) return;
+      if (handler_->options.blocking) {
+        request = Slice::copy_of(request);  // the worker must not hold the receive buffer
+        boost::asio::post(server_->workers_, [self, m = std::move(request)]() mutable {
+          self->invoke([&] { self->handler_->on_request_bytes(self, std::move(m)); });
+        });
+      } else {
+        invoke([&] { handler_->on_request_bytes(self, std::move(request)); });
+      }
       return;
     }
+    std::string request = message.to_string();
+    if (cached && answer_from_cache(request)) return;
     auto run = [self, m = std::move(request)]() mutable {
       self->invoke([&] { self->handler_->on_request(self, std::move(m)); });
     };
@@ -558,9 +579,11 @@ Result<session::StreamHandler*> Server::on_call(session::Session& s, const wire:
   const auto now = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const auto deadline = call.timeout_us == 0 ? std::chrono::steady_clock::time_point::max()
                                              : now + std::chrono::microseconds(call.timeout_us);
-  auto c = std::make_shared<ServerCall>(s.connection().loop(), s.weak_from_this(), call.stream_id,
-                                        it == methods_.end() ? std::string(call.method) : std::string(),
-                                        to_metadata(call.metadata), deadline);
+  // The call object (several hundred bytes, one per call, dozens in flight) is recycled.
+  auto c = std::allocate_shared<ServerCall>(RecyclingAllocator<ServerCall>(), s.connection().loop(),
+                                            s.weak_from_this(), call.stream_id,
+                                            it == methods_.end() ? std::string(call.method) : std::string(),
+                                            to_metadata(call.metadata), deadline);
   if (it != methods_.end()) c->method_ = &it->first;
   const std::size_t shard = shard_index(s.connection().loop());
   SessionCalls& on_session = shards_[shard].calls[&s];

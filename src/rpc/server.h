@@ -48,6 +48,11 @@ using ServerCallPtr = std::shared_ptr<ServerCall>;
 // A handler ends the call with finish() (exceptions it throws become INTERNAL).
 using RequestHandler = std::function<void(const ServerCallPtr&, std::string request)>;
 using StreamingHandler = std::function<void(const ServerCallPtr&)>;
+// A unary or server-streaming handler that takes the request as it was received, without the
+// copy into a std::string (no copy at all when it arrived in one piece; for blocking methods it
+// is copied once, so that a handler on the worker pool never holds a receive buffer). The Slice
+// holds a reference to the buffer it lies in: parse it rather than keeping it.
+using RequestBytesHandler = std::function<void(const ServerCallPtr&, Slice request)>;
 
 struct MethodOptions {
   // Runs the handler on the worker pool instead of the connection's loop.
@@ -68,6 +73,9 @@ struct Method {
   RequestHandler on_request;      // kUnary, kServerStreaming
   StreamingHandler on_streaming;  // kClientStreaming, kBidiStreaming
   MethodOptions options;
+  // kUnary, kServerStreaming: used instead of on_request when set. Last, with a default, so that
+  // Method{name, kind, on_request, on_streaming, options} stays complete.
+  RequestBytesHandler on_request_bytes = {};
 };
 
 // A named set of methods ("package.Service"). Register methods before Server::start().
@@ -206,7 +214,9 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   template <typename Fn>
   void in_loop(Fn fn);
   void start(const Method* method, Server* server);
-  void invoke(std::function<void()> fn);
+  // Runs a handler's code: an exception it throws ends the call with INTERNAL.
+  template <typename Fn>
+  void invoke(Fn&& fn);
   // `posted`: bytes of this message counted in posted_bytes_ by the thread that wrote it.
   void do_write(std::string message, std::size_t posted);
   // Loop: takes the session's count of queued bytes; a writer waiting for `need` bytes of room
@@ -214,13 +224,14 @@ class ServerCall : public session::StreamHandler, public std::enable_shared_from
   void refresh_queued(session::Session* s);
   void check_room(std::size_t need);
   void wake_writers();
-  void do_finish(const Status& status, const std::string* last_message);
+  // `last_message` (may be null) is moved into the send buffers.
+  void do_finish(const Status& status, std::string* last_message);
   void cancel(StatusCode code);
   void send_headers_if_needed(session::Session& s);
   // `status`: how the call ended, for the interceptors.
   void release(const Status& status);
   // Unary request of a cacheable method: true when answered from the cache.
-  bool answer_from_cache(const std::string& request);
+  bool answer_from_cache(std::string_view request);
   void store_in_cache(const Status& status, const std::string* last_message);
 
   io::EventLoop& loop_;

@@ -4,7 +4,9 @@
 // codec: a request that does not parse ends the call with INVALID_ARGUMENT.
 #pragma once
 
+#include <concepts>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -20,6 +22,18 @@ std::string serialize(const M& m) {
   std::string s;
   m.SerializeToString(&s);
   return s;
+}
+
+// Parses received bytes in place when the type can (protobuf's ParseFromArray), else through a
+// std::string.
+template <typename M>
+bool parse_bytes(M& m, ByteView bytes) {
+  if constexpr (requires(M& x, const void* p, int n) { { x.ParseFromArray(p, n) } -> std::convertible_to<bool>; }) {
+    if (bytes.size() <= static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+      return m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+    }
+  }
+  return m.ParseFromString(std::string(bytes.as_string_view()));
 }
 }  // namespace detail
 
@@ -85,9 +99,9 @@ void add_unary_method(Service& service, std::string name, Fn fn, MethodOptions o
   m.name = std::move(name);
   m.kind = MethodKind::kUnary;
   m.options = options;
-  m.on_request = [fn = std::move(fn)](const ServerCallPtr& call, std::string bytes) {
+  m.on_request_bytes = [fn = std::move(fn)](const ServerCallPtr& call, Slice bytes) {
     Req req;
-    if (!req.ParseFromString(bytes)) {
+    if (!detail::parse_bytes(req, bytes)) {
       call->finish(invalid_argument("request message does not parse"));
       return;
     }
@@ -109,9 +123,9 @@ void add_server_streaming_method(Service& service, std::string name, Fn fn, Meth
   m.name = std::move(name);
   m.kind = MethodKind::kServerStreaming;
   m.options = options;
-  m.on_request = [fn = std::move(fn)](const ServerCallPtr& call, std::string bytes) {
+  m.on_request_bytes = [fn = std::move(fn)](const ServerCallPtr& call, Slice bytes) {
     Req req;
-    if (!req.ParseFromString(bytes)) {
+    if (!detail::parse_bytes(req, bytes)) {
       call->finish(invalid_argument("request message does not parse"));
       return;
     }

@@ -302,8 +302,11 @@ class Session final : public transport::ConnectionHandler, public std::enable_sh
     std::deque<Chain> inbox;     // complete messages held while paused
   };
   // Objects of closed streams kept for new ones: a std::deque allocates when it is made, so a
-  // new Stream costs five allocations, and every RPC opens a stream. Bounded by kSpareStreams.
-  static constexpr std::size_t kSpareStreams = 32;
+  // new Stream costs five allocations, and every RPC opens a stream. Bounded by kSpareStreams:
+  // as many as a busy client keeps in flight (gRPC's default limit of concurrent streams is
+  // 100), so that a steady load of calls allocates no Stream; a session keeps this many only
+  // once it had that many streams open at once.
+  static constexpr std::size_t kSpareStreams = 128;
 
   Session(Role role, transport::ConnectionPtr conn, const SessionOptions& options, SessionHandler* handler);
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <thread>
 
@@ -419,6 +420,28 @@ TEST_F(BalancedTest, StreamingCallIsRetriedOnlyBeforeAMessageArrived) {
   }
   EXPECT_EQ(channel_->stats().retries, 1u);
   EXPECT_EQ(total_calls(), 3);
+}
+
+TEST_F(BalancedTest, OnMessageBytesReachesTheCallerOfTheWinningAttemptOnly) {
+  make_channel(base_options(LbPolicy::kRoundRobin));
+  // b0 fails before its message: the retry on b1 answers, through on_message_bytes alone.
+  backends_[0]->fail = StatusCode::kDisconnected;
+  backends_[0]->fail_before_message = true;
+  std::vector<std::string> got;
+  int string_callbacks = 0;
+  std::promise<Status> done;
+  CallCallbacks cb;
+  cb.on_message = [&](std::string) { ++string_callbacks; };
+  cb.on_message_bytes = [&](Slice m) { got.push_back(m.to_string()); };
+  cb.on_done = [&](const Status& st, const Metadata&) { done.set_value(st); };
+  CallOptions o;
+  o.timeout = std::chrono::seconds(30);
+  channel_->start_call("/test.Lb/List", o, std::move(cb), {"x"}, true);
+  const Status st = done.get_future().get();
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(got, (std::vector<std::string>{"b1:0"}));
+  EXPECT_EQ(string_callbacks, 0);
+  EXPECT_EQ(channel_->stats().retries, 1u);
 }
 
 TEST_F(BalancedTest, ClientStreamingRetryReplaysTheRequests) {

@@ -129,6 +129,84 @@ TEST(SliceTest, CopyOfCopiesIntoANewBlock) {
   EXPECT_TRUE(Slice::copy_of(ByteView()).empty());
 }
 
+TEST(SliceTest, FromStringAdoptsTheStringsBufferWithoutACopy) {
+  std::string src(1024, 'a');
+  src[0] = 'b';
+  src[1023] = 'z';
+  const void* buffer = src.data();
+  Slice s = Slice::from_string(std::move(src));
+  EXPECT_EQ(static_cast<const void*>(s.data()), buffer);
+  EXPECT_EQ(s.size(), 1024u);
+  EXPECT_EQ(s.block_use_count(), 1u);
+  EXPECT_EQ(s.data()[0], 'b');
+  EXPECT_EQ(s.data()[1023], 'z');
+}
+
+TEST(SliceTest, FromStringBytesOutliveTheStringObject) {
+  Slice s;
+  const void* buffer = nullptr;
+  {
+    auto src = std::make_unique<std::string>(4000, 'q');
+    (*src)[17] = '!';
+    buffer = src->data();
+    s = Slice::from_string(std::move(*src));
+    src->assign(4000, 'x');  // the moved-from object is reused: the Slice must not see it
+  }  // ... and destroyed
+  EXPECT_EQ(static_cast<const void*>(s.data()), buffer);
+  ASSERT_EQ(s.size(), 4000u);
+  EXPECT_EQ(s.as_string_view().substr(15, 4), "qq!q");
+  EXPECT_EQ(s.as_string_view().find('x'), std::string_view::npos);
+}
+
+TEST(SliceTest, FromStringSubSlicesShareTheAdoptedString) {
+  Slice s = Slice::from_string(std::string("0123456789abcdefghijklmnopqrstuvwxyz"));
+  Slice mid = s.sub(10, 6);
+  EXPECT_EQ(mid.to_string(), "abcdef");
+  EXPECT_EQ(mid.data(), s.data() + 10);
+  EXPECT_TRUE(mid.shares_block_with(s));
+  EXPECT_EQ(s.block_use_count(), 2u);
+  s = Slice();
+  EXPECT_EQ(mid.block_use_count(), 1u);
+  EXPECT_EQ(mid.to_string(), "abcdef");  // the string lives while a sub-slice does
+}
+
+TEST(SliceTest, FromStringShortStringsAndEmpty) {
+  Slice s = Slice::from_string(std::string("hi"));  // short: kept inline in the block
+  EXPECT_EQ(s.to_string(), "hi");
+  EXPECT_EQ(s.block_use_count(), 1u);
+  EXPECT_TRUE(Slice::from_string(std::string()).empty());
+}
+
+TEST(SliceTest, FromStringInAChainTakeFrontAndConsume) {
+  std::string big(3000, 'm');
+  big.replace(0, 5, "hello");
+  const std::uint8_t* buffer = reinterpret_cast<const std::uint8_t*>(big.data());
+  Chain c(Slice::from_string(std::move(big)));
+  c.append(Slice::from_string(std::string(100, 't')));
+  EXPECT_EQ(c.size(), 3100u);
+  Slice head = c.take_front(5);  // within the first slice: no copy
+  EXPECT_EQ(head.data(), buffer);
+  EXPECT_EQ(head.to_string(), "hello");
+  c.consume(2990);
+  EXPECT_EQ(c.size(), 105u);
+  Slice rest = c.take_front(10);  // spans both strings: gathered
+  EXPECT_EQ(rest.to_string(), "mmmmmttttt");
+  EXPECT_EQ(c.to_string(), std::string(95, 't'));
+  c.clear();
+  EXPECT_EQ(head.to_string(), "hello");
+}
+
+TEST(SliceTest, FromStringReleasedOnAnotherThread) {
+  Slice s = Slice::from_string(std::string(2048, 'r'));
+  Slice copy = s;
+  s = Slice();
+  std::thread t([c = std::move(copy)]() mutable {
+    EXPECT_EQ(c.as_string_view(), std::string(2048, 'r'));
+    c = Slice();  // the last reference goes on this thread
+  });
+  t.join();
+}
+
 TEST(SliceTest, StaticSlicesReferenceNoBlock) {
   static constexpr char kText[] = "static";
   Slice s = Slice::from_static(ByteView(kText, 6));
