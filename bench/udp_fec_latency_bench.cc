@@ -288,10 +288,15 @@ CaseResult run_case(const Options& opt, Kind kind, bool rtt_only) {
     }
     const std::string cmd =
         opt.impair_tcp + " queue " + std::to_string(*port) + " " + std::to_string(queue) + " >/dev/null 2>&1";
-    nft_added = true;  // remove whatever part of it was set up
+    nft_added = true;
     if (std::system(cmd.c_str()) != 0) {
       r.status = failed_precondition("the netfilter queue rule could not be set up (" + opt.impair_tcp +
                                      " queue: needs nft or iptables, and CAP_NET_ADMIN)");
+      // Whatever part of it was set up goes, then the queue program.
+      const std::string rm = opt.impair_tcp + " remove >/dev/null 2>&1";
+      (void)std::system(rm.c_str());
+      proxy->stop();
+      return r;
     }
   }
 
