@@ -102,11 +102,13 @@ bench-streams: deps
 	@cmake --build --preset release --target stream_bench slipd
 	scripts/bench-streams.sh build/release $(ARGS)
 
-# Delivery latency at 10% random loss: udp:// with FEC, without, and TCP with nftables loss
-# (docs/benchmarks.md, "Delivery latency over a lossy path"; the TCP row needs root). ARGS go to
+# Delivery latency at 10% random loss and 5 ms each way: udp:// with FEC, without, and TCP through
+# a netfilter queue (docs/benchmarks.md, "Delivery latency over a lossy path"; the TCP row needs
+# root and libnetfilter-queue-dev). ARGS go to
 # udp_fec_latency_bench (e.g. ARGS="--messages 20000 --delay-ms 10").
 .PHONY: bench-udp-fec
 bench-udp-fec: build
+	@scripts/install-deps.sh --bench
 	@cmake --preset release >/dev/null
-	@cmake --build --preset release --target udp_fec_latency_bench slip-impair
+	@cmake --build --preset release --target udp_fec_latency_bench slip-impair slip-nfq-impair
 	scripts/bench-udp-fec.sh build/release $(ARGS)

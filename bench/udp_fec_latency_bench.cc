@@ -6,12 +6,13 @@
 //   udp+fec   udp:// through tools/slip-impair (random loss, both directions, added one-way
 //             delay), forward error correction on at both ends (adaptive by default);
 //   udp       the same path, FEC off;
-//   tcp       TCP on 127.0.0.1 with the same loss from nftables (scripts/impair-tcp.sh: needs
-//             CAP_NET_ADMIN); nftables cannot delay, so TCP's path has no added delay, which only
-//             helps TCP.
+//   tcp       TCP on 127.0.0.1 through the same loss and delay: a netfilter rule on lo
+//             (scripts/impair-tcp.sh queue: needs CAP_NET_ADMIN) hands the port's packets to
+//             tools/slip-impair's slip-nfq-impair, which drops them or gives the verdict ACCEPT
+//             after the delay, so the kernel's TCP sees the losses and the path's round trip.
 //
-// Each path's round-trip time without loss is measured first (64-byte ping-pongs over the same
-// kind of session, the proxy at 0% loss). The goal (docs/udp.md): with FEC, p99 at most 1.5 x the
+// Each path's round-trip time without loss is measured first (ping-pongs of the message size
+// over the same kind of session, through the same impairment at 0% loss). The goal (docs/udp.md): with FEC, p99 at most 1.5 x the
 // path's RTT + 5 ms, and well below TCP's (here: at most half).
 //
 // Server and client run in this process on two event loops (one clock for both ends); the proxy
@@ -226,6 +227,7 @@ struct Options {
   unsigned fec_flush_us = 2000;
   std::string impair_bin = "build/release/tools/slip-impair/slip-impair";
   std::string impair_tcp = "scripts/impair-tcp.sh";
+  std::string nfq_bin = "build/release/tools/slip-impair/slip-nfq-impair";
   std::uint64_t seed = 1;
   Plan plan;
 };
@@ -270,14 +272,32 @@ CaseResult run_case(const Options& opt, Kind kind, bool rtt_only) {
       r.status = internal_error("slip-impair did not start (" + opt.impair_bin + "): " + line.value_or("no output"));
       return r;
     }
-  } else if (loss > 0) {
-    const std::string cmd = opt.impair_tcp + " add " + std::to_string(*port) + " " +
-                            std::to_string(static_cast<int>(loss)) + " >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0) {
-      r.status = failed_precondition("nftables loss could not be set up (" + opt.impair_tcp + " needs nft and CAP_NET_ADMIN)");
+  } else {
+    // The queue program first: the kernel drops what a rule queues to a queue nobody serves.
+    const unsigned queue = 20000 + static_cast<unsigned>(::getpid()) % 40000;
+    char lossbuf[32];
+    std::snprintf(lossbuf, sizeof lossbuf, "%g", loss);
+    proxy.emplace(ChildProcess::exec({opt.nfq_bin, "--queue", std::to_string(queue), "--loss", lossbuf, "--delay",
+                                      std::to_string(opt.delay_ms) + "ms", "--seed", std::to_string(opt.seed)},
+                                     true, std::chrono::seconds(600)));
+    std::optional<std::string> line = proxy->read_line(std::chrono::milliseconds(5000));
+    if (!line || line->find("ready") == std::string::npos) {
+      r.status = failed_precondition("slip-nfq-impair did not start (" + opt.nfq_bin + ", needs CAP_NET_ADMIN): " +
+                                     line.value_or("no output"));
       return r;
     }
+    const std::string cmd =
+        opt.impair_tcp + " queue " + std::to_string(*port) + " " + std::to_string(queue) + " >/dev/null 2>&1";
     nft_added = true;
+    if (std::system(cmd.c_str()) != 0) {
+      r.status = failed_precondition("the netfilter queue rule could not be set up (" + opt.impair_tcp +
+                                     " queue: needs nft or iptables, and CAP_NET_ADMIN)");
+      // Whatever part of it was set up goes, then the queue program.
+      const std::string rm = opt.impair_tcp + " remove >/dev/null 2>&1";
+      (void)std::system(rm.c_str());
+      proxy->stop();
+      return r;
+    }
   }
 
   const std::uint64_t expect = rtt_only ? 1 : opt.plan.messages;
@@ -360,11 +380,12 @@ CaseResult run_case(const Options& opt, Kind kind, bool rtt_only) {
     cloops.stop();
     sloops.stop();
   }
-  if (proxy) proxy->stop();
+  // The rule goes before the queue program does (which then lets through what it still holds).
   if (nft_added) {
     const std::string cmd = opt.impair_tcp + " remove >/dev/null 2>&1";
     (void)std::system(cmd.c_str());
   }
+  if (proxy) proxy->stop();
   return r;
 }
 
@@ -379,7 +400,7 @@ double load_average() {
 
 int run(const Options& opt) {
   std::printf("== Delivery latency at %.0f%% random loss (both directions), %zu-byte messages every %lld us, "
-              "%" PRIu64 " messages; udp paths through slip-impair with %d ms one-way delay; FEC %s (max %u "
+              "%" PRIu64 " messages; every path with %d ms one-way delay (udp: slip-impair, tcp: slip-nfq-impair); FEC %s (max %u "
               "repairs per 100, flush %u us); load average %.2f\n",
               opt.loss, opt.plan.size, static_cast<long long>(opt.plan.interval.count()), opt.plan.messages,
               opt.delay_ms, opt.fec.c_str(), opt.fec_max_repair, opt.fec_flush_us, load_average());
@@ -441,7 +462,7 @@ int main(int argc, char** argv) {
   std::uint64_t interval_us = 1000;
   unsigned drain_s = 30;
   app.add_option("--loss", o.loss, "Percent of packets lost, each direction")->capture_default_str()->check(CLI::Range(0.0, 90.0));
-  app.add_option("--delay-ms", o.delay_ms, "One-way delay slip-impair adds on the udp paths")->capture_default_str()->check(CLI::Range(0, 1000));
+  app.add_option("--delay-ms", o.delay_ms, "One-way delay added on every path")->capture_default_str()->check(CLI::Range(0, 1000));
   app.add_option("--messages", o.plan.messages, "Messages per path")->capture_default_str()->check(CLI::Range(1, 10000000));
   app.add_option("--size", o.plan.size, "Message size, bytes (at least 17)")->capture_default_str()->check(CLI::Range(17, 60000));
   app.add_option("--interval-us", interval_us, "One message every this many microseconds")->capture_default_str()->check(CLI::Range(10, 1000000));
@@ -450,8 +471,9 @@ int main(int argc, char** argv) {
   app.add_option("--fec-max-repair", o.fec_max_repair, "Adaptive FEC: repairs per 100 packets at most")->capture_default_str()->check(CLI::Range(1u, 1600u));
   app.add_option("--fec-flush-us", o.fec_flush_us, "FEC: a block not full after this long is closed")->capture_default_str()->check(CLI::Range(10u, 1000000u));
   app.add_option("--impair", o.impair_bin, "The slip-impair binary")->capture_default_str();
-  app.add_option("--impair-tcp", o.impair_tcp, "scripts/impair-tcp.sh (nftables loss for the tcp path)")->capture_default_str();
-  app.add_option("--seed", o.seed, "slip-impair's seed")->capture_default_str();
+  app.add_option("--impair-tcp", o.impair_tcp, "scripts/impair-tcp.sh (the tcp path's netfilter queue rule)")->capture_default_str();
+  app.add_option("--nfq-impair", o.nfq_bin, "The slip-nfq-impair binary (loss and delay for the tcp path)")->capture_default_str();
+  app.add_option("--seed", o.seed, "slip-impair's and slip-nfq-impair's seed")->capture_default_str();
   app.add_option("--drain-s", drain_s, "After the last send, wait this long for every message")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (o.fec == "off") {

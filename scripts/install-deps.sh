@@ -23,8 +23,10 @@ command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   # gRPC C++ and its protoc plugin: bench/rpc_bench's peer
   packages+=(sockperf nats-server libgrpc++-dev protobuf-compiler-grpc)
-  # scripts/impair-tcp.sh: random loss for TCP on lo (slip-impair covers UDP)
-  packages+=(nftables)
+  # scripts/impair-tcp.sh: random loss for TCP on lo (slip-impair covers UDP); loss and delay
+  # through a netfilter queue: tools/slip-impair's slip-nfq-impair (libnetfilter-queue-dev), and
+  # iptables for kernels without nftables' queue statement
+  packages+=(nftables libnetfilter-queue-dev iptables)
   # instruction counts (scripts/bench-metrics-cost.sh, per-message work in docs/benchmarks.md)
   packages+=(valgrind)
 fi

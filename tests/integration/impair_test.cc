@@ -1,6 +1,7 @@
 // slip-impair as a real process on 127.0.0.1: a UDP echo through it at 0% loss gets every
 // datagram back, at 100% none, and at 50% with a fixed seed exactly the count its model predicts,
-// in the proxy's own counters too. Counts only, no timing.
+// in the proxy's own counters too. TCP through nftables loss, and through slip-nfq-impair behind
+// a netfilter queue rule. Counts only, no timing.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -88,17 +89,17 @@ class EchoServer {
 // slip-impair started with `args`; its first stdout line names the port it listens on.
 class ImpairProcess {
  public:
-  explicit ImpairProcess(std::vector<std::string> args) {
+  explicit ImpairProcess(std::vector<std::string> args, const char* path = SLIP_IMPAIR_PATH) {
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) return;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    args.insert(args.begin(), SLIP_IMPAIR_PATH);
+    args.insert(args.begin(), path);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, SLIP_IMPAIR_PATH, &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    if (posix_spawn(&pid_, path, &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     out_ = fdopen(out[0], "r");
@@ -114,6 +115,7 @@ class ImpairProcess {
     if (out_) std::fclose(out_);
   }
   std::uint16_t port() const { return port_; }
+  const std::string& first_line() const { return first_line_; }
 
   // SIGTERM, then everything it printed after the first line, and its exit status.
   std::string stop(int* status = nullptr) {
@@ -265,6 +267,55 @@ TEST(ImpairTest, RejectsBadArguments) {
 // scripts/impair-tcp.sh: with 10% of the packets to and from a TCP port dropped on lo, the
 // kernel's TCP still delivers every byte (it retransmits), and the rule's counters show drops.
 // Needs nftables and CAP_NET_ADMIN; skipped without them.
+// An echo over TCP through the listening socket `lfd` on `port`: `rounds` round trips of one
+// 100-byte message each, so every message is its own segment. Returns the intact ones.
+int tcp_echo(int lfd, std::uint16_t port, int rounds) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::thread server([&] {
+    const int c = accept(lfd, nullptr, nullptr);
+    char buf[100];
+    for (int i = 0; i < rounds; ++i) {
+      std::size_t got = 0;
+      while (got < sizeof buf) {
+        const ssize_t r = recv(c, buf + got, sizeof buf - got, 0);
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+      }
+      if (send(c, buf, got, MSG_NOSIGNAL) != static_cast<ssize_t>(got)) break;
+    }
+    close(c);
+  });
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  a.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    shutdown(lfd, SHUT_RDWR);
+    server.join();
+    return 0;
+  }
+  int ok = 0;
+  for (int i = 0; i < rounds; ++i) {
+    char msg[100];
+    std::memset(msg, 'a' + i % 26, sizeof msg);
+    if (send(fd, msg, sizeof msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof msg)) break;
+    char back[100];
+    std::size_t got = 0;
+    while (got < sizeof back) {
+      const ssize_t r = recv(fd, back + got, sizeof back - got, 0);
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    if (got == sizeof back && std::memcmp(msg, back, sizeof msg) == 0) ++ok;
+  }
+  close(fd);
+  server.join();
+  return ok;
+}
+
 TEST(ImpairTcpTest, NftablesRuleDropsTcpPacketsAndTcpRecovers) {
   const std::string script = std::string(SLIP_SOURCE_DIR) + "/scripts/impair-tcp.sh";
   const std::string env = "SLIP_IMPAIR_TABLE=slip_impair_test_" + std::to_string(getpid()) + " ";
@@ -284,43 +335,8 @@ TEST(ImpairTcpTest, NftablesRuleDropsTcpPacketsAndTcpRecovers) {
     ~Remove() { (void)std::system(cmd.c_str()); }
   } remove{env + script + " remove >/dev/null 2>&1"};
 
-  // An echo over TCP, one 100-byte message at a time, so every message is its own segment.
   constexpr int kRounds = 200;
-  std::thread server([&] {
-    const int c = accept(lfd, nullptr, nullptr);
-    char buf[100];
-    for (int i = 0; i < kRounds; ++i) {
-      std::size_t got = 0;
-      while (got < sizeof buf) {
-        const ssize_t r = recv(c, buf + got, sizeof buf - got, 0);
-        if (r <= 0) break;
-        got += static_cast<std::size_t>(r);
-      }
-      if (send(c, buf, got, MSG_NOSIGNAL) != static_cast<ssize_t>(got)) break;
-    }
-    close(c);
-  });
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  a.sin_port = htons(port);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  int ok = 0;
-  for (int i = 0; i < kRounds; ++i) {
-    char msg[100];
-    std::memset(msg, 'a' + i % 26, sizeof msg);
-    if (send(fd, msg, sizeof msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof msg)) break;
-    char back[100];
-    std::size_t got = 0;
-    while (got < sizeof back) {
-      const ssize_t r = recv(fd, back + got, sizeof back - got, 0);
-      if (r <= 0) break;
-      got += static_cast<std::size_t>(r);
-    }
-    if (got == sizeof back && std::memcmp(msg, back, sizeof msg) == 0) ++ok;
-  }
-  close(fd);
-  server.join();
+  const int ok = tcp_echo(lfd, port, kRounds);
   close(lfd);
   EXPECT_EQ(ok, kRounds);
 
@@ -341,6 +357,61 @@ TEST(ImpairTcpTest, NftablesRuleDropsTcpPacketsAndTcpRecovers) {
   // About 10% of 800-odd packets; none at all would mean the rule did nothing.
   EXPECT_GT(dropped, 0u) << status;
 }
+
+#ifdef SLIP_NFQ_IMPAIR_PATH
+// slip-nfq-impair as a real process behind a netfilter queue rule (scripts/impair-tcp.sh queue):
+// a TCP echo through 10% loss and 2 ms of delay delivers every byte, and the program's counters
+// show that it saw the packets, dropped some and accepted the rest. Skipped without
+// CAP_NET_ADMIN or a netfilter queue.
+TEST(ImpairTcpTest, NfqueueProgramDropsAndDelaysTcpPacketsAndTcpRecovers) {
+  const std::string script = std::string(SLIP_SOURCE_DIR) + "/scripts/impair-tcp.sh";
+  const std::string env = "SLIP_IMPAIR_TABLE=slip_nfq_test_" + std::to_string(getpid()) + " ";
+  const std::string queue = std::to_string(10000 + getpid() % 50000);
+  ImpairProcess nfq({"--queue", queue, "--loss", "10", "--delay", "2ms", "--seed", "9"}, SLIP_NFQ_IMPAIR_PATH);
+  if (nfq.first_line().find("ready") == std::string::npos) {
+    nfq.stop();
+    GTEST_SKIP() << "slip-nfq-impair cannot bind a queue here (needs CAP_NET_ADMIN)";
+  }
+  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(lfd, 1), 0);
+  const std::uint16_t port = port_of(lfd);
+  struct Remove {
+    std::string cmd;
+    ~Remove() { (void)std::system(cmd.c_str()); }
+  } remove{env + script + " remove >/dev/null 2>&1"};
+  if (std::system((env + script + " queue " + std::to_string(port) + " " + queue + " >/dev/null 2>&1").c_str()) != 0) {
+    close(lfd);
+    GTEST_SKIP() << "no netfilter queue rule possible here (nft or iptables, CAP_NET_ADMIN)";
+  }
+
+  constexpr int kRounds = 200;
+  const int ok = tcp_echo(lfd, port, kRounds);
+  close(lfd);
+  EXPECT_EQ(ok, kRounds);
+  // The rule first, then the program (it lets through what it still holds).
+  (void)std::system(remove.cmd.c_str());
+  int status = 0;
+  const std::string out = nfq.stop(&status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  // "queued N accepted N lost N held N verdict_errors N"
+  std::map<std::string, std::uint64_t> c;
+  std::istringstream in(out);
+  std::string key;
+  std::uint64_t value = 0;
+  while (in >> key >> value) c[key] = value;
+  std::printf("tcp echo, %d round trips of 100 bytes through slip-nfq-impair (10%% loss, 2 ms): %d intact; %s", kRounds,
+              ok, out.c_str());
+  // Each round trip is at least two segments and their ACKs: 400 or more packets queued.
+  EXPECT_GE(c["queued"], 2u * kRounds) << out;
+  EXPECT_GT(c["lost"], 0u) << out;
+  EXPECT_EQ(c["queued"], c["accepted"] + c["lost"]) << out;
+  EXPECT_EQ(c["verdict_errors"], 0u) << out;
+}
+#endif
 
 TEST(ImpairModelTest, ParsesRatesSizesAndDurations) {
   std::uint64_t bps = 0;

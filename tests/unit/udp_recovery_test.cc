@@ -315,6 +315,50 @@ TEST(UdpNewRenoTest, LossHalvesTheWindowOncePerRecoveryPeriod) {
   EXPECT_EQ(cc.window(), 2400u);
 }
 
+// Every packet of the latest congestion event acknowledged after all (FEC rebuilt them, or
+// reordering): the reduction is undone. One real loss among them keeps it.
+TEST(UdpNewRenoTest, ReductionIsUndoneWhenEveryLossOfTheEventWasSpurious) {
+  NewReno cc;
+  for (int i = 0; i < 10; ++i) cc.on_packet_sent(1200);
+  cc.on_packets_lost(T0 + 100ms, T0 + 10ms, 2400, false, 2);
+  cc.on_packets_lost(T0 + 110ms, T0 + 20ms, 1200, false, 1);  // same event
+  EXPECT_EQ(cc.window(), 6000u);
+  EXPECT_FALSE(cc.on_spurious_loss(T0 + 100ms));
+  EXPECT_FALSE(cc.on_spurious_loss(T0 + 100ms));
+  EXPECT_EQ(cc.window(), 6000u);
+  EXPECT_TRUE(cc.on_spurious_loss(T0 + 110ms));  // the third and last
+  EXPECT_EQ(cc.window(), 12000u);
+  EXPECT_TRUE(cc.in_slow_start());  // the threshold is back too
+  EXPECT_EQ(cc.congestion_events(), 1u);
+  EXPECT_EQ(cc.congestion_events_undone(), 1u);
+  EXPECT_FALSE(cc.in_recovery(T0 + 50ms));  // growth resumes at once
+  // Nothing left to undo.
+  EXPECT_FALSE(cc.on_spurious_loss(T0 + 110ms));
+
+  // An older event's spurious loss does not undo the latest one.
+  cc.on_packets_lost(T0 + 300ms, T0 + 200ms, 1200, false, 1);
+  EXPECT_EQ(cc.window(), 6000u);
+  EXPECT_FALSE(cc.on_spurious_loss(T0 + 250ms));
+  EXPECT_EQ(cc.window(), 6000u);
+
+  // Persistent congestion is never undone.
+  cc.on_packets_lost(T0 + 900ms, T0 + 800ms, 1200, true, 1);
+  EXPECT_EQ(cc.window(), 2400u);
+  EXPECT_FALSE(cc.on_spurious_loss(T0 + 900ms));
+  EXPECT_EQ(cc.window(), 2400u);
+  EXPECT_EQ(cc.congestion_events_undone(), 1u);
+}
+
+TEST(UdpNewRenoTest, LossReductionIsConfigurable) {
+  CongestionOptions o;
+  o.loss_reduction = 0.85;
+  NewReno cc(o);
+  for (int i = 0; i < 10; ++i) cc.on_packet_sent(1200);
+  cc.on_packets_lost(T0 + 100ms, T0 + 10ms, 1200, false);
+  EXPECT_EQ(cc.window(), 10200u);
+  EXPECT_EQ(cc.ssthresh(), 10200u);
+}
+
 TEST(UdpNewRenoTest, CongestionAvoidanceAddsOnePacketPerWindow) {
   NewReno cc;
   for (int i = 0; i < 10; ++i) cc.on_packet_sent(1200);

@@ -36,22 +36,42 @@ void NewReno::on_packet_acked(Instant sent_time, std::size_t bytes) {
   cwnd_ = std::min<std::uint64_t>(cwnd_, std::max<std::uint64_t>(options_.max_window_bytes, min_window_));
 }
 
-void NewReno::on_packets_lost(Instant now, Instant largest_sent_time, std::uint64_t bytes, bool persistent) {
+void NewReno::on_packets_lost(Instant now, Instant largest_sent_time, std::uint64_t bytes, bool persistent,
+                              std::uint64_t packets) {
   in_flight_ -= std::min(in_flight_, bytes);
   // One reduction per round trip: losses of packets sent before recovery began belong to the
   // same congestion event.
   if (!in_recovery(largest_sent_time)) {
+    undo_possible_ = true;
+    undo_cwnd_ = cwnd_;
+    undo_ssthresh_ = ssthresh_;
+    undo_pending_ = 0;
     recovery_start_ = now;
-    ssthresh_ = std::max(cwnd_ / 2, min_window_);
+    ssthresh_ = std::max(static_cast<std::uint64_t>(static_cast<double>(cwnd_) * options_.loss_reduction), min_window_);
     cwnd_ = ssthresh_;
     ca_acked_ = 0;
     ++congestion_events_;
   }
+  undo_pending_ += packets;
   if (persistent) {
     cwnd_ = min_window_;
     ca_acked_ = 0;
     recovery_start_.reset();
+    undo_possible_ = false;  // a collapse is not undone
   }
+}
+
+bool NewReno::on_spurious_loss(Instant time_lost) {
+  // Only losses of the latest event count towards undoing it.
+  if (!undo_possible_ || !recovery_start_ || time_lost < *recovery_start_ || undo_pending_ == 0) return false;
+  if (--undo_pending_ > 0) return false;
+  cwnd_ = std::max(cwnd_, undo_cwnd_);
+  ssthresh_ = undo_ssthresh_;
+  ca_acked_ = 0;
+  recovery_start_.reset();
+  undo_possible_ = false;
+  ++undone_events_;
+  return true;
 }
 
 void Pacer::set_rate(std::uint64_t cwnd, Duration srtt) {

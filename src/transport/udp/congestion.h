@@ -31,6 +31,9 @@ struct CongestionOptions {
   std::size_t max_window_bytes = 16 * 1024 * 1024;
   // Consecutive lost packets spanning this many PTOs mean persistent congestion.
   std::uint32_t persistent_congestion_threshold = 3;
+  // The window after a congestion event, as a fraction of the window before it (NewReno: 1/2;
+  // a connection under forward error correction uses FecOptions::congestion_loss_reduction).
+  double loss_reduction = 0.5;
 };
 
 class NewReno {
@@ -52,7 +55,15 @@ class NewReno {
   // In-flight packets were declared lost; `largest_sent_time` is when the newest of them left.
   // `persistent` when they span the persistent-congestion period (the caller decides, as it
   // has the RTT estimate).
-  void on_packets_lost(Instant now, Instant largest_sent_time, std::uint64_t bytes, bool persistent);
+  // `packets` is how many in-flight packets that was.
+  void on_packets_lost(Instant now, Instant largest_sent_time, std::uint64_t bytes, bool persistent,
+                       std::uint64_t packets = 1);
+  // A packet declared lost at `time_lost` was acknowledged after all. Once every packet lost in
+  // the latest congestion event turned out spurious, that event's reduction is undone (RFC 9002
+  // section 7 allows it): the window and threshold return to what they were, and the recovery
+  // period ends. Returns true when it undid a reduction.
+  bool on_spurious_loss(Instant time_lost);
+  std::uint32_t congestion_events_undone() const { return undone_events_; }
   // An in-flight packet is forgotten without being acked or lost (connection closing).
   void on_packet_discarded(std::size_t bytes) { in_flight_ -= std::min<std::uint64_t>(in_flight_, bytes); }
 
@@ -73,6 +84,13 @@ class NewReno {
   std::uint64_t ca_acked_ = 0;  // bytes acked in congestion avoidance since the last increase
   std::optional<Instant> recovery_start_;
   std::uint32_t congestion_events_ = 0;
+  // Undoing the latest reduction: what the window and threshold were before it, and how many of
+  // the packets declared lost since it began have not been acknowledged yet.
+  bool undo_possible_ = false;
+  std::uint64_t undo_cwnd_ = 0;
+  std::uint64_t undo_ssthresh_ = 0;
+  std::uint64_t undo_pending_ = 0;
+  std::uint32_t undone_events_ = 0;
 };
 
 // The pacer's release granularity: the bucket holds at least this long's worth of the rate.

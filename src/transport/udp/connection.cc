@@ -85,6 +85,7 @@ class Connection::Recovery final : public RecoveryHandler {
  public:
   explicit Recovery(Connection* c) : c_(c) {}
   void on_packet_acked(const SentPacket& p) override { c_->on_packet_acked(p); }
+  void on_spurious_loss(const SentPacket& p) override { c_->on_spurious_loss(p); }
   void on_packets_lost(const std::vector<const SentPacket*>& lost, bool persistent) override {
     c_->on_packets_lost(lost, persistent);
   }
@@ -539,8 +540,13 @@ void Connection::on_packet_acked(const SentPacket& p) {
   }
 }
 
+void Connection::on_spurious_loss(const SentPacket& p) {
+  if (cc_.on_spurious_loss(p.time_lost)) pacer_.set_rate(cc_.window(), rtt_.smoothed());
+}
+
 void Connection::on_packets_lost(const std::vector<const SentPacket*>& lost, bool persistent) {
   std::uint64_t bytes = 0;
+  std::uint64_t packets = 0;
   Instant newest{};
   for (const SentPacket* p : lost) {
     // An MTU probe (ack-eliciting, never in flight) is counted apart: a lost probe is the
@@ -548,6 +554,7 @@ void Connection::on_packets_lost(const std::vector<const SentPacket*>& lost, boo
     if (p->ack_eliciting && p->in_flight) ++stats_.packets_lost;
     if (p->in_flight) {
       bytes += p->size;
+      ++packets;
       newest = std::max(newest, p->time_sent);
       if (p->size > mtu_base_) ++mtu_large_losses_;
     }
@@ -589,7 +596,7 @@ void Connection::on_packets_lost(const std::vector<const SentPacket*>& lost, boo
     }
   }
   if (bytes > 0) {
-    cc_.on_packets_lost(now_, newest, bytes, persistent);
+    cc_.on_packets_lost(now_, newest, bytes, persistent, packets);
     if (persistent) ++stats_.persistent_congestion_events;
     pacer_.set_rate(cc_.window(), rtt_.smoothed());
   }
@@ -1104,6 +1111,7 @@ bool Connection::is_quiescent() const {
 ConnectionStats Connection::stats() const {
   ConnectionStats s = stats_;
   s.congestion_events = cc_.congestion_events();
+  s.congestion_events_undone = cc_.congestion_events_undone();
   s.packets_spuriously_lost = loss_.spurious_losses();
   s.cwnd = cc_.window();
   s.ssthresh = cc_.ssthresh();

@@ -150,6 +150,7 @@ struct ConnectionStats {
   std::uint64_t mtu_black_holes = 0;           // fallbacks to the base size
   std::uint64_t max_packet_size = 0;           // the packet size in use (UDP payload)
   std::uint64_t congestion_events = 0;
+  std::uint64_t congestion_events_undone = 0;  // reductions undone: every loss in them was spurious
   std::uint64_t persistent_congestion_events = 0;
   std::uint64_t cwnd = 0;
   std::uint64_t ssthresh = 0;
@@ -275,6 +276,7 @@ class Connection {
   void on_max_data(std::uint64_t max);
   void on_max_stream_data(std::uint64_t id, std::uint64_t max);
   void on_packet_acked(const SentPacket& p);
+  void on_spurious_loss(const SentPacket& p);
   void on_packets_lost(const std::vector<const SentPacket*>& lost, bool persistent);
   bool requeue_for_probe();
   bool stream_has_work(const Stream& s) const;

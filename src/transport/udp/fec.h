@@ -238,6 +238,9 @@ struct FecOptions {
   Duration flush_delay = std::chrono::milliseconds(2);
   // How often the receiver reports its measured loss while FEC packets arrive.
   Duration feedback_interval = std::chrono::milliseconds(20);
+  // Under FEC, a congestion event leaves the window at this fraction of what it was
+  // (CongestionOptions::loss_reduction; NewReno's 0.5 without FEC). In [0.5, 1).
+  double congestion_loss_reduction = 0.85;
   FecDecoderOptions decoder;
 };
 

@@ -54,6 +54,9 @@ Status validate_fec_options(const FecOptions& fec) {
   }
   if (fec.flush_delay <= Duration::zero()) return invalid_argument("FEC flush delay must be positive");
   if (fec.feedback_interval <= Duration::zero()) return invalid_argument("FEC feedback interval must be positive");
+  if (!(fec.congestion_loss_reduction >= 0.5 && fec.congestion_loss_reduction < 1)) {
+    return invalid_argument("FEC congestion loss reduction must be at least 0.5 and below 1");
+  }
   return FecPolicy::validate(fec.policy);
 }
 
@@ -94,13 +97,17 @@ Status parse_fec_mode(std::string_view text, FecOptions& out) {
 
 bool fec_negotiated(const FecOptions& ours, bool peer_offers) { return ours.enabled && peer_offers; }
 
-void fec_adjust_connection(const FecOptions& /*fec*/, ConnectionOptions& co) {
+void fec_adjust_connection(const FecOptions& fec, ConnectionOptions& co) {
   // Room for the filter's headers within the same UDP payload size. Loss detection keeps its
   // thresholds: a packet FEC rebuilds after the time threshold is retransmitted once too (and
   // counted as a spurious loss), which costs bandwidth, not latency.
   if (co.max_packet_size > kFecFilterOverhead + 200) co.max_packet_size -= kFecFilterOverhead;
   // The same for the sizes MTU probing tries: a probe, wrapped, is the size it stands for.
   if (co.mtu.max_packet_size > kFecFilterOverhead + 200) co.mtu.max_packet_size -= kFecFilterOverhead;
+  // The losses a connection under FEC still sees are mostly the path's random loss that FEC
+  // could not repair in time, not a full queue: a gentler reduction keeps a halving per loss
+  // from starving a steady flow (docs/udp.md, "FEC and loss detection").
+  co.congestion.loss_reduction = fec.congestion_loss_reduction;
 }
 
 FecFilter::FecFilter(const FecOptions& options, Clock clock, LossCounters own_loss, FecFilterStats* totals)

@@ -61,6 +61,7 @@ Status LossDetector::on_ack(Instant now, const AckFrame& ack, RttEstimator& rtt,
         --eliciting_in_flight_;
       }
       if (was_lost) {
+        if (p.in_flight) handler.on_spurious_loss(p);
         p.in_flight = false;  // its bytes already left the flight
         if (p.ack_eliciting) ++spurious_losses_;
       }
@@ -107,6 +108,7 @@ void LossDetector::detect_lost(Instant now, const RttEstimator& rtt, RecoveryHan
     }
     p.resolved = true;
     p.lost = true;
+    p.time_lost = now;
     if (p.ack_eliciting) {
       --eliciting_in_flight_;
       // Only packets congestion control counted make persistent congestion (an MTU probe,

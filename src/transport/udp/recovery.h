@@ -49,6 +49,7 @@ struct SentPacket {
   bool in_flight = false;  // counted by congestion control (ack-eliciting packets)
   bool resolved = false;   // acknowledged or declared lost
   bool lost = false;       // resolved by being declared lost
+  Instant time_lost{};     // when it was declared lost
   // TODO(perf): one allocation per packet; boost's small_vector trips g++ 12's
   // -Wstringop-overread when moved.
   std::vector<SentFrame> frames;
@@ -61,6 +62,9 @@ class RecoveryHandler {
   // `lost` are the packets declared lost together, in packet-number order; `persistent` when
   // they show persistent congestion (RFC 9002 section 7.6).
   virtual void on_packets_lost(const std::vector<const SentPacket*>& lost, bool persistent) = 0;
+  // A packet congestion control counted in flight was declared lost and is acknowledged now
+  // (the loss was spurious). Called before on_packet_acked for it.
+  virtual void on_spurious_loss(const SentPacket& /*p*/) {}
 };
 
 struct RecoveryOptions {
