@@ -56,7 +56,11 @@ BlockingCall::BlockingCall(ChannelInterface& channel, std::string method, CallOp
     st->cv.notify_all();
   };
   call_ = channel.start_call(std::move(method), std::move(options), std::move(cb), std::move(requests), half_close);
+  // Under the lock, as the loop reads `pause` there; a pause decided before the call was known
+  // here is passed on now.
+  std::lock_guard lock(state_->mu);
   *pause = call_;
+  if (state_->paused) call_->set_read_paused(true);
 }
 
 BlockingCall::~BlockingCall() {
