@@ -346,7 +346,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
       if (!n.is_ok()) continue;  // an ICMP error surfaced: the socket goes on
       if (*n == 0) break;
       for (std::size_t i = 0; i < *n; ++i) dispatch(now, rx_.data(i), rx_.from(i));
-      if (*n < rx_.capacity()) break;
+      if (rx_.messages() < rx_.capacity()) break;
     }
     run_pass();
     if (!closed_) wait_readable();
