@@ -273,10 +273,11 @@ TEST(UdpPacketProtection, ClosesAfterTheForgeryLimit) {
   EXPECT_EQ(open(b, view(good)).status().code(), StatusCode::kPermissionDenied);
 }
 
-// PacketCipher runs on OpenSSL; libsodium's crypto_aead_chacha20poly1305_ietf is the same
-// cipher (RFC 8439) and the reference here: each opens what the other sealed, byte for byte
-// the same, for every length around the 16-byte Poly1305 block and the 64-byte ChaCha20 block,
-// with and without associated data.
+// PacketCipher runs on OpenSSL from kOpenSslMinBytes up; libsodium's
+// crypto_aead_chacha20poly1305_ietf is the same cipher (RFC 8439) and the reference here: each
+// opens what the other sealed, byte for byte the same, for every length around the 16-byte
+// Poly1305 block, the 64-byte ChaCha20 block and the switch between the two, with and without
+// associated data.
 struct SodiumAead {
   CipherKey key;
   std::vector<std::uint8_t> seal(std::uint64_t pn, ByteView ad, ByteView plain) const {
@@ -313,7 +314,8 @@ TEST(UdpPacketCipher, InteroperatesWithLibsodiumBothWays) {
   for (auto& b : key) b = static_cast<std::uint8_t>(rng());
   const PacketCipher cipher(key);
   const SodiumAead sodium{key};
-  const std::size_t lengths[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 1400, 1452, 9000};
+  const std::size_t lengths[] = {0,   1,   15,  16,  17,  63,  64,  65,   127,  128,  129,  159, 160,
+                                 161, 255, 256, 257, 319, 320, 321, 1000, 1400, 1452, 9000};
   std::uint64_t pn = 0;
   for (const std::size_t len : lengths) {
     for (const std::size_t ad_len : {std::size_t{0}, std::size_t{10}, kMaxShortHeaderLen}) {
@@ -343,14 +345,17 @@ TEST(UdpPacketCipher, InteroperatesWithLibsodiumBothWays) {
   }
 }
 
-TEST(UdpPacketCipher, BothImplementationsRefuseAFlippedBit) {
+// Below and above PacketCipher::kOpenSslMinBytes (libsodium's path and OpenSSL's).
+class UdpPacketCipherSizes : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(UdpPacketCipherSizes, BothImplementationsRefuseAFlippedBit) {
   ASSERT_GE(sodium_init(), 0);
   std::mt19937_64 rng(1305);
   CipherKey key;
   for (auto& b : key) b = static_cast<std::uint8_t>(rng());
   const PacketCipher cipher(key);
   const SodiumAead sodium{key};
-  const auto plain = random_bytes(rng, 100);
+  const auto plain = random_bytes(rng, GetParam());
   const auto ad = random_bytes(rng, 11);
   const std::uint64_t pn = 77;
   const auto sealed = sodium.seal(pn, view(ad), view(plain));
@@ -380,6 +385,10 @@ TEST(UdpPacketCipher, BothImplementationsRefuseAFlippedBit) {
   ASSERT_TRUE(cipher.open(pn, view(ad), view(sealed), out.data()).is_ok());
   EXPECT_EQ(out, plain);
 }
+
+INSTANTIATE_TEST_SUITE_P(UdpPacketCipher, UdpPacketCipherSizes,
+                         ::testing::Values(std::size_t{100}, PacketCipher::kOpenSslMinBytes - 1,
+                                           PacketCipher::kOpenSslMinBytes, std::size_t{1400}));
 
 TEST(UdpPacketCipher, CopiesKeepTheKeyAndAssignmentReplacesIt) {
   CipherKey k1{}, k2{};

@@ -105,6 +105,13 @@ EVP_CIPHER_CTX* PacketCipher::context(Ctx& slot, bool encrypt) const {
 void PacketCipher::seal(std::uint64_t pn, ByteView ad, ByteView plaintext, std::uint8_t* out) const {
   static_assert(kTagLen == 16);
   const auto nonce = noise_nonce(pn);
+  if (plaintext.size() < kOpenSslMinBytes) {
+    unsigned long long tag_len = 0;
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, out + plaintext.size(), &tag_len, plaintext.data(),
+                                                       plaintext.size(), ad.data(), ad.size(), nullptr, nonce.data(),
+                                                       key_.data());
+    return;
+  }
   EVP_CIPHER_CTX* ctx = context(seal_ctx_, true);
   SLIP_ASSERT(ctx != nullptr);
   int n = 0;
@@ -123,6 +130,16 @@ Status PacketCipher::open(std::uint64_t pn, ByteView ad, ByteView ciphertext, st
   if (ciphertext.size() < kTagLen) return unauthenticated("ciphertext shorter than its tag");
   const auto nonce = noise_nonce(pn);
   const std::size_t len = ciphertext.size() - kTagLen;
+  if (len < kOpenSslMinBytes) {
+    // libsodium checks the tag before it writes anything.
+    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, ciphertext.data(), len,
+                                                           ciphertext.data() + len, ad.data(), ad.size(),
+                                                           nonce.data(), key_.data()) != 0) {
+      if (len != 0) sodium_memzero(out, len);
+      return unauthenticated("packet authentication failed");
+    }
+    return Status();
+  }
   EVP_CIPHER_CTX* ctx = context(open_ctx_, false);
   if (ctx == nullptr) return internal_error("cannot create the packet cipher's context");
   // The tag is read before decrypting: `out` may overwrite the ciphertext in place.
