@@ -44,7 +44,7 @@ void BM_SealOpenPacket(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
-BENCHMARK(BM_SealOpenPacket)->Arg(64)->Arg(1400);
+BENCHMARK(BM_SealOpenPacket)->Arg(64)->Arg(256)->Arg(512)->Arg(1400);
 
 // Sealing alone.
 void BM_SealPacket(benchmark::State& state) {
@@ -81,7 +81,7 @@ void BM_AeadOnlyBaseline(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
 }
-BENCHMARK(BM_AeadOnlyBaseline)->Arg(64)->Arg(1400);
+BENCHMARK(BM_AeadOnlyBaseline)->Arg(64)->Arg(256)->Arg(512)->Arg(1400);
 
 // Floor: copying the payload twice (what a plaintext transport would at least do).
 void BM_MemcpyBaseline(benchmark::State& state) {

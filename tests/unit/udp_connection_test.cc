@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "net_sim.h"
+#include "transport/udp/aead_protector.h"
 #include "transport/udp/packet.h"
 
 namespace slip::transport::udp {
@@ -223,6 +224,49 @@ TEST(UdpConnectionTest, OpeningAPeerStreamOpensTheLowerOnes) {
   }
   EXPECT_EQ(opened, (std::vector<std::uint64_t>{0, 2, 4}));
   EXPECT_EQ(s.state(), ConnectionState::kOpen);
+}
+
+// The endpoint hands each packet over in its receive buffer to be opened there: the stream
+// bytes arrive as sent, and a damaged or replayed packet is still refused and counted.
+TEST(UdpConnectionTest, PacketsOpenedInTheReceiveBufferDeliverTheirBytes) {
+  CipherKey k1{}, k2{};
+  k1[0] = 1;
+  k2[0] = 2;
+  AeadProtector client_prot(k1, k2), server_prot(k2, k1);
+  Connection c(ConnectionOptions{}, &client_prot, kConnT0);
+  Connection s(server_options(), &server_prot, kConnT0);
+  Result<std::uint64_t> id = c.open_stream();
+  ASSERT_TRUE(id.is_ok());
+  std::string sent;
+  for (int i = 0; i < 3000; ++i) sent.push_back(static_cast<char>('a' + i % 26));
+  ASSERT_TRUE(c.send(*id, ByteView(sent)).is_ok());
+  std::vector<std::vector<std::uint8_t>> packets;
+  while (auto p = c.poll_transmit(kConnT0)) packets.emplace_back(p->begin(), p->end());
+  ASSERT_GE(packets.size(), 2u);
+
+  // A flipped bit in the first packet: refused, and the buffer is not trusted afterwards.
+  std::vector<std::uint8_t> rx = packets[0];
+  rx[rx.size() / 2] ^= 0x10;
+  s.on_datagram_in_place(kConnT0, std::span<std::uint8_t>(rx));
+  EXPECT_EQ(s.stats().packets_rejected, 1u);
+  EXPECT_EQ(s.stats().packets_received, 0u);
+
+  for (const auto& p : packets) {
+    rx = p;
+    s.on_datagram_in_place(kConnT0, std::span<std::uint8_t>(rx));
+  }
+  EXPECT_EQ(s.stats().packets_received, packets.size());
+  // Replayed: it opens (the copy is intact) and is dropped as a duplicate.
+  rx = packets[1];
+  s.on_datagram_in_place(kConnT0, std::span<std::uint8_t>(rx));
+  EXPECT_EQ(s.stats().packets_duplicate, 1u);
+  EXPECT_EQ(s.stats().packets_rejected, 1u);
+
+  std::vector<std::uint8_t> got(sent.size() + 10);
+  bool fin = false;
+  Result<std::size_t> n = s.read(*id, std::span<std::uint8_t>(got), fin);
+  ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), *n), sent);
 }
 
 TEST(UdpConnectionTest, GarbageIsCountedWithoutClosing) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sodium.h>
+
 #include <random>
 
 #include "udp_test_util.h"
@@ -269,6 +271,142 @@ TEST(UdpPacketProtection, ClosesAfterTheForgeryLimit) {
   }
   const auto good = seal(a, cid, 10, ByteView("x"));
   EXPECT_EQ(open(b, view(good)).status().code(), StatusCode::kPermissionDenied);
+}
+
+// PacketCipher runs on OpenSSL from kOpenSslMinBytes up; libsodium's
+// crypto_aead_chacha20poly1305_ietf is the same cipher (RFC 8439) and the reference here: each
+// opens what the other sealed, byte for byte the same, for every length around the 16-byte
+// Poly1305 block, the 64-byte ChaCha20 block and the switch between the two, with and without
+// associated data.
+struct SodiumAead {
+  CipherKey key;
+  std::vector<std::uint8_t> seal(std::uint64_t pn, ByteView ad, ByteView plain) const {
+    std::vector<std::uint8_t> out(plain.size() + kTagLen);
+    const auto nonce = noise_nonce(pn);
+    unsigned long long tag_len = 0;
+    EXPECT_EQ(crypto_aead_chacha20poly1305_ietf_encrypt_detached(out.data(), out.data() + plain.size(), &tag_len,
+                                                                 plain.data(), plain.size(), ad.data(), ad.size(),
+                                                                 nullptr, nonce.data(), key.data()),
+              0);
+    return out;
+  }
+  bool open(std::uint64_t pn, ByteView ad, ByteView sealed, std::vector<std::uint8_t>& plain) const {
+    if (sealed.size() < kTagLen) return false;
+    const std::size_t len = sealed.size() - kTagLen;
+    plain.assign(len, 0);
+    const auto nonce = noise_nonce(pn);
+    return crypto_aead_chacha20poly1305_ietf_decrypt_detached(plain.data(), nullptr, sealed.data(), len,
+                                                              sealed.data() + len, ad.data(), ad.size(), nonce.data(),
+                                                              key.data()) == 0;
+  }
+};
+
+std::vector<std::uint8_t> random_bytes(std::mt19937_64& rng, std::size_t n) {
+  std::vector<std::uint8_t> v(n);
+  for (auto& b : v) b = static_cast<std::uint8_t>(rng());
+  return v;
+}
+
+TEST(UdpPacketCipher, InteroperatesWithLibsodiumBothWays) {
+  ASSERT_GE(sodium_init(), 0);
+  std::mt19937_64 rng(8439);
+  CipherKey key;
+  for (auto& b : key) b = static_cast<std::uint8_t>(rng());
+  const PacketCipher cipher(key);
+  const SodiumAead sodium{key};
+  const std::size_t lengths[] = {0,   1,   15,  16,  17,  63,  64,  65,   127,  128,  129,  159, 160,
+                                 161, 255, 256, 257, 319, 320, 321, 1000, 1400, 1452, 9000};
+  std::uint64_t pn = 0;
+  for (const std::size_t len : lengths) {
+    for (const std::size_t ad_len : {std::size_t{0}, std::size_t{10}, kMaxShortHeaderLen}) {
+      const auto plain = random_bytes(rng, len);
+      const auto ad = random_bytes(rng, ad_len);
+      pn = pn * 3 + 1;
+      std::vector<std::uint8_t> ours(len + kTagLen);
+      cipher.seal(pn, view(ad), view(plain), ours.data());
+      const auto theirs = sodium.seal(pn, view(ad), view(plain));
+      EXPECT_EQ(ours, theirs) << "length " << len << " ad " << ad_len;
+
+      std::vector<std::uint8_t> opened;
+      ASSERT_TRUE(sodium.open(pn, view(ad), view(ours), opened)) << "length " << len;
+      EXPECT_EQ(opened, plain);
+      opened.assign(len, 0xee);
+      ASSERT_TRUE(cipher.open(pn, view(ad), view(theirs), opened.data()).is_ok()) << "length " << len;
+      EXPECT_EQ(opened, plain);
+
+      // In place, both ways.
+      auto buf = plain;
+      buf.resize(len + kTagLen);
+      cipher.seal(pn, view(ad), ByteView(buf.data(), len), buf.data());
+      EXPECT_EQ(buf, theirs);
+      ASSERT_TRUE(cipher.open(pn, view(ad), view(buf), buf.data()).is_ok());
+      EXPECT_TRUE(std::equal(plain.begin(), plain.end(), buf.begin()));
+    }
+  }
+}
+
+// Below and above PacketCipher::kOpenSslMinBytes (libsodium's path and OpenSSL's).
+class UdpPacketCipherSizes : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(UdpPacketCipherSizes, BothImplementationsRefuseAFlippedBit) {
+  ASSERT_GE(sodium_init(), 0);
+  std::mt19937_64 rng(1305);
+  CipherKey key;
+  for (auto& b : key) b = static_cast<std::uint8_t>(rng());
+  const PacketCipher cipher(key);
+  const SodiumAead sodium{key};
+  const auto plain = random_bytes(rng, GetParam());
+  const auto ad = random_bytes(rng, 11);
+  const std::uint64_t pn = 77;
+  const auto sealed = sodium.seal(pn, view(ad), view(plain));
+  std::vector<std::uint8_t> out(plain.size());
+  // Every byte of ciphertext and tag, one bit each (rotating through the eight).
+  for (std::size_t i = 0; i < sealed.size(); ++i) {
+    auto bad = sealed;
+    bad[i] ^= static_cast<std::uint8_t>(1u << (i % 8));
+    std::vector<std::uint8_t> ignored;
+    EXPECT_FALSE(sodium.open(pn, view(ad), view(bad), ignored)) << "byte " << i;
+    out.assign(plain.size(), 0xee);
+    EXPECT_EQ(cipher.open(pn, view(ad), view(bad), out.data()).code(), StatusCode::kUnauthenticated) << "byte " << i;
+    // No unverified plaintext is left behind.
+    EXPECT_EQ(out, std::vector<std::uint8_t>(plain.size(), 0)) << "byte " << i;
+  }
+  // The associated data, the nonce and the key are all bound by the tag.
+  for (std::size_t i = 0; i < ad.size(); ++i) {
+    auto bad_ad = ad;
+    bad_ad[i] ^= 0x80;
+    EXPECT_FALSE(cipher.open(pn, view(bad_ad), view(sealed), out.data()).is_ok()) << "ad byte " << i;
+  }
+  EXPECT_FALSE(cipher.open(pn + 1, view(ad), view(sealed), out.data()).is_ok());
+  CipherKey other = key;
+  other[0] ^= 1;
+  EXPECT_FALSE(PacketCipher(other).open(pn, view(ad), view(sealed), out.data()).is_ok());
+  // The genuine packet still opens after all those failures (the context recovers).
+  ASSERT_TRUE(cipher.open(pn, view(ad), view(sealed), out.data()).is_ok());
+  EXPECT_EQ(out, plain);
+}
+
+INSTANTIATE_TEST_SUITE_P(UdpPacketCipher, UdpPacketCipherSizes,
+                         ::testing::Values(std::size_t{100}, PacketCipher::kOpenSslMinBytes - 1,
+                                           PacketCipher::kOpenSslMinBytes, std::size_t{1400}));
+
+TEST(UdpPacketCipher, CopiesKeepTheKeyAndAssignmentReplacesIt) {
+  CipherKey k1{}, k2{};
+  k1[0] = 1;
+  k2[0] = 2;
+  const std::string msg = "same bytes, any copy";
+  PacketCipher a(k1);
+  std::vector<std::uint8_t> from_a(msg.size() + kTagLen), other(msg.size() + kTagLen);
+  a.seal(5, {}, ByteView(msg), from_a.data());
+  const PacketCipher copy(a);
+  copy.seal(5, {}, ByteView(msg), other.data());
+  EXPECT_EQ(from_a, other);
+  a = PacketCipher(k2);
+  a.seal(5, {}, ByteView(msg), other.data());
+  EXPECT_NE(from_a, other);
+  std::vector<std::uint8_t> out(msg.size());
+  EXPECT_FALSE(a.open(5, {}, view(from_a), out.data()).is_ok());
+  EXPECT_TRUE(PacketCipher(k1).open(5, {}, view(from_a), out.data()).is_ok());
 }
 
 }  // namespace

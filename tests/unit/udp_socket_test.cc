@@ -102,6 +102,69 @@ TEST_F(UdpSocketTest, RunsToOnePeerGoOutAsGsoMessagesAndArriveAsSeparateDatagram
   EXPECT_LT(a_.counters().messages_sent, a_.counters().datagrams_sent);
 }
 
+// With UDP_GRO on the receiving socket the kernel may hand a whole run over as one message;
+// the batch cuts it back at the segment size: the same datagrams, in order, from the sender.
+TEST_F(UdpSocketTest, CoalescedRunsAreCutBackIntoTheirDatagrams) {
+  if (!b_.gro_enabled()) GTEST_SKIP() << "the kernel has no UDP_GRO";
+  SendBatch sb(opts_);
+  constexpr std::size_t kFull = 24;  // + 4 more: within one SendBatch (32 slots)
+  for (std::size_t i = 0; i < kFull; ++i) sb.push(ByteView(payload(i, 1400)), b_addr_);
+  sb.push(ByteView(payload(kFull, 77)), b_addr_);
+  for (std::size_t i = kFull + 1; i < kFull + 4; ++i) sb.push(ByteView(payload(i, 500)), b_addr_);
+  ASSERT_TRUE(a_.send(sb));
+  ReceiveBatch rb(opts_);
+  std::vector<Got> got = receive_n(b_, rb, kFull + 4);
+  ASSERT_EQ(got.size(), kFull + 4);
+  for (std::size_t i = 0; i < kFull; ++i) EXPECT_EQ(got[i].bytes, payload(i, 1400)) << i;
+  EXPECT_EQ(got[kFull].bytes, payload(kFull, 77));
+  for (std::size_t i = kFull + 1; i < kFull + 4; ++i) EXPECT_EQ(got[i].bytes, payload(i, 500)) << i;
+  for (const Got& g : got) EXPECT_EQ(g.from, a_.local_address());
+  EXPECT_EQ(b_.counters().datagrams_received, kFull + 4);
+  EXPECT_EQ(b_.counters().truncated, 0u);
+  // A GSO message stays one buffer on its way through loopback to a GRO socket.
+  if (a_.gso_enabled()) {
+    EXPECT_GE(b_.counters().gro_messages, 1u);
+  }
+}
+
+// A kernel without UDP_GRO (or a socket told not to use it) gets one datagram per message.
+TEST_F(UdpSocketTest, WithoutGroEveryDatagramArrivesInAMessageOfItsOwn) {
+  SocketOptions no_gro = opts_;
+  no_gro.gro = false;
+  auto c = UdpSocket::bind(HostPort{"127.0.0.1", 0}, no_gro);
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_FALSE(c->gro_enabled());
+  SocketAddress c_addr = *SocketAddress::from_host_port(*parse_host_port(c->local_address()));
+  SendBatch sb(opts_);
+  for (std::size_t i = 0; i < 10; ++i) sb.push(ByteView(payload(i, 1400)), c_addr);
+  ASSERT_TRUE(a_.send(sb));
+  ReceiveBatch rb(no_gro);
+  std::vector<Got> got = receive_n(*c, rb, 10);
+  ASSERT_EQ(got.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(got[i].bytes, payload(i, 1400)) << i;
+  EXPECT_EQ(c->counters().gro_messages, 0u);
+}
+
+// Datagrams of a coalesced run longer than the batch accepts are dropped and counted one by
+// one, as separate ones would be; a shorter last one of the run still arrives.
+TEST_F(UdpSocketTest, ACoalescedRunOfTooLongDatagramsIsDroppedAndCounted) {
+  SocketOptions small = opts_;
+  small.max_datagram = 1000;
+  SendBatch sb(opts_);
+  for (std::size_t i = 0; i < 5; ++i) sb.push(ByteView(payload(i, 1400)), b_addr_);
+  sb.push(ByteView(payload(5, 900)), b_addr_);
+  ASSERT_TRUE(a_.send(sb));
+  SendBatch sb2(opts_);
+  sb2.push(ByteView(payload(9, 800)), b_addr_);
+  ASSERT_TRUE(a_.send(sb2));
+  ReceiveBatch rb(small);
+  std::vector<Got> got = receive_n(b_, rb, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].bytes, payload(5, 900));
+  EXPECT_EQ(got[1].bytes, payload(9, 800));
+  EXPECT_EQ(b_.counters().truncated, 5u);
+}
+
 TEST_F(UdpSocketTest, WithoutGsoEveryDatagramIsItsOwnMessage) {
   a_.disable_gso();
   SendBatch sb(opts_);

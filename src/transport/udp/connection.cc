@@ -304,22 +304,38 @@ std::optional<std::string> Connection::read_datagram() {
 // --- receiving ---
 
 void Connection::on_datagram(Instant now, ByteView datagram) {
-  now_ = now;
-  if (state_ == ConnectionState::kClosed || state_ == ConnectionState::kDraining) return;
+  if (state_ == ConnectionState::kClosed || state_ == ConnectionState::kDraining) {
+    now_ = now;
+    return;
+  }
   if (datagram.size() > options_.max_receive_packet_size) {
+    now_ = now;
     ++stats_.packets_rejected;
     return;
   }
+  rx_scratch_.assign(datagram.begin(), datagram.end());
+  on_datagram_in_place(now, std::span<std::uint8_t>(rx_scratch_.data(), rx_scratch_.size()));
+}
+
+void Connection::on_datagram_in_place(Instant now, std::span<std::uint8_t> packet) {
+  now_ = now;
+  if (state_ == ConnectionState::kClosed || state_ == ConnectionState::kDraining) return;
+  if (packet.size() > options_.max_receive_packet_size) {
+    ++stats_.packets_rejected;
+    return;
+  }
+  const ByteView datagram(packet.data(), packet.size());
   Result<PacketHeader> header = decode_packet_header(datagram, acks_.any_received() ? acks_.largest() + 1 : 0);
   if (!header.is_ok() || header->dcid != options_.local_cid) {
     ++stats_.packets_rejected;
     return;
   }
   const std::uint64_t pn = header->packet_number;
+  // The header (associated data) stays as it is; the payload after it is opened in place.
   const ByteView hdr = datagram.sub(0, header->length);
   const std::size_t sealed = datagram.size() - header->length;
-  rx_scratch_.assign(datagram.begin() + header->length, datagram.end());
-  Result<std::size_t> opened = protector_->open(pn, hdr, rx_scratch_.data(), sealed);
+  std::uint8_t* const payload = packet.data() + header->length;
+  Result<std::size_t> opened = protector_->open(pn, hdr, payload, sealed);
   if (!opened.is_ok() || *opened > sealed) {
     ++stats_.packets_rejected;
     return;
@@ -336,7 +352,7 @@ void Connection::on_datagram(Instant now, ByteView datagram) {
   idle_start_ = now;
   eliciting_sent_since_receive_ = false;
 
-  FrameReader reader(ByteView(rx_scratch_.data(), *opened), options_.frame_limits);
+  FrameReader reader(ByteView(payload, *opened), options_.frame_limits);
   bool eliciting = false;
   Frame f;
   for (;;) {

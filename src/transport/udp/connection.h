@@ -194,6 +194,9 @@ class Connection {
   // One received UDP payload. Malformed or unauthentic packets are dropped and counted; a
   // protocol violation inside an authentic packet closes the connection.
   void on_datagram(Instant now, ByteView datagram);
+  // Same, but the packet is opened where it lies: `datagram` is the caller's receive buffer and
+  // holds plaintext or garbage afterwards. Saves on_datagram()'s copy of every packet.
+  void on_datagram_in_place(Instant now, std::span<std::uint8_t> datagram);
   // The next packet to send, if any: a view valid until the next call on the connection.
   // Respects the congestion window and the pacer; call until it returns nullopt.
   std::optional<ByteView> poll_transmit(Instant now);
@@ -351,7 +354,7 @@ class Connection {
 
   std::deque<Event> events_;
   ConnectionStats stats_;
-  std::vector<std::uint8_t> rx_scratch_;
+  std::vector<std::uint8_t> rx_scratch_;  // on_datagram()'s copy of a read-only datagram
   std::vector<std::uint8_t> tx_buffer_;  // poll_transmit()'s packet, sized on first use
   std::vector<AckRange> ack_scratch_;
 

@@ -1,5 +1,6 @@
 #include "transport/udp/crypto.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <cstring>
@@ -72,22 +73,88 @@ std::size_t write_short_header(std::uint8_t* out, const ConnectionId& dcid, std:
 
 // ---- PacketCipher ----
 
+void PacketCipher::CtxDeleter::operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
+
 PacketCipher::~PacketCipher() { sodium_memzero(key_.data(), key_.size()); }
 
+PacketCipher& PacketCipher::operator=(const PacketCipher& other) {
+  if (this != &other) {
+    key_ = other.key_;
+    // Contexts keyed with the old key must not be used again.
+    seal_ctx_.reset();
+    open_ctx_.reset();
+  }
+  return *this;
+}
+
+EVP_CIPHER_CTX* PacketCipher::context(Ctx& slot, bool encrypt) const {
+  if (slot) return slot.get();
+  Ctx ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return nullptr;
+  // The key goes in once; per packet only the nonce is set (EVP_CipherInit_ex with no cipher
+  // and no key keeps both). EVP_CIPHER_CTX_free cleanses the key schedule.
+  if (EVP_CipherInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, nullptr, nullptr, encrypt ? 1 : 0) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_IVLEN, 12, nullptr) != 1 ||
+      EVP_CipherInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nullptr, encrypt ? 1 : 0) != 1) {
+    return nullptr;
+  }
+  slot = std::move(ctx);
+  return slot.get();
+}
+
 void PacketCipher::seal(std::uint64_t pn, ByteView ad, ByteView plaintext, std::uint8_t* out) const {
+  static_assert(kTagLen == 16);
   const auto nonce = noise_nonce(pn);
-  unsigned long long tag_len = 0;
-  crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, out + plaintext.size(), &tag_len, plaintext.data(),
-                                                     plaintext.size(), ad.data(), ad.size(), nullptr, nonce.data(),
-                                                     key_.data());
+  if (plaintext.size() < kOpenSslMinBytes) {
+    unsigned long long tag_len = 0;
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, out + plaintext.size(), &tag_len, plaintext.data(),
+                                                       plaintext.size(), ad.data(), ad.size(), nullptr, nonce.data(),
+                                                       key_.data());
+    return;
+  }
+  EVP_CIPHER_CTX* ctx = context(seal_ctx_, true);
+  SLIP_ASSERT(ctx != nullptr);
+  int n = 0;
+  const bool ok =
+      EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce.data(), 1) == 1 &&
+      (ad.empty() || EVP_CipherUpdate(ctx, nullptr, &n, ad.data(), static_cast<int>(ad.size())) == 1) &&
+      (plaintext.empty() ||
+       (EVP_CipherUpdate(ctx, out, &n, plaintext.data(), static_cast<int>(plaintext.size())) == 1 &&
+        static_cast<std::size_t>(n) == plaintext.size())) &&
+      EVP_CipherFinal_ex(ctx, out + plaintext.size(), &n) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagLen), out + plaintext.size()) == 1;
+  SLIP_ASSERT(ok);
 }
 
 Status PacketCipher::open(std::uint64_t pn, ByteView ad, ByteView ciphertext, std::uint8_t* out) const {
   if (ciphertext.size() < kTagLen) return unauthenticated("ciphertext shorter than its tag");
   const auto nonce = noise_nonce(pn);
   const std::size_t len = ciphertext.size() - kTagLen;
-  if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, ciphertext.data(), len, ciphertext.data() + len,
-                                                         ad.data(), ad.size(), nonce.data(), key_.data()) != 0) {
+  if (len < kOpenSslMinBytes) {
+    // libsodium checks the tag before it writes anything.
+    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, ciphertext.data(), len,
+                                                           ciphertext.data() + len, ad.data(), ad.size(),
+                                                           nonce.data(), key_.data()) != 0) {
+      if (len != 0) sodium_memzero(out, len);
+      return unauthenticated("packet authentication failed");
+    }
+    return Status();
+  }
+  EVP_CIPHER_CTX* ctx = context(open_ctx_, false);
+  if (ctx == nullptr) return internal_error("cannot create the packet cipher's context");
+  // The tag is read before decrypting: `out` may overwrite the ciphertext in place.
+  std::array<std::uint8_t, kTagLen> tag;
+  std::memcpy(tag.data(), ciphertext.data() + len, kTagLen);
+  int n = 0;
+  const bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce.data(), 0) == 1 &&
+                  (ad.empty() || EVP_CipherUpdate(ctx, nullptr, &n, ad.data(), static_cast<int>(ad.size())) == 1) &&
+                  (len == 0 || (EVP_CipherUpdate(ctx, out, &n, ciphertext.data(), static_cast<int>(len)) == 1 &&
+                                static_cast<std::size_t>(n) == len)) &&
+                  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagLen), tag.data()) == 1 &&
+                  EVP_CipherFinal_ex(ctx, out + len, &n) == 1;
+  if (!ok) {
+    // OpenSSL decrypts before it checks the tag: leave no unverified plaintext behind.
+    if (len != 0) sodium_memzero(out, len);
     return unauthenticated("packet authentication failed");
   }
   return Status();
@@ -161,7 +228,7 @@ Result<OpenedPacket> PacketProtection::open_packet(ByteView datagram, std::span<
   // The header is the associated data; keep a copy, since `out` may cover it.
   std::array<std::uint8_t, kMaxShortHeaderLen> ad;
   std::memcpy(ad.data(), datagram.data(), h->header_len);
-  // libsodium decrypts in place only when output and input start at the same byte; a shift
+  // The cipher decrypts in place only when output and input start at the same byte; a shift
   // towards the front of the same buffer copies the ciphertext there first.
   ByteView input = ciphertext;
   const bool overlaps = out.data() < ciphertext.end() && ciphertext.data() < out.data() + out.size();

@@ -23,6 +23,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 
@@ -30,6 +31,9 @@
 #include "slipstream/status.h"
 #include "transport/udp/noise.h"
 #include "transport/udp/replay.h"
+
+// OpenSSL's EVP_CIPHER_CTX, declared here so that this header does not pull in <openssl/evp.h>.
+struct evp_cipher_ctx_st;
 
 namespace slip::transport::udp {
 
@@ -76,26 +80,51 @@ Result<ShortHeader> parse_short_header(ByteView datagram);
 std::size_t write_short_header(std::uint8_t* out, const ConnectionId& dcid, std::uint64_t pn, std::size_t pn_len,
                                bool key_phase = false);
 
-// One direction's AEAD: ChaCha20-Poly1305 IETF keyed from a Split() CipherState, nonce from the
-// packet number. Stateless beyond the key, so it never reuses a nonce by itself: callers pass
-// each packet number once.
+// One direction's AEAD: ChaCha20-Poly1305 (RFC 8439) keyed from a Split() CipherState, nonce
+// from the packet number. Stateless beyond the key, so it never reuses a nonce by itself: callers
+// pass each packet number once.
+//
+// A payload of kOpenSslMinBytes or more is sealed and opened with OpenSSL's EVP
+// ChaCha20-Poly1305 (the same cipher as libsodium's crypto_aead_chacha20poly1305_ietf, same nonce
+// and tag, so the same bytes on the wire): one cipher context per operation, keyed on first use
+// and from then on given only the nonce. Its vector code is the faster one per byte, but each
+// EVP call has a fixed cost, so shorter payloads (ACKs, small messages) go to libsodium's
+// function. The Noise handshake itself stays on libsodium (noise.h).
 class PacketCipher {
  public:
+  // Payload bytes (plaintext when sealing, ciphertext without the tag when opening) from which
+  // OpenSSL does the work; below, libsodium. About where the two cost the same per packet in
+  // udp_crypto_bench (x86-64 with AVX2: libsodium ahead at 64 B, OpenSSL at 256 B and above).
+  static constexpr std::size_t kOpenSslMinBytes = 160;
+
   PacketCipher() = default;
   explicit PacketCipher(const CipherKey& key) : key_(key) {}
   ~PacketCipher();
-  PacketCipher(const PacketCipher&) = default;
-  PacketCipher& operator=(const PacketCipher&) = default;
+  // A copy has the same key and contexts of its own.
+  PacketCipher(const PacketCipher& other) : key_(other.key_) {}
+  PacketCipher& operator=(const PacketCipher& other);
 
   // Writes plaintext.size() + 16 bytes at `out` (ciphertext, then tag). `out` may equal
-  // plaintext.data() (in place); other overlaps are not allowed.
+  // plaintext.data() (in place); other overlaps are not allowed. OpenSSL failing on a context
+  // it accepted (out of memory when the first large packet creates it) ends the process: a
+  // packet that is not sealed cannot be sent, and its number cannot be reused.
   void seal(std::uint64_t pn, ByteView ad, ByteView plaintext, std::uint8_t* out) const;
   // Writes ciphertext.size() - 16 bytes at `out` (which may equal ciphertext.data()).
-  // kUnauthenticated when the tag does not verify (nothing usable is written then).
+  // kUnauthenticated when the tag does not verify; `out` then holds zeros, never unverified
+  // plaintext.
   Status open(std::uint64_t pn, ByteView ad, ByteView ciphertext, std::uint8_t* out) const;
 
  private:
+  struct CtxDeleter {
+    void operator()(evp_cipher_ctx_st* ctx) const;
+  };
+  using Ctx = std::unique_ptr<evp_cipher_ctx_st, CtxDeleter>;
+  // The context of one operation (encrypt or decrypt), keyed; nullptr when OpenSSL failed.
+  evp_cipher_ctx_st* context(Ctx& slot, bool encrypt) const;
+
   CipherKey key_{};
+  mutable Ctx seal_ctx_;
+  mutable Ctx open_ctx_;
 };
 
 struct PacketProtectionLimits {

@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <cstring>
 
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -20,6 +23,9 @@ namespace {
 // The kernel's limit on segments in one GSO send (UDP_MAX_SEGMENTS) and on a UDP payload.
 constexpr std::size_t kMaxGsoSegments = 64;
 constexpr std::size_t kMaxGsoBytes = 65000;
+// A coalesced (GRO) message is at most one IP packet's worth of UDP payload.
+constexpr std::size_t kGroSlotSize = 65536;
+constexpr std::size_t kGroControlSize = CMSG_SPACE(sizeof(int));
 
 }  // namespace
 
@@ -86,11 +92,20 @@ Result<SocketAddress> SocketAddress::from_host_port(const HostPort& hp) {
 ReceiveBatch::ReceiveBatch(const SocketOptions& options)
     : slots_(std::max<std::size_t>(1, options.batch)),
       slot_size_(std::max<std::size_t>(64, options.max_datagram)),
-      buf_(slots_ * slot_size_),
+      max_datagram_(slot_size_),
+      buf_(new std::uint8_t[slots_ * slot_size_]),
       from_(slots_),
-      lens_(slots_),
       msgs_(slots_),
-      iov_(slots_) {}
+      iov_(slots_),
+      control_(slots_ * kGroControlSize) {
+  datagrams_.reserve(slots_);
+}
+
+void ReceiveBatch::grow_slots(std::size_t size) {
+  if (slot_size_ >= size) return;
+  buf_.reset(new std::uint8_t[slots_ * size]);
+  slot_size_ = size;
+}
 
 ReceiveBatch::~ReceiveBatch() = default;
 
@@ -136,13 +151,16 @@ void SendBatch::drop_front(std::size_t n) {
 
 UdpSocket::~UdpSocket() { close(); }
 
-UdpSocket::UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), gso_(o.gso_), counters_(o.counters_) { o.fd_ = -1; }
+UdpSocket::UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), gso_(o.gso_), gro_(o.gro_), counters_(o.counters_) {
+  o.fd_ = -1;
+}
 
 UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
   if (this != &o) {
     close();
     fd_ = o.fd_;
     gso_ = o.gso_;
+    gro_ = o.gro_;
     counters_ = o.counters_;
     o.fd_ = -1;
   }
@@ -182,6 +200,11 @@ Result<UdpSocket> UdpSocket::bind(const HostPort& address, const SocketOptions& 
     int zero = 0;
     s.gso_ = setsockopt(s.fd_, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
   }
+  if (options.gro) {
+    // Refused by kernels before 5.0: datagrams then arrive one per message, as without it.
+    const int one = 1;
+    s.gro_ = setsockopt(s.fd_, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
+  }
   return s;
 }
 
@@ -193,9 +216,12 @@ std::string UdpSocket::local_address() const {
 }
 
 Result<std::size_t> UdpSocket::receive(ReceiveBatch& b) {
-  b.count_ = 0;
+  b.datagrams_.clear();
+  b.messages_ = 0;
+  // With GRO a message may hold a whole run: a smaller slot would truncate it (and lose the run).
+  if (gro_) b.grow_slots(kGroSlotSize);
   for (std::size_t i = 0; i < b.slots_; ++i) {
-    b.iov_[i].iov_base = b.buf_.data() + i * b.slot_size_;
+    b.iov_[i].iov_base = b.buf_.get() + i * b.slot_size_;
     b.iov_[i].iov_len = b.slot_size_;
     mmsghdr& m = b.msgs_[i];
     std::memset(&m, 0, sizeof(m));
@@ -203,6 +229,10 @@ Result<std::size_t> UdpSocket::receive(ReceiveBatch& b) {
     m.msg_hdr.msg_iovlen = 1;
     m.msg_hdr.msg_name = &b.from_[i].storage;
     m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    if (gro_) {
+      m.msg_hdr.msg_control = b.control_.data() + i * kGroControlSize;
+      m.msg_hdr.msg_controllen = kGroControlSize;
+    }
   }
   int n;
   do {
@@ -213,26 +243,47 @@ Result<std::size_t> UdpSocket::receive(ReceiveBatch& b) {
     return disconnected(std::string("udp receive: ") + std::strerror(errno));
   }
   ++counters_.receive_calls;
-  // Truncated datagrams are dropped: compact the rest to the front.
-  std::size_t out = 0;
-  for (int i = 0; i < n; ++i) {
-    const mmsghdr& m = b.msgs_[static_cast<std::size_t>(i)];
+  b.messages_ = static_cast<std::size_t>(n);
+  for (std::size_t i = 0; i < b.messages_; ++i) {
+    mmsghdr& m = b.msgs_[i];
+    b.from_[i].len = m.msg_hdr.msg_namelen;
+    const std::size_t len = m.msg_len;
+    // The size of each coalesced datagram (all but the last, which may be shorter); the whole
+    // message when the kernel did not coalesce.
+    std::size_t segment = len;
+    if (gro_ && !(m.msg_hdr.msg_flags & MSG_CTRUNC)) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr); c != nullptr; c = CMSG_NXTHDR(&m.msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+          int gso_size = 0;
+          std::memcpy(&gso_size, CMSG_DATA(c), sizeof(int));
+          if (gso_size > 0) segment = std::min(len, static_cast<std::size_t>(gso_size));
+        }
+      }
+    }
+    const std::size_t parts = segment == 0 ? 1 : (len + segment - 1) / segment;
     if (m.msg_hdr.msg_flags & MSG_TRUNC) {
-      ++counters_.truncated;
+      // Longer than the slot: cut off, so dropped (every datagram of it).
+      counters_.truncated += parts;
       continue;
     }
-    const std::size_t idx = static_cast<std::size_t>(i);
-    b.from_[idx].len = m.msg_hdr.msg_namelen;
-    if (out != idx) {
-      std::memcpy(b.buf_.data() + out * b.slot_size_, b.buf_.data() + idx * b.slot_size_, m.msg_len);
-      b.from_[out] = b.from_[idx];
+    if (parts > 1) ++counters_.gro_messages;
+    const std::size_t base = i * b.slot_size_;
+    if (len == 0) {
+      b.datagrams_.push_back({base, 0, i});
+      continue;
     }
-    b.lens_[out] = m.msg_len;
-    ++out;
+    for (std::size_t off = 0; off < len; off += segment) {
+      const std::size_t part = std::min(segment, len - off);
+      // Longer than the caller accepts: dropped as the kernel would have cut it off.
+      if (part > b.max_datagram_) {
+        ++counters_.truncated;
+        continue;
+      }
+      b.datagrams_.push_back({base + off, part, i});
+    }
   }
-  b.count_ = out;
-  counters_.datagrams_received += out;
-  return out;
+  counters_.datagrams_received += b.datagrams_.size();
+  return b.datagrams_.size();
 }
 
 bool UdpSocket::send(SendBatch& b) {

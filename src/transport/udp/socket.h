@@ -2,7 +2,9 @@
 // in batches with recvmmsg() and sent in batches with sendmmsg(), and runs of same-sized
 // datagrams to one peer handed to the kernel as one UDP GSO super-datagram (UDP_SEGMENT) where
 // the kernel supports it (Linux 4.18+), with a fallback to one datagram per message when it
-// does not, or when the device refuses segmentation offload (EIO).
+// does not, or when the device refuses segmentation offload (EIO). On receive, UDP GRO
+// (UDP_GRO, Linux 5.0+) lets the kernel hand over a run of same-sized datagrams from one sender
+// as one buffer, which the receive batch cuts back into datagrams; without it, one per message.
 //
 // Sans-loop: nothing here waits. The transport (udp.cc) waits for readiness on io::EventLoop and
 // calls receive()/send() until they would block.
@@ -16,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -48,6 +51,9 @@ struct SocketOptions {
   int send_buffer = 0;     // SO_SNDBUF bytes; 0 keeps the kernel's default
   int receive_buffer = 0;  // SO_RCVBUF bytes; 0 keeps the kernel's default
   bool gso = true;         // coalesce runs to one peer with UDP_SEGMENT when the kernel can
+  // Receive coalesced runs (UDP_GRO) when the kernel can: each recvmmsg() slot then takes up to
+  // 64 KiB (batch x 64 KiB of address space per socket, touched only as far as runs fill it).
+  bool gro = true;
   std::size_t batch = 32;  // datagrams per recvmmsg() and sendmmsg()
   // Largest datagram received; a longer one is truncated by the kernel and dropped here.
   std::size_t max_datagram = 2048;
@@ -58,7 +64,8 @@ struct SocketOptions {
   bool dont_fragment = false;
 };
 
-// Received datagrams: `batch` slots of `max_datagram` bytes, filled by UdpSocket::receive().
+// Received datagrams: `batch` messages of `max_datagram` bytes (64 KiB each on a socket with
+// GRO), filled by UdpSocket::receive(), which cuts coalesced messages into their datagrams.
 class ReceiveBatch {
  public:
   explicit ReceiveBatch(const SocketOptions& options);
@@ -66,23 +73,40 @@ class ReceiveBatch {
   ReceiveBatch(const ReceiveBatch&) = delete;
   ReceiveBatch& operator=(const ReceiveBatch&) = delete;
 
-  std::size_t size() const { return count_; }
+  // Datagrams of the last receive().
+  std::size_t size() const { return datagrams_.size(); }
+  // Messages one receive() takes at most, and how many the last one took: fewer than capacity()
+  // means the socket was drained.
   std::size_t capacity() const { return slots_; }
+  std::size_t messages() const { return messages_; }
   // Datagram i of the last receive(); the view is valid until the next receive(). Mutable: the
   // transport opens packets in place.
-  std::span<std::uint8_t> data(std::size_t i) { return {buf_.data() + i * slot_size_, lens_[i]}; }
-  const SocketAddress& from(std::size_t i) const { return from_[i]; }
+  std::span<std::uint8_t> data(std::size_t i) {
+    return {buf_.get() + datagrams_[i].offset, datagrams_[i].len};
+  }
+  const SocketAddress& from(std::size_t i) const { return from_[datagrams_[i].message]; }
 
  private:
   friend class UdpSocket;
+  struct Datagram {
+    std::size_t offset;   // in buf_
+    std::size_t len;
+    std::size_t message;  // index into from_
+  };
+  // Gives every slot at least `size` bytes (a socket with GRO needs 64 KiB).
+  void grow_slots(std::size_t size);
+
   std::size_t slots_;
   std::size_t slot_size_;
-  std::vector<std::uint8_t> buf_;
+  std::size_t max_datagram_;
+  // Not value-initialised: pages a receive never reaches are never touched.
+  std::unique_ptr<std::uint8_t[]> buf_;
   std::vector<SocketAddress> from_;
-  std::vector<std::size_t> lens_;
+  std::vector<Datagram> datagrams_;
   std::vector<mmsghdr> msgs_;
   std::vector<struct iovec> iov_;
-  std::size_t count_ = 0;
+  std::vector<std::uint8_t> control_;
+  std::size_t messages_ = 0;
 };
 
 // Datagrams waiting to be sent: built in place with slot() + commit(), sent by UdpSocket::send(),
@@ -128,6 +152,7 @@ struct SocketCounters {
   std::uint64_t receive_calls = 0;    // recvmmsg() calls that returned datagrams
   std::uint64_t datagrams_received = 0;
   std::uint64_t truncated = 0;        // longer than max_datagram: dropped
+  std::uint64_t gro_messages = 0;     // messages that carried more than one datagram (GRO)
   std::uint64_t send_calls = 0;       // sendmmsg() calls
   std::uint64_t messages_sent = 0;    // messages the kernel took (a GSO run is one)
   std::uint64_t datagrams_sent = 0;
@@ -155,6 +180,8 @@ class UdpSocket {
   std::string local_address() const;
   // Whether sends coalesce with UDP_SEGMENT (the kernel has it and no send refused it).
   bool gso_enabled() const { return gso_; }
+  // Whether the kernel may hand over coalesced runs (it accepted UDP_GRO).
+  bool gro_enabled() const { return gro_; }
 
   // Fills `batch` with what is waiting (up to its capacity); 0 when nothing is (would block).
   // Errors other than EAGAIN/EINTR (e.g. ICMP errors reported on the socket) are returned once
@@ -175,6 +202,7 @@ class UdpSocket {
 
   int fd_ = -1;
   bool gso_ = false;
+  bool gro_ = false;
   SocketCounters counters_;
 };
 

@@ -101,7 +101,8 @@ class UdpConn final : public transport::Connection, public std::enable_shared_fr
   // Server: the handshake passed; `response` is resent to repeated Initials until confirmed.
   void begin_server(const ServerHandshake::Accepted& a, Instant now);
   void on_handshake_packet(Instant now, ByteView datagram);
-  void on_datagram(Instant now, ByteView datagram, const SocketAddress& from);
+  // `datagram` is the endpoint's receive slot: opened in place, then no longer needed.
+  void on_datagram(Instant now, std::span<std::uint8_t> datagram, const SocketAddress& from);
   void on_timer(Instant now);
   // Delivers events, moves bytes, transmits; returns false when the socket is blocked and
   // the connection still has packets to send.
@@ -345,7 +346,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
       if (!n.is_ok()) continue;  // an ICMP error surfaced: the socket goes on
       if (*n == 0) break;
       for (std::size_t i = 0; i < *n; ++i) dispatch(now, rx_.data(i), rx_.from(i));
-      if (*n < rx_.capacity()) break;
+      if (rx_.messages() < rx_.capacity()) break;
     }
     run_pass();
     if (!closed_) wait_readable();
@@ -388,7 +389,7 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
     }
     std::shared_ptr<UdpConn> c = it->second;
     const bool was_confirmed = c->confirmed();
-    c->on_datagram(now, ByteView(d.data(), d.size()), from);
+    c->on_datagram(now, d, from);
     mark(c);
     if (server_ && !was_confirmed && c->confirmed()) {
       by_client_cid_.erase(c->client_cid);
@@ -825,14 +826,14 @@ void UdpConn::make_core(const HandshakeResult& keys, const ConnectionId& peer_ci
   state_ = State::kOpen;
 }
 
-void UdpConn::on_datagram(Instant now, ByteView d, const SocketAddress& from) {
+void UdpConn::on_datagram(Instant now, std::span<std::uint8_t> d, const SocketAddress& from) {
   if (!core_) return;
   const std::uint64_t before = core_->stats().packets_received;
   if (filter_) {
     CoreSink sink(*this, now);
-    filter_->incoming(d, sink);
+    filter_->incoming(ByteView(d.data(), d.size()), sink);
   } else {
-    core_->on_datagram(now, d);
+    core_->on_datagram_in_place(now, d);
   }
   if (core_->stats().packets_received == before) return;
   // Authentic: the peer is there (and may have moved).
