@@ -596,7 +596,7 @@ class RpcBackpressure : public ::testing::Test {
 // the rest: every message arrives in order, nothing overflows, and the server never queues more
 // than the window. (One pause: after it, what is left may fit the buffers between the two.)
 TEST_F(RpcBackpressure, FastWriterWaitsForAPausingReaderAndLosesNothing) {
-  start();
+  start(false);  // raw: the reader's credit holds the writer back, however the loop batches
   constexpr std::size_t kMessages = 400;  // x 64 KiB
   BlockingCall call(*channel_, "/test.Big/Pour", {}, {std::to_string(kMessages)}, true);
   std::size_t got = 0;
@@ -715,7 +715,7 @@ TEST_F(RpcBackpressure, LoopWriterOfMessagesOverHalfTheWindowWaitsUntilOneFits) 
 // finish() without reading the rest drops it: a writer held back by the unread messages is let
 // go and the call ends.
 TEST_F(RpcBackpressure, FinishWithoutReadingLetsAHeldWriterComplete) {
-  start();
+  start(false);  // raw: the reader's credit holds the writer back, however the loop batches
   BlockingCall call(*channel_, "/test.Big/Pour", {}, {"400"}, true);
   ASSERT_TRUE(eventually([&] { return server_->stats().writers_waiting.load() == 1; }));
   const Status st = call.finish();
@@ -725,7 +725,7 @@ TEST_F(RpcBackpressure, FinishWithoutReadingLetsAHeldWriterComplete) {
 
 // A writer held back by a reader that does not read is woken when the caller cancels.
 TEST_F(RpcBackpressure, CancelWakesAHeldWriter) {
-  start();
+  start(false);  // raw: the reader's credit holds the writer back, however the loop batches
   BlockingCall call(*channel_, "/test.Big/Pour", {}, {"400"}, true);
   ASSERT_TRUE(eventually([&] { return server_->stats().writers_waiting.load() == 1; }));
   call.cancel();
