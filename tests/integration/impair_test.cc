@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -264,9 +265,19 @@ TEST(ImpairTest, RejectsBadArguments) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status;
 }
 
-// scripts/impair-tcp.sh: with 10% of the packets to and from a TCP port dropped on lo, the
-// kernel's TCP still delivers every byte (it retransmits), and the rule's counters show drops.
-// Needs nftables and CAP_NET_ADMIN; skipped without them.
+// A TCP socket listening on 127.0.0.1 on a port of the kernel's choice, or -1.
+int listen_loopback_tcp() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 1) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // An echo over TCP through the listening socket `lfd` on `port`: `rounds` round trips of one
 // 100-byte message each, so every message is its own segment. Returns the intact ones.
 int tcp_echo(int lfd, std::uint16_t port, int rounds) {
@@ -316,15 +327,14 @@ int tcp_echo(int lfd, std::uint16_t port, int rounds) {
   return ok;
 }
 
+// scripts/impair-tcp.sh: with 10% of the packets to and from a TCP port dropped on lo, the
+// kernel's TCP still delivers every byte (it retransmits), and the rule's counters show drops.
+// Needs nftables and CAP_NET_ADMIN; skipped without them.
 TEST(ImpairTcpTest, NftablesRuleDropsTcpPacketsAndTcpRecovers) {
   const std::string script = std::string(SLIP_SOURCE_DIR) + "/scripts/impair-tcp.sh";
   const std::string env = "SLIP_IMPAIR_TABLE=slip_impair_test_" + std::to_string(getpid()) + " ";
-  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(lfd, 1), 0);
+  const int lfd = listen_loopback_tcp();
+  ASSERT_GE(lfd, 0) << std::strerror(errno);
   const std::uint16_t port = port_of(lfd);
   if (std::system((env + script + " add " + std::to_string(port) + " 10 >/dev/null 2>&1").c_str()) != 0) {
     close(lfd);
@@ -372,12 +382,8 @@ TEST(ImpairTcpTest, NfqueueProgramDropsAndDelaysTcpPacketsAndTcpRecovers) {
     nfq.stop();
     GTEST_SKIP() << "slip-nfq-impair cannot bind a queue here (needs CAP_NET_ADMIN)";
   }
-  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(lfd, 1), 0);
+  const int lfd = listen_loopback_tcp();
+  ASSERT_GE(lfd, 0) << std::strerror(errno);
   const std::uint16_t port = port_of(lfd);
   struct Remove {
     std::string cmd;

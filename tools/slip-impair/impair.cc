@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <csignal>
+#include <sys/signalfd.h>
 
 namespace slip::impair {
 
@@ -127,6 +129,15 @@ std::string format_counters(const char* direction, const ImpairCounters& c) {
                 static_cast<unsigned long long>(c.duplicated), static_cast<unsigned long long>(c.reordered),
                 static_cast<unsigned long long>(c.bytes_sent));
   return line;
+}
+
+int stop_signal_fd() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return -1;
+  return signalfd(-1, &mask, SFD_CLOEXEC);
 }
 
 }  // namespace slip::impair

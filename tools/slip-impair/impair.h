@@ -83,4 +83,8 @@ bool parse_duration(const std::string& text, Duration& d);
 
 std::string format_counters(const char* direction, const ImpairCounters& c);
 
+// Blocks SIGINT and SIGTERM in the calling thread and returns a signalfd that reports them (so
+// that a poll loop can stop cleanly and print its counters), or -1 with errno set.
+int stop_signal_fd();
+
 }  // namespace slip::impair

@@ -12,8 +12,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -302,12 +300,7 @@ int main(int argc, char** argv) {
   bound.len = sizeof bound.ss;
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound.ss), &bound.len);
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  const int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  const int sfd = slip::impair::stop_signal_fd();
   if (sfd < 0) {
     std::perror("slip-impair: signalfd");
     return 1;

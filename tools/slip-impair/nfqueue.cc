@@ -17,8 +17,6 @@
 #include <arpa/inet.h>
 #include <linux/netfilter.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,12 +210,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  const int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  const int sfd = slip::impair::stop_signal_fd();
   if (sfd < 0) {
     std::perror("slip-nfq-impair: signalfd");
     return 1;
