@@ -283,8 +283,9 @@ void Broker::route(detail::Shard& sh, const detail::Routes& r, std::string_view 
     detail::ClientLink* link = t.link.get();
     // The subscription may be gone since the route was computed; its sid then finds nothing.
     if (link->shard == &sh) {
-      if (!link->closed.load(std::memory_order_acquire)) {
-        link->client->deliver(t.sid, subject, reply, has_headers, headers, payload);
+      if (!link->closed.load(std::memory_order_acquire) &&
+          link->client->deliver(t.sid, subject, reply, has_headers, headers, payload)) {
+        sh.loop->keep_next_spin();
       }
       return;
     }
@@ -358,13 +359,17 @@ void Broker::hand_over(detail::Shard& from, const detail::Route& to, std::string
   b.bytes.append(queue);
   if (b.links.empty() || b.links.back() != to.link) b.links.push_back(to.link);
   // At the end of this loop turn, everything gathered for that shard goes over in one hand-off.
-  if (first) from.loop->post([this, &box] { send_batch(box); });
+  if (first) from.loop->post([this, &from, &box] { send_batch(from, box); });
 }
 
-void Broker::send_batch(detail::Outbox& box) {
+void Broker::send_batch(detail::Shard& from, detail::Outbox& box) {
   std::unique_ptr<detail::Batch> batch = std::move(box.current);
   if (!batch) return;
   box.to->loop->post([this, &box, batch = std::move(batch)]() mutable { deliver_batch(box, std::move(batch)); });
+  // What answers these messages (a reply to a request) comes back through the other loop, later
+  // than a spin lasts: unless this loop also wrote to a client of its own (keep_next_spin), it
+  // sleeps at once when it runs out of work.
+  from.loop->skip_next_spin();
 }
 
 void Broker::deliver_batch(detail::Outbox& box, std::unique_ptr<detail::Batch> batch) {
@@ -383,6 +388,7 @@ void Broker::deliver_batch(detail::Outbox& box, std::unique_ptr<detail::Batch> b
     detail::ClientLink* link = item.link;
     const bool taken = !link->closed.load(std::memory_order_acquire) &&
                        link->client->deliver(item.sid, subject, reply, m.has_headers, headers, m.payload);
+    if (taken) box.to->loop->keep_next_spin();
     if (taken || item.queue_len == 0) continue;
     auto shared = std::make_shared<detail::SharedMessage>();
     shared->subject = std::string(subject);

@@ -380,7 +380,7 @@ class Broker {
   // Queues one message for a receiver on another shard, in the batch for that shard.
   void hand_over(detail::Shard& from, const detail::Route& to, std::string_view queue, std::string_view subject,
                  std::string_view reply, bool has_headers, const wire::Metadata& headers, const Slice& payload);
-  void send_batch(detail::Outbox& box);
+  void send_batch(detail::Shard& from, detail::Outbox& box);
   void deliver_batch(detail::Outbox& box, std::unique_ptr<detail::Batch> batch);
 
   BrokerOptions options_;

@@ -62,6 +62,10 @@ void EventLoop::run() {
         break;
       case IdleStrategy::kSpin: {
         if (ctx_.poll() > 0) break;
+        if (take_skip_hint()) {
+          if (!stopped()) ctx_.run_one();
+          break;
+        }
         const std::int64_t limit = window.next_limit();
         bool worked = false;
         if (limit > 0) {
@@ -86,6 +90,15 @@ void EventLoop::run() {
   }
   thread_id_.store(std::thread::id(), std::memory_order_release);
   running_.store(false, std::memory_order_release);
+}
+
+bool EventLoop::take_skip_hint() {
+  const bool skip = skip_spin_ && !keep_spin_;
+  skip_spin_ = false;
+  keep_spin_ = false;
+  if (!skip) return false;
+  spins_skipped_.store(spins_skipped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  return true;
 }
 
 // ---- Lending -------------------------------------------------------------------------------
@@ -128,7 +141,7 @@ void EventLoop::own_turns(SpinWindow& window) {
   while (!stopped() && !wanted()) {
     if (ctx_.stopped() && !stopped()) ctx_.restart();
     if (ctx_.poll() > 0 || options_.idle == IdleStrategy::kBusyPoll) continue;
-    if (options_.idle == IdleStrategy::kSpin) {
+    if (options_.idle == IdleStrategy::kSpin && !take_skip_hint()) {
       const std::int64_t limit = window.next_limit();
       bool worked = false;
       if (limit > 0) {

@@ -148,6 +148,18 @@ class EventLoop {
   // Every this many idle periods an adaptive spin tries the full window again.
   static constexpr std::uint64_t kSpinProbeEvery = SpinWindow::kProbeEvery;
 
+  // Idle hints, loop thread only, for the next idle period (each idle period uses them up).
+  // skip_next_spin(): the work just done handed its result to another thread (a message passed
+  // to another loop), so whatever answers it comes back through that thread, later than a spin
+  // lasts: the next idle period blocks at once instead of spinning, and is not counted as a
+  // spin that found nothing, so the window stays open for the short gaps (a local client's
+  // answer) in between. keep_next_spin(): the work wrote to a client of this loop, whose answer
+  // may come within the spin: it wins over skip_next_spin() until the next idle period.
+  void skip_next_spin() { skip_spin_ = true; }
+  void keep_next_spin() { keep_spin_ = true; }
+  // Idle periods that blocked at once because of skip_next_spin(). Safe from any thread.
+  std::uint64_t spins_skipped() const { return spins_skipped_.load(std::memory_order_relaxed); }
+
   // Pooled 64 KiB blocks for socket reads. Call on the loop thread only.
   BufferPool& read_pool();
   static constexpr std::size_t kReadBlockSize = 64 * 1024;
@@ -160,6 +172,8 @@ class EventLoop {
   // Blocks in the reactor for one handler unless a borrower waits (owner only).
   void owner_block();
   void posted_from_outside();
+  // Uses up the idle hints: true when the idle period should block at once (and counts it).
+  bool take_skip_hint();
 
   LoopOptions options_;
   boost::asio::io_context ctx_;
@@ -178,8 +192,11 @@ class EventLoop {
   std::uint64_t seen_posted_ = 0;       // posted_ before the runner's last batch (runner only)
   std::unique_ptr<SpinWindow> borrow_window_;  // borrowers' spin window (runner only)
   std::atomic<std::uint64_t> loans_{0};
+  bool skip_spin_ = false;  // skip_next_spin() (runner only)
+  bool keep_spin_ = false;  // keep_next_spin() (runner only)
   // Written by the loop thread only.
   std::atomic<std::uint64_t> spins_expired_{0};
+  std::atomic<std::uint64_t> spins_skipped_{0};
   std::atomic<std::int64_t> spin_window_ns_{0};
   std::unique_ptr<BufferPool> read_pool_;  // made on first use, so its owner is the loop thread
 };

@@ -7,6 +7,7 @@
 #include <future>
 #include <thread>
 
+#include "eventually.h"
 #include "io/loop_group.h"
 
 namespace slip::io {
@@ -89,6 +90,32 @@ TEST(EventLoop, FixedSpinWindowNeverShrinks) {
   sparse_work(loops.loop(0), 3);
   EXPECT_GT(loops.loop(0).spins_expired(), 0u);
   EXPECT_EQ(loops.loop(0).spin_window(), kSpin);
+}
+
+// skip_next_spin(): the next idle period blocks at once and is not an expired spin; the hint
+// is used up by that period, and keep_next_spin() in the same busy stretch wins over it.
+TEST(EventLoop, SkipHintBlocksTheNextIdlePeriodAtOnce) {
+  LoopGroup loops(1, spin_options(false));
+  loops.start();
+  EventLoop& loop = loops.loop(0);
+  // After its first spin ran out the loop blocks until work comes.
+  ASSERT_TRUE(slip::test::eventually([&] { return loop.spins_expired() >= 1; }));
+  const std::uint64_t expired = loop.spins_expired();
+
+  loop.post([&] { loop.skip_next_spin(); });
+  ASSERT_TRUE(slip::test::eventually([&] { return loop.spins_skipped() == 1; }));
+  EXPECT_EQ(loop.spins_expired(), expired);  // it blocks without spinning
+
+  round_trip(loop);  // no hint: the loop spins again, and the spin runs out
+  ASSERT_TRUE(slip::test::eventually([&] { return loop.spins_expired() == expired + 1; }));
+  EXPECT_EQ(loop.spins_skipped(), 1u);
+
+  loop.post([&] {
+    loop.keep_next_spin();
+    loop.skip_next_spin();
+  });
+  ASSERT_TRUE(slip::test::eventually([&] { return loop.spins_expired() == expired + 2; }));
+  EXPECT_EQ(loop.spins_skipped(), 1u);
 }
 
 }  // namespace

@@ -13,11 +13,13 @@
 #include "broker/broker.h"
 #include "core/clock.h"
 #include "io/event_loop.h"
+#include "recording_connection.h"
 
 namespace slip::broker {
 namespace {
 
 using namespace std::chrono_literals;
+using test::RecordingConnection;
 
 constexpr std::int64_t kSecond = 1000000000;
 
@@ -70,28 +72,6 @@ TEST(ResponsePermitsTest, TheSameReplyGrantedTwiceMayBeAnsweredTwice) {
   EXPECT_TRUE(p.take("_INBOX.a", 1));
   EXPECT_FALSE(p.take("_INBOX.a", 1));
 }
-
-// A client connection that records what the broker sends it.
-class RecordingConnection final : public ClientConnection {
- public:
-  explicit RecordingConnection(io::EventLoop& loop) : loop_(loop) {}
-  io::EventLoop& loop() override { return loop_; }
-  std::string peer_address() const override { return "test"; }
-  bool closed() const override { return false; }
-  std::size_t pending_out_bytes() const override { return 0; }
-  void send_msg(std::uint64_t, std::string_view subject, std::string_view reply, bool, const wire::Metadata&,
-                const Slice& payload) override {
-    got.push_back(std::string(subject) + "|" + std::string(reply) + "|" + payload.to_string());
-  }
-  void fail(const Status& reason) override { failed.push_back(reason.to_string()); }
-  void refuse(wire::FrameType, std::uint64_t, std::string_view subject, const Status&) override {
-    refused.emplace_back(subject);
-  }
-  std::vector<std::string> got, refused, failed;
-
- private:
-  io::EventLoop& loop_;
-};
 
 // A requester and a responder whose publish permissions cover neither inbox, on one loop (the
 // broker delivers on the publisher's loop at once, so nothing needs to run it).
