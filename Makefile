@@ -4,7 +4,7 @@
 #               the fuzzers for FUZZ_SECONDS each, and the ThreadSanitizer tests
 # Everything else here is a convenience for developers.
 
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 ARGS ?=
 
 .PHONY: all deps build tools run test test-release test-asan test-tsan fuzz bench bench-micro clean
