@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "broker/client.h"
 #include "eventually.h"
@@ -23,7 +25,8 @@ using test::eventually;
 // slipd serving native TCP and UDP, its key made in its data directory.
 class UdpSlipd {
  public:
-  UdpSlipd() : dir_(make_dir()), slipd_({"--udp-listen", "127.0.0.1:0", "--data-dir", dir_}) {}
+  explicit UdpSlipd(const std::vector<std::string>& extra = {})
+      : dir_(make_dir()), slipd_(args({"--udp-listen", "127.0.0.1:0", "--data-dir", dir_}, extra)) {}
   ~UdpSlipd() {
     std::string cmd = "rm -rf " + dir_;
     (void)std::system(cmd.c_str());
@@ -33,6 +36,10 @@ class UdpSlipd {
   std::string key() const { return slipd_.listener("udp-key"); }
 
  private:
+  static std::vector<std::string> args(std::vector<std::string> a, const std::vector<std::string>& extra) {
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
   static std::string make_dir() {
     char tmpl[] = "/tmp/slipd-udp-XXXXXX";
     return mkdtemp(tmpl);
@@ -113,8 +120,8 @@ TEST(UdpSlipd, UdpListenWithoutAKeyOrDataDirIsRefusedAtStart) {
   EXPECT_NE(out.find("--udp-key"), std::string::npos) << out;
 }
 
-TEST(UdpSlipd, FanOutReachesUdpAndTcpSubscribersInOrder) {
-  UdpSlipd s;
+// Two UDP subscribers and a TCP one each get 2,000 messages from a UDP publisher, in order.
+void expect_fan_out_in_order(UdpSlipd& s) {
   ASSERT_TRUE(s.process().ok()) << s.process().log();
   Peer u1(s.udp_url(), udp_dial(s.udp_url(), s.key()));
   Peer u2(s.udp_url(), udp_dial(s.udp_url(), s.key()));
@@ -136,6 +143,24 @@ TEST(UdpSlipd, FanOutReachesUdpAndTcpSubscribersInOrder) {
       }
     });
   }
+}
+
+TEST(UdpSlipd, FanOutReachesUdpAndTcpSubscribersInOrder) {
+  UdpSlipd s;
+  expect_fan_out_in_order(s);
+}
+
+TEST(UdpSlipd, FanOutArrivesInOrderWithOffloadOffAndAGentlerLossReduction) {
+  UdpSlipd s({"--udp-offload", "off", "--udp-fec-loss-reduction", "70"});
+  expect_fan_out_in_order(s);
+}
+
+TEST(UdpSlipd, BadOffloadOrLossReductionIsRefusedAtStart) {
+  std::string out;
+  EXPECT_NE(test::run_program({SLIPD_PATH, "--udp-fec-loss-reduction", "40"}, &out), 0);
+  EXPECT_NE(out.find("--udp-fec-loss-reduction"), std::string::npos) << out;
+  EXPECT_NE(test::run_program({SLIPD_PATH, "--udp-offload", "maybe"}, &out), 0);
+  EXPECT_NE(out.find("--udp-offload"), std::string::npos) << out;
 }
 
 TEST(UdpSlipd, RequestsOverUdpGetTheirOwnReplies) {

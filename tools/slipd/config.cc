@@ -50,6 +50,8 @@ constexpr SettingSpec kSettings[] = {
     {"udp_retry_threshold", SettingType::kInteger},
     {"udp_fec", SettingType::kString},
     {"udp_fec_max_repair", SettingType::kInteger},
+    {"udp_fec_loss_reduction", SettingType::kInteger},
+    {"udp_offload", SettingType::kString},
     {"udp_mtu_probe", SettingType::kString},
     {"udp_max_datagram", SettingType::kInteger},
     {"udp_mtu_reprobe_s", SettingType::kInteger},

@@ -233,6 +233,17 @@ int main(int argc, char** argv) {
                  "Adaptive UDP FEC sends at most this many repair packets per 100 packets")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1600u));
+  unsigned udp_fec_loss_reduction = 85;
+  app.add_option("--udp-fec-loss-reduction", udp_fec_loss_reduction,
+                 "On a UDP connection with FEC, a congestion event leaves the congestion window at this percentage "
+                 "of what it was (without FEC: 50, NewReno's halving)")
+      ->capture_default_str()
+      ->check(CLI::Range(50u, 99u));
+  std::string udp_offload = "on";
+  app.add_option("--udp-offload", udp_offload,
+                 "UDP segmentation and receive offload (UDP_SEGMENT, UDP_GRO) where the kernel has them: on or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   std::string udp_mtu_probe = "on";
   std::size_t udp_max_datagram = 0;
   unsigned udp_mtu_reprobe_s = 600;
@@ -382,6 +393,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     opts.udp.fec.max_repair_ratio = static_cast<double>(udp_fec_max_repair) / 100.0;
+    opts.udp.fec.congestion_loss_reduction = static_cast<double>(udp_fec_loss_reduction) / 100.0;
+    opts.udp.socket.gso = udp_offload == "on";
+    opts.udp.socket.gro = udp_offload == "on";
     opts.udp.connection.mtu.enabled = udp_mtu_probe == "on";
     opts.udp.connection.mtu.max_packet_size = udp_max_datagram;
     opts.udp.connection.mtu.reprobe_interval = std::chrono::seconds(udp_mtu_reprobe_s);
