@@ -222,6 +222,28 @@ Status Connection::send(std::uint64_t stream_id, ByteView data, bool fin) {
   return Status();
 }
 
+Status Connection::send(std::uint64_t stream_id, const Chain& data, std::size_t n) {
+  if (state_ != ConnectionState::kOpen) return failed_precondition("udp connection is closed");
+  Stream* s = find_stream(stream_id);
+  if (!s) return not_found(cat_u64("udp stream ", stream_id));
+  if (s->fin) return failed_precondition(cat_u64("udp stream already finished: ", stream_id));
+  n = std::min(n, data.size());
+  if (s->buffered() + n > options_.stream_send_buffer) {
+    s->want_writable = true;
+    return overloaded(cat_u64("udp stream send buffer full, limit ", options_.stream_send_buffer));
+  }
+  if (s->send_end() + n > kMaxVarintValue) return out_of_range("udp stream offset above 2^62-1");
+  std::size_t left = n;
+  for (const Slice& piece : data) {
+    if (left == 0) break;
+    const std::size_t k = std::min(left, piece.size());
+    s->sbuf.append(reinterpret_cast<const char*>(piece.data()), k);
+    left -= k;
+  }
+  mark_sendable(*s);
+  return Status();
+}
+
 std::size_t Connection::send_capacity(std::uint64_t stream_id) const {
   const Stream* s = find_stream(stream_id);
   if (!s || s->fin) return 0;
@@ -496,8 +518,13 @@ Status Connection::on_stream_frame(const StreamFrame& f) {
   if (start < end) {
     const std::size_t pos = s->rhead + static_cast<std::size_t>(start - s->rread);
     const std::size_t len = static_cast<std::size_t>(end - start);
-    if (s->rbuf.size() < pos + len) s->rbuf.resize(pos + len);
-    std::memcpy(s->rbuf.data() + pos, f.data.data() + (start - f.offset), len);
+    const std::uint8_t* data = f.data.data() + (start - f.offset);
+    if (pos == s->rbuf.size()) {
+      s->rbuf.append(reinterpret_cast<const char*>(data), len);  // in order: no zero fill first
+    } else {
+      if (s->rbuf.size() < pos + len) s->rbuf.resize(pos + len);
+      std::memcpy(s->rbuf.data() + pos, data, len);
+    }
     s->rreceived.insert(start, end);
   }
   if (!s->readable_signaled && (s->contiguous() > 0 || (s->final_size && s->rread == *s->final_size))) {
@@ -524,13 +551,18 @@ void Connection::on_packet_acked(const SentPacket& p) {
       case SentFrame::Kind::kStream: {
         Stream* s = find_stream(f.stream_id);
         if (!s) break;
-        s->sacked.insert(f.offset, f.offset + f.length);
-        s->slost.erase(f.offset, f.offset + f.length);
+        const std::uint64_t old_base = s->sbase;
+        if (f.offset <= s->sbase && s->sacked.empty()) {
+          // In order (the usual case): the acknowledged prefix grows, no range to remember.
+          s->sbase = std::max(s->sbase, f.offset + f.length);
+        } else {
+          s->sacked.insert(f.offset, f.offset + f.length);
+        }
+        if (!s->slost.empty()) s->slost.erase(f.offset, f.offset + f.length);
         if (f.fin) {
           s->fin_acked = true;
           s->fin_lost = false;
         }
-        const std::uint64_t old_base = s->sbase;
         while (!s->sacked.empty() && s->sacked.front().start <= s->sbase) {
           s->sbase = std::max(s->sbase, s->sacked.front().end);
           s->sacked.pop_front();
@@ -538,7 +570,9 @@ void Connection::on_packet_acked(const SentPacket& p) {
         if (s->sbase != old_base) {
           s->shead += static_cast<std::size_t>(s->sbase - old_base);
           s->slost.erase_below(s->sbase);
-          if (s->shead >= 64 * 1024 || s->shead * 2 >= s->sbuf.size()) {
+          // Compact once at least half the buffer is acknowledged: what moves is never more than
+          // what was acknowledged since the last time, so each byte moves at most once.
+          if (s->shead * 2 >= s->sbuf.size()) {
             s->sbuf.erase(0, s->shead);
             s->shead = 0;
           }
@@ -918,6 +952,7 @@ std::size_t Connection::poll_transmit_into(Instant now, std::span<std::uint8_t> 
   FrameWriter w(payload, size - header_len - overhead);
   SentPacket sp;
   sp.packet_number = pn;
+  sp.frames = loss_.take_frame_list();
   bool has_ack = false;
   bool probe = false;
   bool retransmitted = false;

@@ -129,6 +129,9 @@ void LossDetector::pop_resolved(Instant now, const RttEstimator& rtt) {
   const Duration keep_lost = rtt.pto(options_.peer_max_ack_delay) * 2;
   while (!sent_.empty() && sent_.front().resolved) {
     if (sent_.front().lost && sent_.front().time_sent + keep_lost > now) break;
+    if (spare_frames_.size() < kSpareFrameLists && sent_.front().frames.capacity() > 0) {
+      spare_frames_.push_back(std::move(sent_.front().frames));
+    }
     sent_.pop_front();
     ++first_pn_;
   }

@@ -29,6 +29,8 @@ inline constexpr std::uint64_t kPacketThreshold = 3;
 // 9/8, as a ratio.
 inline constexpr int kTimeThresholdNum = 9;
 inline constexpr int kTimeThresholdDen = 8;
+// Frame lists of forgotten packets kept for reuse.
+inline constexpr std::size_t kSpareFrameLists = 64;
 
 // What one packet carried that needs an action when it is acknowledged or lost.
 struct SentFrame {
@@ -111,6 +113,15 @@ class LossDetector {
   const SentPacket* oldest_unacked() const;
   // Forgets every packet (the connection is closing): returns the bytes that were in flight.
   std::uint64_t discard_all();
+  // An empty frame list for the next packet, with the capacity of one forgotten earlier: the
+  // sender reuses them instead of allocating one per packet.
+  std::vector<SentFrame> take_frame_list() {
+    if (spare_frames_.empty()) return {};
+    std::vector<SentFrame> v = std::move(spare_frames_.back());
+    spare_frames_.pop_back();
+    v.clear();
+    return v;
+  }
 
  private:
   void detect_lost(Instant now, const RttEstimator& rtt, RecoveryHandler& handler);
@@ -128,6 +139,7 @@ class LossDetector {
   std::uint32_t pto_count_ = 0;
   std::uint64_t spurious_losses_ = 0;
   std::vector<const SentPacket*> lost_scratch_;
+  std::vector<std::vector<SentFrame>> spare_frames_;  // from forgotten packets, at most kSpareFrameLists
 };
 
 }  // namespace slip::transport::udp
