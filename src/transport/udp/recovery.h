@@ -31,6 +31,7 @@ inline constexpr int kTimeThresholdNum = 9;
 inline constexpr int kTimeThresholdDen = 8;
 // Frame lists of forgotten packets kept for reuse.
 inline constexpr std::size_t kSpareFrameLists = 64;
+inline constexpr std::size_t kFrameListCapacity = 4;
 
 // What one packet carried that needs an action when it is acknowledged or lost.
 struct SentFrame {
@@ -116,10 +117,15 @@ class LossDetector {
   // An empty frame list for the next packet, with the capacity of one forgotten earlier: the
   // sender reuses them instead of allocating one per packet.
   std::vector<SentFrame> take_frame_list() {
-    if (spare_frames_.empty()) return {};
-    std::vector<SentFrame> v = std::move(spare_frames_.back());
-    spare_frames_.pop_back();
-    v.clear();
+    std::vector<SentFrame> v;
+    if (!spare_frames_.empty()) {
+      v = std::move(spare_frames_.back());
+      spare_frames_.pop_back();
+      v.clear();
+    }
+    // Room for the usual packet (an ACK, a credit update, a frame or two of stream data), so
+    // that a reused list does not grow again.
+    v.reserve(kFrameListCapacity);
     return v;
   }
 
