@@ -135,6 +135,8 @@ void LossDetector::pop_resolved(Instant now, const RttEstimator& rtt) {
     sent_.pop_front();
     ++first_pn_;
   }
+  // Nothing outstanding (the connection may stay idle a long time): keep only a few lists.
+  if (sent_.empty() && spare_frames_.size() > kIdleSpareFrameLists) spare_frames_.resize(kIdleSpareFrameLists);
 }
 
 std::optional<Instant> LossDetector::timer(const RttEstimator& rtt) const {

@@ -29,8 +29,10 @@ inline constexpr std::uint64_t kPacketThreshold = 3;
 // 9/8, as a ratio.
 inline constexpr int kTimeThresholdNum = 9;
 inline constexpr int kTimeThresholdDen = 8;
-// Frame lists of forgotten packets kept for reuse.
+// Frame lists of forgotten packets kept for reuse: while packets are in flight, and once none
+// is (an idle connection keeps a few, not a burst's worth).
 inline constexpr std::size_t kSpareFrameLists = 64;
+inline constexpr std::size_t kIdleSpareFrameLists = 4;
 inline constexpr std::size_t kFrameListCapacity = 4;
 
 // What one packet carried that needs an action when it is acknowledged or lost.
