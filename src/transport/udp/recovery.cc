@@ -135,8 +135,9 @@ void LossDetector::pop_resolved(Instant now, const RttEstimator& rtt) {
     sent_.pop_front();
     ++first_pn_;
   }
-  // Nothing outstanding (the connection may stay idle a long time): keep only a few lists.
-  if (sent_.empty() && spare_frames_.size() > kIdleSpareFrameLists) spare_frames_.resize(kIdleSpareFrameLists);
+  // Nothing outstanding (the connection may stay idle a long time): an idle connection holds
+  // no spare lists (docs/udp.md, "Memory").
+  if (sent_.empty() && spare_frames_.capacity() > 0) std::vector<std::vector<SentFrame>>().swap(spare_frames_);
 }
 
 std::optional<Instant> LossDetector::timer(const RttEstimator& rtt) const {

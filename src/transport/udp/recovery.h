@@ -29,10 +29,9 @@ inline constexpr std::uint64_t kPacketThreshold = 3;
 // 9/8, as a ratio.
 inline constexpr int kTimeThresholdNum = 9;
 inline constexpr int kTimeThresholdDen = 8;
-// Frame lists of forgotten packets kept for reuse: while packets are in flight, and once none
-// is (an idle connection keeps a few, not a burst's worth).
+// Frame lists of forgotten packets kept for reuse while packets are in flight (none once
+// nothing is: an idle connection holds none).
 inline constexpr std::size_t kSpareFrameLists = 64;
-inline constexpr std::size_t kIdleSpareFrameLists = 4;
 inline constexpr std::size_t kFrameListCapacity = 4;
 
 // What one packet carried that needs an action when it is acknowledged or lost.
