@@ -2,6 +2,8 @@
 // NewReno and the pacer, each against the numbers RFC 9002 gives.
 #include <gtest/gtest.h>
 
+#include <random>
+#include <set>
 #include <vector>
 
 #include "transport/udp/ack_tracker.h"
@@ -39,6 +41,41 @@ TEST(UdpRangeSetTest, InsertMergesOverlappingAndAdjacentRanges) {
   EXPECT_TRUE(s.contains(39));
   EXPECT_FALSE(s.contains(40));
   EXPECT_FALSE(s.contains(4));
+}
+
+// Random inserts and erases against a set of single values: every call returns how many values
+// it changed, and the ranges stay disjoint, non-adjacent and exactly the model's values.
+TEST(UdpRangeSetTest, RandomOperationsMatchAModel) {
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 200; ++round) {
+    RangeSet s;
+    std::set<std::uint64_t> model;
+    for (int op = 0; op < 60; ++op) {
+      const std::uint64_t a = rng() % 200;
+      const std::uint64_t b = a + rng() % 40;
+      std::uint64_t changed = 0;
+      if (rng() % 3 == 0) {
+        for (std::uint64_t v = a; v < b; ++v) changed += model.erase(v);
+        ASSERT_EQ(s.erase(a, b), changed) << "erase " << a << ".." << b;
+      } else {
+        for (std::uint64_t v = a; v < b; ++v) changed += model.insert(v).second ? 1 : 0;
+        ASSERT_EQ(s.insert(a, b), changed) << "insert " << a << ".." << b;
+      }
+      std::set<std::uint64_t> seen;
+      std::uint64_t prev_end = 0;
+      bool first = true;
+      for (auto [lo, hi] : s) {
+        ASSERT_LT(lo, hi);
+        if (!first) {
+          ASSERT_GT(lo, prev_end) << "ranges must not touch";
+        }
+        first = false;
+        prev_end = hi;
+        for (std::uint64_t v = lo; v < hi; ++v) seen.insert(v);
+      }
+      ASSERT_EQ(seen, model);
+    }
+  }
 }
 
 TEST(UdpRangeSetTest, EraseSplitsRanges) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "core/assert.h"
 #include "core/varint.h"
@@ -32,6 +33,56 @@ std::size_t fit_stream_len(std::uint64_t id, std::uint64_t offset, std::uint64_t
   return len;
 }
 
+// A stream's send buffer: the bytes written and not yet acknowledged, in a ring. Acknowledged
+// bytes leave from the front without moving the rest (a string erased from the front moved
+// every byte still buffered); the ring doubles when a write does not fit and keeps its size.
+class SendRing {
+ public:
+  std::size_t size() const { return size_; }
+  void append(const std::uint8_t* p, std::size_t n) {
+    if (n == 0) return;
+    reserve(size_ + n);
+    const std::size_t tail = (head_ + size_) & (cap_ - 1);
+    const std::size_t first = std::min(n, cap_ - tail);
+    std::memcpy(buf_.get() + tail, p, first);
+    if (n > first) std::memcpy(buf_.get(), p + first, n - first);
+    size_ += n;
+  }
+  void consume(std::size_t n) {
+    n = std::min(n, size_);
+    size_ -= n;
+    head_ = size_ == 0 ? 0 : (head_ + n) & (cap_ - 1);
+  }
+  // The bytes from `pos` (0 is the front) on, at most `n`, as far as they lie in one piece
+  // (shorter where the ring wraps).
+  ByteView view(std::size_t pos, std::size_t n) const {
+    if (n == 0) return {};
+    const std::size_t at = (head_ + pos) & (cap_ - 1);
+    return {buf_.get() + at, std::min(n, cap_ - at)};
+  }
+
+ private:
+  void reserve(std::size_t need) {
+    if (need <= cap_) return;
+    std::size_t cap = std::max<std::size_t>(cap_, 4096);
+    while (cap < need) cap *= 2;
+    std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[cap]);
+    const std::size_t first = std::min(size_, cap_ - head_);
+    if (size_ > 0) {
+      std::memcpy(buf.get(), buf_.get() + head_, first);
+      std::memcpy(buf.get() + first, buf_.get(), size_ - first);
+    }
+    buf_ = std::move(buf);
+    cap_ = cap;
+    head_ = 0;
+  }
+
+  std::unique_ptr<std::uint8_t[]> buf_;
+  std::size_t cap_ = 0;  // a power of two (or 0)
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
+
 std::string cat_u64(std::string s, std::uint64_t v) {
   s.append(std::to_string(v));
   return s;
@@ -45,9 +96,8 @@ struct Connection::Stream {
   bool local = false;
   bool queued = false;  // in sendable_[class]
 
-  // Send side. sbuf[shead..] holds stream bytes [sbase, send_end()): written, not yet all acked.
-  std::string sbuf;
-  std::size_t shead = 0;
+  // Send side. sbuf holds stream bytes [sbase, send_end()): written, not yet all acked.
+  SendRing sbuf;
   std::uint64_t sbase = 0;  // everything below is acknowledged
   std::uint64_t ssent = 0;  // everything below has been sent at least once
   std::uint64_t smax = 0;   // the peer's credit
@@ -71,8 +121,8 @@ struct Connection::Stream {
   bool readable_signaled = false;
   bool max_update_queued = false;
 
-  std::uint64_t send_end() const { return sbase + (sbuf.size() - shead); }
-  std::size_t buffered() const { return sbuf.size() - shead; }
+  std::uint64_t send_end() const { return sbase + sbuf.size(); }
+  std::size_t buffered() const { return sbuf.size(); }
   std::uint64_t contiguous() const {
     if (rreceived.empty()) return 0;
     const RangeSet::Range r = rreceived.front();
@@ -216,8 +266,30 @@ Status Connection::send(std::uint64_t stream_id, ByteView data, bool fin) {
     return overloaded(cat_u64("udp stream send buffer full, limit ", options_.stream_send_buffer));
   }
   if (s->send_end() + data.size() > kMaxVarintValue) return out_of_range("udp stream offset above 2^62-1");
-  s->sbuf.append(data.as_string_view());
+  s->sbuf.append(data.data(), data.size());
   if (fin) s->fin = true;
+  mark_sendable(*s);
+  return Status();
+}
+
+Status Connection::send(std::uint64_t stream_id, const Chain& data, std::size_t n) {
+  if (state_ != ConnectionState::kOpen) return failed_precondition("udp connection is closed");
+  Stream* s = find_stream(stream_id);
+  if (!s) return not_found(cat_u64("udp stream ", stream_id));
+  if (s->fin) return failed_precondition(cat_u64("udp stream already finished: ", stream_id));
+  n = std::min(n, data.size());
+  if (s->buffered() + n > options_.stream_send_buffer) {
+    s->want_writable = true;
+    return overloaded(cat_u64("udp stream send buffer full, limit ", options_.stream_send_buffer));
+  }
+  if (s->send_end() + n > kMaxVarintValue) return out_of_range("udp stream offset above 2^62-1");
+  std::size_t left = n;
+  for (const Slice& piece : data) {
+    if (left == 0) break;
+    const std::size_t k = std::min(left, piece.size());
+    s->sbuf.append(piece.data(), k);
+    left -= k;
+  }
   mark_sendable(*s);
   return Status();
 }
@@ -496,8 +568,13 @@ Status Connection::on_stream_frame(const StreamFrame& f) {
   if (start < end) {
     const std::size_t pos = s->rhead + static_cast<std::size_t>(start - s->rread);
     const std::size_t len = static_cast<std::size_t>(end - start);
-    if (s->rbuf.size() < pos + len) s->rbuf.resize(pos + len);
-    std::memcpy(s->rbuf.data() + pos, f.data.data() + (start - f.offset), len);
+    const std::uint8_t* data = f.data.data() + (start - f.offset);
+    if (pos == s->rbuf.size()) {
+      s->rbuf.append(reinterpret_cast<const char*>(data), len);  // in order: no zero fill first
+    } else {
+      if (s->rbuf.size() < pos + len) s->rbuf.resize(pos + len);
+      std::memcpy(s->rbuf.data() + pos, data, len);
+    }
     s->rreceived.insert(start, end);
   }
   if (!s->readable_signaled && (s->contiguous() > 0 || (s->final_size && s->rread == *s->final_size))) {
@@ -524,24 +601,25 @@ void Connection::on_packet_acked(const SentPacket& p) {
       case SentFrame::Kind::kStream: {
         Stream* s = find_stream(f.stream_id);
         if (!s) break;
-        s->sacked.insert(f.offset, f.offset + f.length);
-        s->slost.erase(f.offset, f.offset + f.length);
+        const std::uint64_t old_base = s->sbase;
+        if (f.offset <= s->sbase && s->sacked.empty()) {
+          // In order (the usual case): the acknowledged prefix grows, no range to remember.
+          s->sbase = std::max(s->sbase, f.offset + f.length);
+        } else {
+          s->sacked.insert(f.offset, f.offset + f.length);
+        }
+        if (!s->slost.empty()) s->slost.erase(f.offset, f.offset + f.length);
         if (f.fin) {
           s->fin_acked = true;
           s->fin_lost = false;
         }
-        const std::uint64_t old_base = s->sbase;
         while (!s->sacked.empty() && s->sacked.front().start <= s->sbase) {
           s->sbase = std::max(s->sbase, s->sacked.front().end);
           s->sacked.pop_front();
         }
         if (s->sbase != old_base) {
-          s->shead += static_cast<std::size_t>(s->sbase - old_base);
+          s->sbuf.consume(static_cast<std::size_t>(s->sbase - old_base));
           s->slost.erase_below(s->sbase);
-          if (s->shead >= 64 * 1024 || s->shead * 2 >= s->sbuf.size()) {
-            s->sbuf.erase(0, s->shead);
-            s->shead = 0;
-          }
         }
         if (s->want_writable && s->buffered() <= options_.stream_send_buffer / 2) {
           s->want_writable = false;
@@ -798,9 +876,11 @@ bool Connection::fill_stream(Stream& s, FrameWriter& w, SentPacket& sp, bool& re
       }
       const std::size_t ovh = FrameWriter::stream_overhead(s.id, a, static_cast<std::size_t>(r.end - a));
       if (w.room() <= ovh) return true;
-      const std::size_t len = fit_stream_len(s.id, a, r.end - a, w.room(), ovh);
+      // Where the ring wraps, the frame ends; the next one carries the rest.
+      const ByteView data = s.sbuf.view(static_cast<std::size_t>(a - s.sbase),
+                                        fit_stream_len(s.id, a, r.end - a, w.room(), ovh));
+      const std::size_t len = data.size();
       const bool fin = s.fin && a + len == s.send_end();
-      const ByteView data(reinterpret_cast<const std::uint8_t*>(s.sbuf.data()) + s.shead + (a - s.sbase), len);
       if (!w.add_stream(s.id, a, data, fin)) return true;
       sp.frames.push_back({SentFrame::Kind::kStream, fin, s.id, a, len});
       s.slost.erase(a, a + len);
@@ -818,10 +898,12 @@ bool Connection::fill_stream(Stream& s, FrameWriter& w, SentPacket& sp, bool& re
     const std::uint64_t want = std::min(end - s.ssent, credit);
     const std::size_t ovh = FrameWriter::stream_overhead(s.id, s.ssent, static_cast<std::size_t>(want));
     if (w.room() <= ovh) return true;
-    const std::size_t len = fit_stream_len(s.id, s.ssent, want, w.room(), ovh);
+    // Where the ring wraps, the frame ends; the next one carries the rest.
+    const ByteView data = s.sbuf.view(static_cast<std::size_t>(s.ssent - s.sbase),
+                                      fit_stream_len(s.id, s.ssent, want, w.room(), ovh));
+    const std::size_t len = data.size();
     const bool fin = s.fin && s.ssent + len == end && (!s.fin_sent || s.fin_lost);
     if (len == 0 && !fin) return false;  // only a FIN could have gone and it was not due
-    const ByteView data(reinterpret_cast<const std::uint8_t*>(s.sbuf.data()) + s.shead + (s.ssent - s.sbase), len);
     if (!w.add_stream(s.id, s.ssent, data, fin)) return true;
     sp.frames.push_back({SentFrame::Kind::kStream, fin, s.id, s.ssent, len});
     s.ssent += len;
@@ -918,6 +1000,7 @@ std::size_t Connection::poll_transmit_into(Instant now, std::span<std::uint8_t> 
   FrameWriter w(payload, size - header_len - overhead);
   SentPacket sp;
   sp.packet_number = pn;
+  sp.frames = loss_.take_frame_list();
   bool has_ack = false;
   bool probe = false;
   bool retransmitted = false;

@@ -217,6 +217,9 @@ class Connection {
   // send buffer would pass stream_send_buffer (a kStreamWritable event follows when it drains);
   // kNotFound for an unknown stream; kFailedPrecondition after fin or close.
   Status send(std::uint64_t stream_id, ByteView data, bool fin = false);
+  // Queues the first min(n, data.size()) bytes of `data`, as send() does (all or nothing), copied
+  // once from the chain's slices into the stream's buffer.
+  Status send(std::uint64_t stream_id, const Chain& data, std::size_t n);
   // Room left in the stream's send buffer.
   std::size_t send_capacity(std::uint64_t stream_id) const;
   // Copies up to out.size() in-order bytes; `fin` becomes true once every byte up to the end of
@@ -248,6 +251,9 @@ class Connection {
   bool is_quiescent() const;
 
   ConnectionStats stats() const;
+  // stats().packets_received without building the whole record (the transport asks after every
+  // datagram whether it was accepted).
+  std::uint64_t packets_received() const { return stats_.packets_received; }
   const RttEstimator& rtt() const { return rtt_; }
   const NewReno& congestion() const { return cc_; }
   const ConnectionOptions& options() const { return options_; }

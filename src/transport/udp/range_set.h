@@ -41,7 +41,8 @@ class RangeSet {
   auto rend() const { return m_.rend(); }
 
  private:
-  std::map<std::uint64_t, std::uint64_t> m_;  // start -> end
+  using Map = std::map<std::uint64_t, std::uint64_t>;
+  Map m_;  // start -> end
 };
 
 }  // namespace slip::transport::udp

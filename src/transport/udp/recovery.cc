@@ -129,9 +129,15 @@ void LossDetector::pop_resolved(Instant now, const RttEstimator& rtt) {
   const Duration keep_lost = rtt.pto(options_.peer_max_ack_delay) * 2;
   while (!sent_.empty() && sent_.front().resolved) {
     if (sent_.front().lost && sent_.front().time_sent + keep_lost > now) break;
+    if (spare_frames_.size() < kSpareFrameLists && sent_.front().frames.capacity() > 0) {
+      spare_frames_.push_back(std::move(sent_.front().frames));
+    }
     sent_.pop_front();
     ++first_pn_;
   }
+  // Nothing outstanding (the connection may stay idle a long time): an idle connection holds
+  // no spare lists (docs/udp.md, "Memory").
+  if (sent_.empty() && spare_frames_.capacity() > 0) std::vector<std::vector<SentFrame>>().swap(spare_frames_);
 }
 
 std::optional<Instant> LossDetector::timer(const RttEstimator& rtt) const {

@@ -29,6 +29,10 @@ inline constexpr std::uint64_t kPacketThreshold = 3;
 // 9/8, as a ratio.
 inline constexpr int kTimeThresholdNum = 9;
 inline constexpr int kTimeThresholdDen = 8;
+// Frame lists of forgotten packets kept for reuse while packets are in flight (none once
+// nothing is: an idle connection holds none).
+inline constexpr std::size_t kSpareFrameLists = 64;
+inline constexpr std::size_t kFrameListCapacity = 4;
 
 // What one packet carried that needs an action when it is acknowledged or lost.
 struct SentFrame {
@@ -111,6 +115,20 @@ class LossDetector {
   const SentPacket* oldest_unacked() const;
   // Forgets every packet (the connection is closing): returns the bytes that were in flight.
   std::uint64_t discard_all();
+  // An empty frame list for the next packet, with the capacity of one forgotten earlier: the
+  // sender reuses them instead of allocating one per packet.
+  std::vector<SentFrame> take_frame_list() {
+    std::vector<SentFrame> v;
+    if (!spare_frames_.empty()) {
+      v = std::move(spare_frames_.back());
+      spare_frames_.pop_back();
+      v.clear();
+    }
+    // Room for the usual packet (an ACK, a credit update, a frame or two of stream data), so
+    // that a reused list does not grow again.
+    v.reserve(kFrameListCapacity);
+    return v;
+  }
 
  private:
   void detect_lost(Instant now, const RttEstimator& rtt, RecoveryHandler& handler);
@@ -128,6 +146,7 @@ class LossDetector {
   std::uint32_t pto_count_ = 0;
   std::uint64_t spurious_losses_ = 0;
   std::vector<const SentPacket*> lost_scratch_;
+  std::vector<std::vector<SentFrame>> spare_frames_;  // from forgotten packets, at most kSpareFrameLists
 };
 
 }  // namespace slip::transport::udp

@@ -240,11 +240,18 @@ class Endpoint final : public std::enable_shared_from_this<Endpoint> {
     }
   }
 
+  // Runs after every pass of a connection: a moved deadline re-keys its node (no allocation).
   void set_timer(UdpConn* c, Instant when) {
     if (c->timer_at == when) return;
-    if (c->timer_at != kNever) timers_.erase({c->timer_at, c});
+    auto node = c->timer_at != kNever ? timers_.extract({c->timer_at, c}) : decltype(timers_)::node_type();
     c->timer_at = when;
-    if (when != kNever) timers_.insert({when, c});
+    if (when == kNever) return;
+    if (node) {
+      node.value() = {when, c};
+      timers_.insert(std::move(node));
+    } else {
+      timers_.insert({when, c});
+    }
   }
 
   // Sends one datagram (copied); dropped, as UDP may, when the socket is blocked and the
@@ -828,14 +835,14 @@ void UdpConn::make_core(const HandshakeResult& keys, const ConnectionId& peer_ci
 
 void UdpConn::on_datagram(Instant now, std::span<std::uint8_t> d, const SocketAddress& from) {
   if (!core_) return;
-  const std::uint64_t before = core_->stats().packets_received;
+  const std::uint64_t before = core_->packets_received();
   if (filter_) {
     CoreSink sink(*this, now);
     filter_->incoming(ByteView(d.data(), d.size()), sink);
   } else {
     core_->on_datagram_in_place(now, d);
   }
-  if (core_->stats().packets_received == before) return;
+  if (core_->packets_received() == before) return;
   // Authentic: the peer is there (and may have moved).
   if (!(from == peer_)) peer_ = from;
   if (!confirmed_) {
@@ -929,12 +936,10 @@ void UdpConn::push_out() {
   while (!out_.empty() && core_ && core_->state() == ConnectionState::kOpen) {
     const std::size_t room = core_->send_capacity(kSessionStream);
     if (room == 0) break;
+    // Copied once, from the queued slices straight into the stream's send buffer.
     const std::size_t n = std::min({room, out_.size(), kPushChunk});
-    Slice s = out_.take_front(n);
-    if (!core_->send(kSessionStream, s.view()).is_ok()) {
-      out_.prepend(std::move(s));
-      break;
-    }
+    if (!core_->send(kSessionStream, out_, n).is_ok()) break;
+    out_.consume(n);
   }
   if (had && out_.empty()) drained_pending_ = true;
 }
