@@ -256,16 +256,23 @@ void Connection::maybe_reap(Stream& s) {
   streams_.erase(s.id);
 }
 
-Status Connection::send(std::uint64_t stream_id, ByteView data, bool fin) {
+Result<Connection::Stream*> Connection::stream_taking(std::uint64_t stream_id, std::size_t n) {
   if (state_ != ConnectionState::kOpen) return failed_precondition("udp connection is closed");
   Stream* s = find_stream(stream_id);
   if (!s) return not_found(cat_u64("udp stream ", stream_id));
   if (s->fin) return failed_precondition(cat_u64("udp stream already finished: ", stream_id));
-  if (s->buffered() + data.size() > options_.stream_send_buffer) {
+  if (s->buffered() + n > options_.stream_send_buffer) {
     s->want_writable = true;
     return overloaded(cat_u64("udp stream send buffer full, limit ", options_.stream_send_buffer));
   }
-  if (s->send_end() + data.size() > kMaxVarintValue) return out_of_range("udp stream offset above 2^62-1");
+  if (s->send_end() + n > kMaxVarintValue) return out_of_range("udp stream offset above 2^62-1");
+  return s;
+}
+
+Status Connection::send(std::uint64_t stream_id, ByteView data, bool fin) {
+  Result<Stream*> r = stream_taking(stream_id, data.size());
+  if (!r.is_ok()) return r.status();
+  Stream* s = *r;
   s->sbuf.append(data.data(), data.size());
   if (fin) s->fin = true;
   mark_sendable(*s);
@@ -273,16 +280,10 @@ Status Connection::send(std::uint64_t stream_id, ByteView data, bool fin) {
 }
 
 Status Connection::send(std::uint64_t stream_id, const Chain& data, std::size_t n) {
-  if (state_ != ConnectionState::kOpen) return failed_precondition("udp connection is closed");
-  Stream* s = find_stream(stream_id);
-  if (!s) return not_found(cat_u64("udp stream ", stream_id));
-  if (s->fin) return failed_precondition(cat_u64("udp stream already finished: ", stream_id));
   n = std::min(n, data.size());
-  if (s->buffered() + n > options_.stream_send_buffer) {
-    s->want_writable = true;
-    return overloaded(cat_u64("udp stream send buffer full, limit ", options_.stream_send_buffer));
-  }
-  if (s->send_end() + n > kMaxVarintValue) return out_of_range("udp stream offset above 2^62-1");
+  Result<Stream*> r = stream_taking(stream_id, n);
+  if (!r.is_ok()) return r.status();
+  Stream* s = *r;
   std::size_t left = n;
   for (const Slice& piece : data) {
     if (left == 0) break;

@@ -273,6 +273,8 @@ class Connection {
   friend class Recovery;
 
   Stream* find_stream(std::uint64_t id);
+  // The stream send() writes `n` bytes to, or why it cannot take them now (see send()).
+  Result<Stream*> stream_taking(std::uint64_t stream_id, std::size_t n);
   const Stream* find_stream(std::uint64_t id) const;
   Result<Stream*> stream_for_frame(std::uint64_t id);
   Stream& add_stream(std::uint64_t id, Priority priority, bool local);
