@@ -84,9 +84,12 @@ class BrokerLoops : public ::testing::Test {
 };
 
 TEST_F(BrokerLoops, ATurnThatOnlyHandsOverSleepsAtOnceAndOneThatAlsoDeliversSpins) {
-  // Loop 0 has gone idle after the set-up: its spin ran out and it blocks until work comes.
-  ASSERT_TRUE(slip::test::eventually([&] { return a().spins_expired() >= 1; }));
-  const std::uint64_t expired = a().spins_expired();
+  // Read while loop 0 runs a handler (so no spin is under way), then wait for the spin after
+  // that handler to run out: from then on loop 0 blocks until work comes.
+  std::uint64_t before = 0;
+  on(a(), [&] { before = a().spins_expired(); });
+  ASSERT_TRUE(slip::test::eventually([&] { return a().spins_expired() == before + 1; }));
+  const std::uint64_t expired = before + 1;
   EXPECT_EQ(a().spins_skipped(), 0u);
 
   // Only another loop's client takes it: loop 0 sleeps at once, without a spin that expires.
