@@ -545,8 +545,10 @@ class DroppingFilter final : public DatagramFilter {
 };
 
 TEST(UdpTransport, ADatagramFilterSeesEveryDatagramAndLossBelowItIsRecovered) {
-  Fixture fx;
+  // Before the fixture, so that it outlives the loops: the endpoint may still pass a datagram
+  // through the filter after the connection was aborted, until the fixture stops the loops.
   std::atomic<int> seen{0};
+  Fixture fx;
   fx.client_options.filter = [&seen](Role role) -> std::unique_ptr<DatagramFilter> {
     EXPECT_EQ(role, Role::kClient);
     return std::make_unique<DroppingFilter>(&seen);
