@@ -10,6 +10,7 @@
 
 #include "io/loop_group.h"
 #include "process.h"
+#include "run_on.h"
 #include "session/client.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
@@ -20,16 +21,7 @@ namespace {
 
 constexpr auto kLiveness = std::chrono::seconds(60);
 
-// Runs fn on `loop` and waits for it to finish.
-template <typename Fn>
-void run_on(io::EventLoop& loop, Fn fn) {
-  std::promise<void> done;
-  loop.post([&] {
-    fn();
-    done.set_value();
-  });
-  done.get_future().wait();
-}
+using test::run_on;
 
 // Waits (with a liveness bound) until pred(), evaluated on `loop`, holds.
 template <typename Pred>

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <future>
 #include <string>
 #include <vector>
 
@@ -12,22 +11,14 @@
 #include "eventually.h"
 #include "io/loop_group.h"
 #include "recording_connection.h"
+#include "run_on.h"
 
 namespace slip::broker {
 namespace {
 
 using test::RecordingConnection;
+using slip::test::run_on;
 
-// Runs fn on `loop` and waits for it.
-template <typename Fn>
-void on(io::EventLoop& loop, Fn fn) {
-  std::promise<void> done;
-  loop.post([&] {
-    fn();
-    done.set_value();
-  });
-  done.get_future().wait();
-}
 
 io::LoopOptions fixed_spin() {
   io::LoopOptions o;
@@ -43,14 +34,14 @@ class BrokerLoops : public ::testing::Test {
  protected:
   void SetUp() override {
     loops_.start();
-    on(a(), [&] {
+    run_on(a(), [&] {
       pub_conn_ = std::make_unique<RecordingConnection>(a());
       local_conn_ = std::make_unique<RecordingConnection>(a());
       pub_ = std::make_unique<BrokerClient>(broker_, *pub_conn_, "pub");
       local_ = std::make_unique<BrokerClient>(broker_, *local_conn_, "local");
       ASSERT_TRUE(local_->subscribe(1, "both", "").is_ok());
     });
-    on(b(), [&] {
+    run_on(b(), [&] {
       remote_conn_ = std::make_unique<RecordingConnection>(b());
       remote_ = std::make_unique<BrokerClient>(broker_, *remote_conn_, "remote");
       ASSERT_TRUE(remote_->subscribe(1, "remote.only", "").is_ok());
@@ -58,22 +49,22 @@ class BrokerLoops : public ::testing::Test {
     });
   }
   void TearDown() override {
-    on(a(), [&] {
+    run_on(a(), [&] {
       pub_.reset();
       local_.reset();
     });
-    on(b(), [&] { remote_.reset(); });
+    run_on(b(), [&] { remote_.reset(); });
     loops_.stop();
   }
 
   io::EventLoop& a() { return loops_.loop(0); }
   io::EventLoop& b() { return loops_.loop(1); }
   void publish(const std::string& subject) {
-    on(a(), [&] { ASSERT_TRUE(pub_->publish(subject, "", false, {}, Slice::copy_of("m")).is_ok()); });
+    run_on(a(), [&] { ASSERT_TRUE(pub_->publish(subject, "", false, {}, Slice::copy_of("m")).is_ok()); });
   }
   std::size_t received_remote() {
     std::size_t n = 0;
-    on(b(), [&] { n = remote_conn_->got.size(); });
+    run_on(b(), [&] { n = remote_conn_->got.size(); });
     return n;
   }
 
@@ -87,7 +78,7 @@ TEST_F(BrokerLoops, ATurnThatOnlyHandsOverSleepsAtOnceAndOneThatAlsoDeliversSpin
   // Read while loop 0 runs a handler (so no spin is under way), then wait for the spin after
   // that handler to run out: from then on loop 0 blocks until work comes.
   std::uint64_t before = 0;
-  on(a(), [&] { before = a().spins_expired(); });
+  run_on(a(), [&] { before = a().spins_expired(); });
   ASSERT_TRUE(slip::test::eventually([&] { return a().spins_expired() == before + 1; }));
   const std::uint64_t expired = before + 1;
   EXPECT_EQ(a().spins_skipped(), 0u);
@@ -105,7 +96,7 @@ TEST_F(BrokerLoops, ATurnThatOnlyHandsOverSleepsAtOnceAndOneThatAlsoDeliversSpin
   EXPECT_EQ(a().spins_skipped(), 1u);
   ASSERT_TRUE(slip::test::eventually([&] { return received_remote() == 2; }));
   std::vector<std::string> local;
-  on(a(), [&] { local = local_conn_->got; });
+  run_on(a(), [&] { local = local_conn_->got; });
   EXPECT_EQ(local, std::vector<std::string>{"both||m"});
 }
 
