@@ -66,6 +66,7 @@ std::uint32_t g_initial_credit = 0;
 struct Wire {
   bool udp = false;
   transport::udp::KeyPair key;
+  std::size_t max_datagram = 0;  // MtuOptions::max_packet_size on both ends (0: the transport's default)
 };
 Wire g_wire;
 
@@ -235,11 +236,14 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
     s->start();
   };
   Result<std::unique_ptr<transport::Listener>> listener = invalid_argument("no listener");
+  transport::udp::UdpListener* udp_listener = nullptr;  // for its packet counts at the end
   if (g_wire.udp) {
     transport::udp::UdpOptions uo;
     uo.static_key = g_wire.key;
+    uo.connection.mtu.max_packet_size = g_wire.max_datagram;
     auto l = transport::udp::udp_listen(loops, transport::HostPort{"127.0.0.1", 0}, uo, on_accept);
     if (l.is_ok()) {
+      udp_listener = l->get();
       listener = std::unique_ptr<transport::Listener>(std::move(l).value());
     } else {
       listener = l.status();
@@ -254,6 +258,13 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
   auto hp = transport::parse_host_port((*listener)->local_address());
   report(fd, "port=" + std::to_string(hp->port));
   handler.closed().wait();
+  std::string packets;
+  if (udp_listener != nullptr) {
+    // What the server's endpoint received (data packets) and sent (mostly ACKs).
+    const transport::udp::UdpTraffic t = udp_listener->stats().traffic;
+    packets = " udp_rx=" + std::to_string(t.packets_received) + " udp_tx=" + std::to_string(t.packets_sent) +
+              " udp_dup=" + std::to_string(t.packets_duplicate);
+  }
   (*listener)->stop();
   char b[256];
   const double secs = static_cast<double>(handler.last_ns_ - handler.first_ns_) / 1e9;
@@ -262,7 +273,7 @@ int server_main(int fd, ServerMode mode, io::LoopOptions lo, SessionOptions so, 
                 handler.count_, handler.bytes_, secs,
                 handler.count_ > 1 && secs > 0 ? static_cast<double>(handler.count_ - 1) / secs : 0.0,
                 handler.frames_in_, handler.bulk_bytes_);
-  report(fd, b + rusage_words("s_"));
+  report(fd, b + packets + rusage_words("s_"));
   // Disconnected: the TCP client exited; cancelled: the UDP client said GOAWAY ("client stopping").
   const bool clean = handler.close_reason_.is_ok() || handler.close_reason_.code() == StatusCode::kDisconnected ||
                      handler.close_reason_.code() == StatusCode::kCancelled;
@@ -279,6 +290,7 @@ session::Dialer bench_dialer(std::uint16_t port, const transport::TcpOptions& tc
   if (g_wire.udp) {
     transport::udp::UdpOptions uo;
     uo.server_key = g_wire.key.public_key;
+    uo.connection.mtu.max_packet_size = g_wire.max_datagram;
     return session::udp_dialer(transport::HostPort{"127.0.0.1", port}, uo);
   }
   return session::tcp_dialer(transport::HostPort{"127.0.0.1", port}, tcp);
@@ -1029,6 +1041,7 @@ struct UdpPlan {
   std::uint64_t large_count = 200'000;
   RttPlan rtt;
   std::string idle = "spin";
+  std::size_t max_datagram = 0;
 };
 
 int cmd_udp(const Common& c, const UdpPlan& plan) {
@@ -1041,6 +1054,7 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
   SessionOptions so;
   so.compression.codecs = 0;  // payloads are the same bytes over and over: keep the codec out
   g_wire.key = transport::udp::KeyPair::generate();
+  g_wire.max_datagram = plan.max_datagram;
   struct Side {
     std::vector<double> small_rate, large_gbps;
     std::vector<Percentiles> rtt;
@@ -1051,6 +1065,7 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
   // CPU time per message (sender + receiver, ns), a figure the machine's load does not change much.
   std::vector<double> cpu_small[2], cpu_large[2];
   double last_cpu_ns = 0;
+  std::string last_packets;  // UDP: packets per message and the receiver's ACK packets, of the last one_way()
   // One-way messages; returns the receiver's rate in msgs/s, or a negative number on failure.
   auto one_way = [&](std::size_t size, std::uint64_t count) -> double {
     PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kCount, lo, so, count); },
@@ -1065,14 +1080,25 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
       return -1;
     }
     last_cpu_ns = (pr.client["c_cpu"] + pr.server["s_cpu"]) * 1e9 / static_cast<double>(count);
+    last_packets.clear();
+    if (g_wire.udp && pr.server["udp_rx"] > 0) {
+      char b[160];
+      std::snprintf(b, sizeof b, ": sender %.0f, receiver %.0f; %.2f packets/msg, %.3f ACK packets per packet received",
+                    pr.client["c_cpu"] * 1e9 / static_cast<double>(count),
+                    pr.server["s_cpu"] * 1e9 / static_cast<double>(count),
+                    pr.server["udp_rx"] / static_cast<double>(count), pr.server["udp_tx"] / pr.server["udp_rx"]);
+      last_packets = b;
+    }
     return pr.server["rate"];
   };
 
   std::printf("## udp: sessions over UDP (ChaCha20-Poly1305) against sessions over TCP, 127.0.0.1, %s; one-way "
               "%zu B x %" PRIu64 " and %zu B x %" PRIu64 ", %" PRIu64 " round trips of %zu B after %" PRIu64
-              " warm-up; %d runs\n",
+              " warm-up; %d runs; UDP datagrams probed up to %s\n",
               case_name(*idle, c).c_str(), plan.small, plan.small_count, plan.large, plan.large_count, plan.rtt.count,
-              plan.rtt.size, plan.rtt.warmup, c.runs);
+              plan.rtt.size, plan.rtt.warmup, c.runs,
+              plan.max_datagram == 0 ? "what the route's MTU allows (at most 8972 B)"
+                                     : (std::to_string(plan.max_datagram) + " B").c_str());
   for (int run = 0; run < c.runs; ++run) {
     for (int u = 0; u < 2; ++u) {
       g_wire.udp = u == 1;
@@ -1080,6 +1106,7 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
       cpu_small[u].push_back(last_cpu_ns);
       const double large = one_way(plan.large, plan.large_count);
       cpu_large[u].push_back(last_cpu_ns);
+      const std::string large_packets = last_packets;
       if (small < 0 || large < 0) return 1;
       PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kEcho, lo, so, 0); },
                                [&](int fd, std::uint16_t port) { return rtt_client_main(fd, port, lo, so, plan.rtt); });
@@ -1092,11 +1119,11 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
       sd.large_gbps.push_back(large * static_cast<double>(plan.large) * 8 / 1e9);
       sd.rtt.push_back(percentiles_from(pr.client, "q_"));
       const Percentiles& p = sd.rtt.back();
-      std::printf("run %d %s: %zu B %s msgs/s (%.0f ns CPU/msg), %zu B %.2f Gbit/s (%.0f ns CPU/msg), round trip p50 %s "
+      std::printf("run %d %s: %zu B %s msgs/s (%.0f ns CPU/msg), %zu B %.2f Gbit/s (%.0f ns CPU/msg%s), round trip p50 %s "
                   "p99 %s p99.9 %s max %s us\n",
                   run + 1, wire_name(g_wire.udp), plan.small, fmt_rate(small).c_str(), cpu_small[u].back(), plan.large,
-                  sd.large_gbps.back(), cpu_large[u].back(), fmt_us(p.p50).c_str(), fmt_us(p.p99).c_str(),
-                  fmt_us(p.p999).c_str(), fmt_us(p.max).c_str());
+                  sd.large_gbps.back(), cpu_large[u].back(), large_packets.c_str(), fmt_us(p.p50).c_str(),
+                  fmt_us(p.p99).c_str(), fmt_us(p.p999).c_str(), fmt_us(p.max).c_str());
     }
     small_ratio.push_back(side[1].small_rate.back() / side[0].small_rate.back());
     large_ratio.push_back(side[1].large_gbps.back() / side[0].large_gbps.back());
@@ -1343,6 +1370,11 @@ int main(int argc, char** argv) {
   ud->add_option("--warmup", udp_plan.rtt.warmup, "Round trips before recording")->capture_default_str();
   ud->add_option("--rtt-size", udp_plan.rtt.size, "Round-trip message size")->capture_default_str();
   ud->add_option("--idle", udp_plan.idle, "Idle strategy (both sides)")->capture_default_str();
+  ud->add_option("--udp-max-datagram", udp_plan.max_datagram,
+                 "Largest UDP datagram path MTU discovery probes on both ends (0: the route's MTU allows, "
+                 "up to a 9000-byte MTU's; 1472: an Ethernet MTU's)")
+      ->check(CLI::Range(0, 65527))
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   c.spin = std::chrono::microseconds(spin_us);

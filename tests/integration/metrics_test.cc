@@ -778,14 +778,15 @@ TEST(Metrics, UdpSessionsAndPacketsAreCounted) {
     // Loopback loses nothing: FEC (offered by slipd, not by these clients) never engaged.
     EXPECT_EQ(metric(during, "slip_udp_fec_connections_total"), 0);
     EXPECT_EQ(metric(during, "slip_udp_fec_recovered_total"), 0);
-    // Path MTU discovery raises both sessions above 1200 bytes: loopback carries 1472.
+    // Path MTU discovery raises both sessions above 1200 bytes: to 8972, the default ceiling on
+    // loopback (a 9000-byte MTU's UDP payload; loopback's own MTU is 64 KiB).
     EXPECT_TRUE(test::eventually([&] {
       auto s = scrape(http);
-      return s.value("slip_udp_max_packet_size_bytes", {{"stat", "min"}}) == 1472.0 &&
+      return s.value("slip_udp_max_packet_size_bytes", {{"stat", "min"}}) == 8972.0 &&
              s.value("slip_udp_mtu_probes_total", {{"result", "acked"}}) >= 2.0;
     }));
     auto probed = scrape(http);
-    EXPECT_EQ(metric(probed, "slip_udp_max_packet_size_bytes", {{"stat", "max"}}), 1472);
+    EXPECT_EQ(metric(probed, "slip_udp_max_packet_size_bytes", {{"stat", "max"}}), 8972);
     EXPECT_GE(metric(probed, "slip_udp_mtu_probes_total", {{"result", "sent"}}), 2);
     EXPECT_EQ(metric(probed, "slip_udp_mtu_probes_total", {{"result", "lost"}}), 0);
     EXPECT_EQ(metric(probed, "slip_udp_mtu_black_holes_total"), 0);

@@ -263,7 +263,10 @@ TEST(UdpSlipd, AThousandUdpSessionsUseTheOneListenerSocket) {
   std::atomic<int> flushed{0};
   for (int i = 0; i < kClients; ++i) on(i, [&] { (void)clients[i]->flush([&] { ++flushed; }); });
   ASSERT_TRUE(eventually([&] { return flushed.load() == kClients; }));
-  EXPECT_EQ(fds_of(s.process().pid()), fds);  // no descriptor per session
+  // No descriptor per session (a thousand would show). Not EXPECT_EQ: a descriptor slipd held
+  // only briefly when the first count was taken may have closed since (seen on a loaded
+  // machine: 18, then 17).
+  EXPECT_LE(fds_of(s.process().pid()), fds);
   first.run([&] { ASSERT_TRUE(first.client().publish("many", Slice::copy_of("to all")).is_ok()); });
   EXPECT_TRUE(eventually([&] { return got.load() == kClients; }));
   for (int i = 0; i < kClients; ++i) on(i, [&] { clients[i].reset(); });

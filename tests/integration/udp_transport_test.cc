@@ -636,20 +636,46 @@ UdpEndpointStats echo_with_mtu(bool probe, std::size_t max) {
   return stats;
 }
 
-TEST(UdpTransportMtu, OnLoopbackTheDatagramSizeRisesAbove1200To1472) {
+TEST(UdpTransportMtu, TheDefaultCeilingIsWhatTheRoutesMtuAllowsUpToAJumboFrame) {
+  // Loopback's MTU is 64 KiB: the ceiling is a 9000-byte MTU's.
+  auto v4 = SocketAddress::from_host_port(HostPort{"127.0.0.1", 9});
+  ASSERT_TRUE(v4.is_ok());
+  Result<std::size_t> mtu = route_mtu(*v4);
+  ASSERT_TRUE(mtu.is_ok()) << mtu.status().to_string();
+  EXPECT_GE(*mtu, 9000u);
+  EXPECT_EQ(default_max_datagram(*v4), kJumboUdpPayloadIpv4);
+  auto v6 = SocketAddress::from_host_port(HostPort{"::1", 9});
+  ASSERT_TRUE(v6.is_ok());
+  if (route_mtu(*v6).is_ok()) {  // a machine without IPv6 loopback has no route to ::1
+    EXPECT_EQ(default_max_datagram(*v6), kJumboUdpPayloadIpv6);
+  }
+  // When the kernel gives no MTU (here: an address of no family): the Ethernet size.
+  const SocketAddress none;
+  EXPECT_FALSE(route_mtu(none).is_ok());
+  EXPECT_EQ(default_max_datagram(none), kEthernetUdpPayloadIpv4);
+}
+
+TEST(UdpTransportMtu, OnLoopbackTheDatagramSizeRisesAbove1200ToTheJumboCeiling) {
   const UdpEndpointStats s = echo_with_mtu(true, 0);
-  EXPECT_EQ(s.max_packet_size_min, 1472u);
-  EXPECT_EQ(s.max_packet_size_max, 1472u);
+  EXPECT_EQ(s.max_packet_size_min, kJumboUdpPayloadIpv4);
+  EXPECT_EQ(s.max_packet_size_max, kJumboUdpPayloadIpv4);
   EXPECT_GE(s.traffic.mtu_probes_acked, 1u);
   EXPECT_EQ(s.traffic.mtu_probes_lost, 0u);
   EXPECT_EQ(s.traffic.mtu_black_holes, 0u);
   EXPECT_EQ(s.socket.truncated, 0u);
 }
 
-TEST(UdpTransportMtu, AConfiguredMaximumAboveEthernetIsReachedOnLoopbackAndTheSocketHoldsIt) {
-  const UdpEndpointStats s = echo_with_mtu(true, 9000);
-  EXPECT_EQ(s.max_packet_size_min, 9000u);
+TEST(UdpTransportMtu, AConfiguredMaximumAboveTheDefaultIsReachedOnLoopbackAndTheSocketHoldsIt) {
+  const UdpEndpointStats s = echo_with_mtu(true, 16000);
+  EXPECT_EQ(s.max_packet_size_min, 16000u);
   EXPECT_GE(s.traffic.mtu_probes_acked, 1u);
+  EXPECT_EQ(s.socket.truncated, 0u);
+}
+
+TEST(UdpTransportMtu, AConfiguredEthernetMaximumIsKeptOnLoopback) {
+  const UdpEndpointStats s = echo_with_mtu(true, kEthernetUdpPayloadIpv4);
+  EXPECT_EQ(s.max_packet_size_min, kEthernetUdpPayloadIpv4);
+  EXPECT_EQ(s.max_packet_size_max, kEthernetUdpPayloadIpv4);
   EXPECT_EQ(s.socket.truncated, 0u);
 }
 

@@ -253,8 +253,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--udp-max-datagram", udp_max_datagram,
-                 "Largest UDP datagram (payload bytes) MTU probing tries: 1200 to 65527, or 0 for a 1500-byte "
-                 "MTU's (1472 over IPv4, 1452 over IPv6)")
+                 "Largest UDP datagram (payload bytes) MTU probing tries: 1200 to 65527, or 0 for what the MTU "
+                 "of the route to the peer allows, at most a 9000-byte MTU's (1472 over IPv4 Ethernet, 1452 "
+                 "over IPv6 Ethernet, 8972 over loopback)")
       ->capture_default_str()
       ->check([](const std::string& v) -> std::string {
         const unsigned long n = std::strtoul(v.c_str(), nullptr, 10);

@@ -172,6 +172,22 @@ void UdpSocket::close() {
   fd_ = -1;
 }
 
+Result<std::size_t> route_mtu(const SocketAddress& peer) {
+  const int fd = ::socket(peer.family(), SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) return not_found(std::string("udp route mtu: socket: ") + std::strerror(errno));
+  // Connecting a UDP socket only looks the route up; no packet leaves.
+  int mtu = 0;
+  socklen_t len = sizeof(mtu);
+  const bool ok = ::connect(fd, peer.sa(), peer.len) == 0 &&
+                  (peer.family() == AF_INET6 ? ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &len)
+                                             : ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len)) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) return not_found("udp route mtu to " + peer.to_string() + ": " + std::strerror(err));
+  if (mtu <= 0) return not_found("udp route mtu to " + peer.to_string() + ": the kernel gave none");
+  return static_cast<std::size_t>(mtu);
+}
+
 Result<UdpSocket> UdpSocket::bind(const HostPort& address, const SocketOptions& options) {
   SLIP_ASSIGN_OR_RETURN(SocketAddress local, SocketAddress::from_host_port(address));
   UdpSocket s;

@@ -55,8 +55,20 @@ std::string url_of(const std::string& address) {
 std::size_t probe_ceiling(const UdpOptions& o) {
   if (!o.connection.mtu.enabled) return 0;
   const std::size_t max = o.connection.mtu.max_packet_size;
-  return max == 0 ? kEthernetUdpPayloadIpv4 : std::min<std::size_t>(max, 65527);
+  return max == 0 ? kJumboUdpPayloadIpv4 : std::min<std::size_t>(max, 65527);
 }
+
+}  // namespace
+
+std::size_t default_max_datagram(const SocketAddress& peer) {
+  const bool v6 = peer.family() == AF_INET6;
+  const std::size_t headers = v6 ? 40 + 8 : 20 + 8;
+  const Result<std::size_t> mtu = route_mtu(peer);
+  if (!mtu.is_ok() || *mtu <= headers) return v6 ? kEthernetUdpPayloadIpv6 : kEthernetUdpPayloadIpv4;
+  return std::min(*mtu - headers, v6 ? kJumboUdpPayloadIpv6 : kJumboUdpPayloadIpv4);
+}
+
+namespace {
 
 // With MTU probing on, the socket holds the largest probe whole and never fragments it.
 UdpOptions with_mtu_socket(const UdpOptions& given) {
@@ -804,10 +816,10 @@ void UdpConn::make_core(const HandshakeResult& keys, const ConnectionId& peer_ci
   co.peer_connection_receive_window = tp->connection_receive_window;
   co.recovery.peer_max_ack_delay = std::chrono::microseconds(std::min<std::uint64_t>(tp->max_ack_delay_us, 1u << 24));
   if (co.mtu.enabled) {
-    // The probed maximum: the configured one, or a 1500-byte MTU's for the peer's family, within
-    // what our socket sends and receives whole.
+    // The probed maximum: the configured one, or what the route to the peer allows, within what
+    // our socket sends and receives whole.
     std::size_t max = co.mtu.max_packet_size;
-    if (max == 0) max = peer_.family() == AF_INET6 ? kEthernetUdpPayloadIpv6 : kEthernetUdpPayloadIpv4;
+    if (max == 0) max = default_max_datagram(peer_);
     co.mtu.max_packet_size = std::min({max, ep_->max_send_datagram(), ep_->max_receive_datagram()});
   }
   const bool fec = !options_->filter && fec_negotiated(options_->fec, tp->fec);

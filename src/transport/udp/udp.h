@@ -70,8 +70,9 @@ struct UdpOptions {
   // connection. max_packet_size is the UDP payload size every connection starts at: 1200 fits
   // every path IPv6 allows. Path MTU discovery (connection.mtu, MtuOptions) is on: each
   // connection probes for larger packets up to mtu.max_packet_size, where 0 (the default) means
-  // the largest UDP payload of a 1500-byte MTU for the peer's address family (1472 over IPv4,
-  // 1452 over IPv6). The probed maximum is capped by the socket's datagram buffers, which grow
+  // the largest UDP payload the MTU of the route to the peer allows, at most a 9000-byte jumbo
+  // frame's (default_max_datagram(): 1472 over IPv4 Ethernet, 1452 over IPv6 Ethernet, 8972 over
+  // loopback). The probed maximum is capped by the socket's datagram buffers, which grow
   // to hold it, and the socket then sets the don't-fragment bit (IP_PMTUDISC_PROBE), so that a
   // probe too big for the path is dropped instead of fragmented.
   ConnectionOptions connection = [] {
@@ -170,9 +171,18 @@ class UdpListener : public Listener {
 };
 
 // The largest UDP payload of a 1500-byte Ethernet MTU: less 20 + 8 header bytes over IPv4, 40 + 8
-// over IPv6 (what MtuOptions::max_packet_size 0 stands for).
+// over IPv6.
 inline constexpr std::size_t kEthernetUdpPayloadIpv4 = 1472;
 inline constexpr std::size_t kEthernetUdpPayloadIpv6 = 1452;
+// The same for a 9000-byte jumbo-frame MTU.
+inline constexpr std::size_t kJumboUdpPayloadIpv4 = 8972;
+inline constexpr std::size_t kJumboUdpPayloadIpv6 = 8952;
+
+// What MtuOptions::max_packet_size 0 stands for on a connection to `peer`: the largest UDP
+// payload of the MTU the kernel's route to the peer has (route_mtu(): the outgoing interface's,
+// 1500 on most Ethernet, 65536 on loopback), at most a jumbo frame's (kJumboUdpPayload*), and a
+// 1500-byte Ethernet MTU's when the kernel does not say. Probing still confirms each size.
+std::size_t default_max_datagram(const SocketAddress& peer);
 
 // Listens on `address` (a numeric IP: "0.0.0.0:7421", "[::]:7421", "127.0.0.1:0").
 // options.static_key must hold the server's key pair. `on_accept` runs on the listener's loop
