@@ -805,28 +805,36 @@ std::size_t Connection::build_mtu_probe(Instant now, std::span<std::uint8_t> out
   sp.frames.push_back({SentFrame::Kind::kPing, false, 0, 0, 0});
   (void)w.add_padding(w.room());
   sp.frames.push_back({SentFrame::Kind::kMtuProbe, false, 0, 0, size});
-  const ByteView header(out.data(), header_len);
-  Status sealed = protector_->seal(pn, header, payload, w.size());
+  sp.ack_eliciting = true;
+  sp.in_flight = false;  // outside congestion control: not counted, not paced
+  const std::size_t total = seal_and_record(now, out.data(), header_len, w.size(), std::move(sp), has_ack);
+  if (total == 0) return 0;
+  mtu_probe_in_flight_ = true;
+  mtu_probe_pn_ = pn;
+  ++stats_.mtu_probes_sent;
+  return total;
+}
+
+std::size_t Connection::seal_and_record(Instant now, std::uint8_t* out, std::size_t header_len,
+                                        std::size_t payload_len, SentPacket&& sp, bool has_ack) {
+  const Status sealed = protector_->seal(sp.packet_number, ByteView(out, header_len), out + header_len, payload_len);
   if (!sealed.is_ok()) {
     enter_closed(sealed.with_context("udp packet protection"));
     return 0;
   }
-  const std::size_t total = header_len + w.size() + overhead;
+  const std::size_t total = header_len + payload_len + protector_->overhead();
   sp.time_sent = now;
   sp.size = static_cast<std::uint32_t>(total);
-  sp.ack_eliciting = true;
-  sp.in_flight = false;  // outside congestion control: not counted, not paced
   if (has_ack) {
     acks_.on_ack_sent();
     ++stats_.acks_sent;
   }
-  if (!eliciting_sent_since_receive_) {
+  // The idle timer restarts on the first ack-eliciting packet after one was received, so a
+  // peer that only receives keeps the connection alive while its data is acknowledged.
+  if (sp.ack_eliciting && !eliciting_sent_since_receive_) {
     idle_start_ = now;
     eliciting_sent_since_receive_ = true;
   }
-  mtu_probe_in_flight_ = true;
-  mtu_probe_pn_ = pn;
-  ++stats_.mtu_probes_sent;
   ++stats_.packets_sent;
   stats_.bytes_sent += total;
   last_sent_ = now;
@@ -1069,47 +1077,27 @@ std::size_t Connection::poll_transmit_into(Instant now, std::span<std::uint8_t> 
   }
   if (w.size() == 0) return 0;
 
-  const ByteView header(out.data(), header_len);
-  Status sealed = protector_->seal(pn, header, payload, w.size());
-  if (!sealed.is_ok()) {
-    enter_closed(sealed.with_context("udp packet protection"));
-    return 0;
-  }
-  const std::size_t total = header_len + w.size() + overhead;
-  sp.time_sent = now;
-  sp.size = static_cast<std::uint32_t>(total);
   sp.ack_eliciting = std::any_of(sp.frames.begin(), sp.frames.end(), [](const SentFrame& f) {
     return f.kind != SentFrame::Kind::kAck;
   });
   if (state_ == ConnectionState::kClosing) sp.ack_eliciting = false;  // CLOSE is not acknowledged
   sp.in_flight = sp.ack_eliciting;
-  if (has_ack) {
-    acks_.on_ack_sent();
-    ++stats_.acks_sent;
-  }
-  if (sp.ack_eliciting) {
+  const bool in_flight = sp.in_flight;
+  const std::size_t total = seal_and_record(now, out.data(), header_len, w.size(), std::move(sp), has_ack);
+  if (total == 0) return 0;
+  if (in_flight) {
     cc_.on_packet_sent(total);
     if (probe) {
       --probes_pending_;
       ++stats_.probes_sent;
     }
-    // The idle timer restarts on the first ack-eliciting packet after one was received, so a
-    // peer that only receives keeps the connection alive while its data is acknowledged.
-    if (!eliciting_sent_since_receive_) {
-      idle_start_ = now;
-      eliciting_sent_since_receive_ = true;
-    }
+    // Only what the window counts is paced: ACK-only and CLOSE packets neither wait for the
+    // pacer nor draw from it. (They once did: a receiver that sends little but ACKs ran its
+    // bucket into debt at a rate taken from the initial RTT, and its flow-control updates then
+    // waited for the debt to be repaid, stalling the sender for milliseconds at a time.)
+    if (options_.pacing) pacer_.on_sent(now, total);
   }
-  // Only what the window counts is paced: ACK-only and CLOSE packets neither wait for the pacer
-  // nor draw from it. (They once did: a receiver that sends little but ACKs ran its bucket into
-  // debt at a rate taken from the initial RTT, and its flow-control updates then waited for
-  // the debt to be repaid, stalling the sender for milliseconds at a time.)
-  if (options_.pacing && sp.in_flight) pacer_.on_sent(now, total);
   if (retransmitted) ++stats_.packets_retransmitted;
-  ++stats_.packets_sent;
-  stats_.bytes_sent += total;
-  last_sent_ = now;
-  loss_.on_packet_sent(std::move(sp));
   return total;
 }
 

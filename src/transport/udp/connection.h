@@ -303,6 +303,12 @@ class Connection {
   void set_packet_size(std::size_t size);
 
   bool has_ack_eliciting_work() const;
+  // The end of building any packet: seals the `payload_len` bytes after the `header_len`-byte
+  // header at `out` and records the packet as sent (ACK bookkeeping when it carried one, the
+  // idle timer, counters, the loss detector). Returns the datagram's length, or 0 when sealing
+  // failed (the connection is then closed).
+  std::size_t seal_and_record(Instant now, std::uint8_t* out, std::size_t header_len, std::size_t payload_len,
+                              SentPacket&& sp, bool has_ack);
   bool fill_streams(FrameWriter& w, SentPacket& sp, bool& retransmitted);
   bool fill_stream(Stream& s, FrameWriter& w, SentPacket& sp, bool& retransmitted);
   void enter_closing(Instant now, Status reason, bool send_close);
