@@ -6,8 +6,9 @@
 #
 # Needs CAP_NET_ADMIN (root, or a container granted it). Everything lives in one table,
 # `inet slip_impair` (or `inet $SLIP_IMPAIR_TABLE`), and for `queue` on kernels without nftables'
-# queue statement also in the iptables chain of that name, so `remove` takes all of it away and
-# nothing else is touched.
+# queue statement also in the iptables chain of that name (and the `ip filter` table iptables
+# then creates, when there was none), so `remove` takes all of it away and nothing else is
+# touched.
 #
 #   scripts/impair-tcp.sh add PORT PERCENT   drop PERCENT % of packets to and from tcp PORT on lo
 #   scripts/impair-tcp.sh queue PORT NUM     queue packets to and from tcp PORT on lo to nftables
@@ -64,6 +65,11 @@ case "${1:-}" in
     else
       command -v iptables >/dev/null || { echo "impair-tcp: this kernel has no nft queue statement and iptables is missing (apt-get install iptables)" >&2; exit 1; }
       [[ ${#name} -le 28 ]] || { echo "impair-tcp: table name '$name' is too long for an iptables chain" >&2; exit 2; }
+      # iptables creates the `ip filter` table when there is none: an empty chain in our own
+      # table remembers that, so that `remove` deletes it again if nothing else went in.
+      if ! nft list table ip filter >/dev/null 2>&1; then
+        nft list chain $table made_ip_filter >/dev/null 2>&1 || nft add chain $table made_ip_filter
+      fi
       iptables -w -N "$name" 2>/dev/null || true
       iptables -w -C OUTPUT -j "$name" 2>/dev/null || iptables -w -I OUTPUT -j "$name"
       iptables -w -A "$name" -o lo -p tcp --dport "$port" -j NFQUEUE --queue-num "$num"
@@ -79,7 +85,9 @@ case "${1:-}" in
     ;;
   remove)
     removed=
+    made_filter=
     if nft list table $table >/dev/null 2>&1; then
+      if nft list chain $table made_ip_filter >/dev/null 2>&1; then made_filter=1; fi
       nft delete table $table
       removed=1
     fi
@@ -88,6 +96,12 @@ case "${1:-}" in
       iptables -w -F "$name"
       iptables -w -X "$name"
       removed=1
+    fi
+    # The `ip filter` table `queue` made iptables create goes too, unless it holds a rule, a
+    # chain of its own or a policy other than ACCEPT by now (someone else's).
+    if [[ -n $made_filter ]] && command -v iptables >/dev/null && nft list table ip filter >/dev/null 2>&1 &&
+      ! iptables -w -S | grep -q -E '^-(A|N) |^-P [A-Z]+ (DROP|REJECT)'; then
+      nft delete table ip filter
     fi
     if [[ -n $removed ]]; then echo "impair-tcp: removed"; fi
     ;;
