@@ -1065,7 +1065,8 @@ int cmd_udp(const Common& c, const UdpPlan& plan) {
   // CPU time per message (sender + receiver, ns), a figure the machine's load does not change much.
   std::vector<double> cpu_small[2], cpu_large[2];
   double last_cpu_ns = 0;
-  std::string last_packets;  // UDP: packets per message and the receiver's ACK packets, of the last one_way()
+  // UDP, the last one_way(): each end's CPU per message, packets per message, the receiver's ACKs.
+  std::string last_packets;
   // One-way messages; returns the receiver's rate in msgs/s, or a negative number on failure.
   auto one_way = [&](std::size_t size, std::uint64_t count) -> double {
     PairResult pr = run_pair([&](int fd) { return server_main(fd, ServerMode::kCount, lo, so, count); },
@@ -1373,7 +1374,10 @@ int main(int argc, char** argv) {
   ud->add_option("--udp-max-datagram", udp_plan.max_datagram,
                  "Largest UDP datagram path MTU discovery probes on both ends (0: the route's MTU allows, "
                  "up to a 9000-byte MTU's; 1472: an Ethernet MTU's)")
-      ->check(CLI::Range(0, 65527))
+      ->check([](const std::string& v) -> std::string {
+        const unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
+        return n == 0 || (n >= 1200 && n <= 65527) ? "" : "must be 0 or 1200 to 65527";
+      })
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);

@@ -7,6 +7,7 @@
 #
 #   scripts/bench-udp.sh                       RUNS=5
 #   RUNS=3 scripts/bench-udp.sh --small-count 500000
+#   RUNS=5 scripts/bench-udp.sh --udp-max-datagram 1472   Ethernet-sized UDP datagrams
 #   BUILD_DIR=build/s-release scripts/bench-udp.sh
 set -uo pipefail
 

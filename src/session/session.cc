@@ -14,7 +14,7 @@ std::size_t class_of(Priority p) { return static_cast<std::size_t>(p); }
 
 // CREDIT is sent once the application took this share of the window, so that a steady reader
 // costs one CREDIT per quarter window, not one per chunk. A quarter, not a half: the sender then
-// // still has three quarters of a window to send while the CREDIT travels, which keeps a
+// still has three quarters of a window to send while the CREDIT travels, which keeps a
 // transport with a longer round trip than TCP's busy (reliable UDP on loopback,
 // docs/benchmarks.md).
 constexpr std::uint64_t kCreditDivisor = 4;

@@ -164,7 +164,7 @@ struct SocketCounters {
 // The MTU the kernel's routing table gives for the path to `peer` (IP_MTU / IPV6_MTU of a UDP
 // socket connected to it, then closed; nothing is sent): the outgoing interface's MTU, or a
 // smaller one the kernel learned for that destination. 65536 for loopback, 1500 for most
-// Ethernet. kUnavailable when there is no route or the kernel does not say.
+// Ethernet. kNotFound when there is no route or the kernel does not say.
 Result<std::size_t> route_mtu(const SocketAddress& peer);
 
 class UdpSocket {
