@@ -42,6 +42,7 @@
 #include "core/clock.h"
 #include "core/logging.h"
 #include "io/loop_group.h"
+#include "io/run_on.h"
 #include "latency_stats.h"
 #include "plain_tcp_peer.h"
 #include "session/client.h"
@@ -145,16 +146,7 @@ void pin_to_cpu(int cpu) {
   ::_exit(rc);  // no destructors: the loop thread may still be running
 }
 
-// Runs fn on the loop's thread and waits for it.
-template <typename Fn>
-void run_on(io::EventLoop& loop, Fn fn) {
-  std::promise<void> done;
-  loop.post([&] {
-    fn();
-    done.set_value();
-  });
-  done.get_future().wait();
-}
+using io::run_on;
 
 // =============================================================================================
 // Server process

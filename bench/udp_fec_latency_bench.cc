@@ -41,6 +41,7 @@
 #include "core/clock.h"
 #include "core/logging.h"
 #include "io/loop_group.h"
+#include "io/run_on.h"
 #include "latency_stats.h"
 #include "session/client.h"
 #include "session/session.h"
@@ -60,15 +61,7 @@ constexpr std::uint8_t kOneWay = 0;
 constexpr std::uint8_t kPing = 1;
 constexpr std::size_t kHeader = 17;  // intended send time (8) | sequence (8) | kind (1)
 
-template <typename Fn>
-void run_on(io::EventLoop& loop, Fn fn) {
-  std::promise<void> done;
-  loop.post([&] {
-    fn();
-    done.set_value();
-  });
-  done.get_future().wait();
-}
+using io::run_on;
 
 std::uint64_t get_u64(const std::uint8_t* p) {
   std::uint64_t v;

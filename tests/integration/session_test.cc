@@ -9,8 +9,8 @@
 #include <random>
 
 #include "io/loop_group.h"
+#include "io/run_on.h"
 #include "process.h"
-#include "run_on.h"
 #include "session/client.h"
 #include "session/session.h"
 #include "transport/tcp/tcp.h"
@@ -21,7 +21,7 @@ namespace {
 
 constexpr auto kLiveness = std::chrono::seconds(60);
 
-using test::run_on;
+using io::run_on;
 
 // Waits (with a liveness bound) until pred(), evaluated on `loop`, holds.
 template <typename Pred>

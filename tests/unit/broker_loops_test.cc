@@ -10,14 +10,14 @@
 #include "broker/broker.h"
 #include "eventually.h"
 #include "io/loop_group.h"
+#include "io/run_on.h"
 #include "recording_connection.h"
-#include "run_on.h"
 
 namespace slip::broker {
 namespace {
 
 using test::RecordingConnection;
-using slip::test::run_on;
+using io::run_on;
 
 
 io::LoopOptions fixed_spin() {

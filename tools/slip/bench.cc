@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/histogram.h"
 #include "io/loop_group.h"
+#include "io/run_on.h"
 
 namespace slip::cli {
 namespace {
@@ -53,16 +54,7 @@ std::string fresh_token() {
   return s;
 }
 
-// Runs fn on the loop's thread and waits for it.
-template <typename Fn>
-void run_on(io::EventLoop& loop, Fn fn) {
-  std::promise<void> done;
-  loop.post([&] {
-    fn();
-    done.set_value();
-  });
-  done.get_future().wait();
-}
+using io::run_on;
 
 // Failures reported from any loop thread.
 class Errors {
